@@ -1,0 +1,169 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "frame.h"
+#include "ramkey_err.h"
+
+uint64_t ramkey_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int ramkey_frame_parse_header(const uint8_t hdr[RAMKEY_FRAME_HDR],
+    size_t *lenp)
+{
+	uint32_t len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
+	    ((uint32_t)hdr[2] << 8) | (uint32_t)hdr[3];
+
+	*lenp = 0;
+	if (len > RAMKEY_FRAME_MAX)
+		return RAMKEY_ERR_TOO_LARGE;
+	if (len == 0)
+		return RAMKEY_ERR_PROTOCOL;
+	*lenp = len;
+	return 0;
+}
+
+int ramkey_frame_put_header(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len)
+{
+	if (len == 0 || len > RAMKEY_FRAME_MAX)
+		return RAMKEY_ERR_TOO_LARGE;
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+	return 0;
+}
+
+/* Wait for events on fd until the deadline. */
+static int wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+	struct pollfd p;
+	uint64_t now;
+	int r;
+
+	for (;;) {
+		now = ramkey_now_ms();
+		if (now >= deadline_ms)
+			return RAMKEY_ERR_TIMEOUT;
+		p.fd = fd;
+		p.events = events;
+		p.revents = 0;
+		r = poll(&p, 1, (int)(deadline_ms - now > 60000 ? 60000 :
+		    deadline_ms - now));
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return RAMKEY_ERR_SYSTEM;
+		}
+		if (r > 0)
+			return 0;
+	}
+}
+
+static int send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+{
+	int r;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((r = wait_fd(fd, POLLOUT, deadline)) != 0)
+				return r;
+			continue;
+		}
+		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
+			return RAMKEY_ERR_EOF;
+		return RAMKEY_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
+{
+	int r;
+
+	while (len > 0) {
+		ssize_t n;
+
+		if ((r = wait_fd(fd, POLLIN, deadline)) != 0)
+			return r;
+		n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return RAMKEY_ERR_EOF;
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			continue;
+		if (errno == ECONNRESET)
+			return RAMKEY_ERR_EOF;
+		return RAMKEY_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int ramkey_frame_send(int fd, const void *body, size_t len,
+    uint64_t deadline_ms)
+{
+	uint8_t hdr[RAMKEY_FRAME_HDR];
+	int r;
+
+	if ((r = ramkey_frame_put_header(hdr, len)) != 0)
+		return r;
+	if ((r = send_all(fd, hdr, sizeof(hdr), deadline_ms)) != 0)
+		return r;
+	return send_all(fd, body, len, deadline_ms);
+}
+
+int ramkey_frame_recv(int fd, uint8_t **bodyp, size_t *lenp,
+    uint64_t deadline_ms)
+{
+	uint8_t hdr[RAMKEY_FRAME_HDR];
+	uint8_t *body = NULL;
+	size_t len = 0;
+	int r;
+
+	*bodyp = NULL;
+	*lenp = 0;
+	if ((r = recv_all(fd, hdr, sizeof(hdr), deadline_ms)) != 0)
+		goto out;
+	if ((r = ramkey_frame_parse_header(hdr, &len)) != 0)
+		goto out;
+	if ((body = malloc(len + 1)) == NULL) {
+		r = RAMKEY_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = recv_all(fd, body, len, deadline_ms)) != 0)
+		goto out;
+	body[len] = '\0';
+	*bodyp = body;
+	*lenp = len;
+	body = NULL;
+out:
+	if (body != NULL) {
+		sodium_memzero(body, len + 1);
+		free(body);
+	}
+	return r;
+}
