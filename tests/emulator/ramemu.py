@@ -1,0 +1,1296 @@
+#!/usr/bin/env python3
+"""ramemu: an Alibaba Cloud RAM (2015-05-01, RPC style) API emulator for tests.
+
+Standard library only (plus the `openssl` command to mint a throwaway CA).
+Interface contract: /tmp/ramkey-specs/emulator.md; facts: ref/ram-api.md.
+
+API on path "/" (GET query or POST form), signature v1 (HMAC-SHA1) and v3
+(ACS3-HMAC-SHA256), actions CreateUser, GetUser, CreateAccessKey,
+UpdateAccessKey, DeleteAccessKey, ListAccessKeys. Unsigned JSON admin
+endpoints under /_emu/ (state, counters, faults, log, users, keys, health).
+"""
+
+import argparse
+import collections
+import fcntl
+import hmac
+import http.server
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import ssl
+import string
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import ramsign  # noqa: E402  (shared canonicalization with the test signer)
+
+ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
+           "DeleteAccessKey", "ListAccessKeys")
+HOST_ID = "ram.aliyuncs.com"
+MAX_BODY = 1 << 20           # bytes; larger bodies get 413
+IDLE_TIMEOUT = 300           # s; an idle keep-alive connection is kept at least 120 s
+HANDSHAKE_TIMEOUT = 30       # s; TLS handshake, done in the connection's thread
+LINGER_S = 2.0               # s; draining a closed connection's unread input
+LINGER_BYTES = 16 << 20
+CLOCK_WINDOW = 15 * 60       # s; Timestamp / x-acs-date tolerance
+NONCE_TTL = 40 * 60          # s; how long nonces are remembered (> 2 windows)
+LOG_MAX = 200000             # entries kept in the request log
+KEYS_PER_USER = 2
+ALNUM = string.ascii_letters + string.digits
+SHELL_SPECIALS = "'\"$\\` !*&;#%"
+USERNAME_CHARS = frozenset(ALNUM + "._-")
+FAULT_KINDS = ("error_5xx", "throttle", "reset", "down")
+V3_REQUIRED_HEADERS = ("host", "x-acs-action", "x-acs-version", "x-acs-date",
+                       "x-acs-signature-nonce", "x-acs-content-sha256")
+
+# Code -> (HTTP status, default message); ref/ram-api.md section 1.
+ERRORS = {
+    "EntityNotExist.User": (404, "The user does not exist."),
+    "EntityNotExist.User.AccessKey": (404, "The user access key does not exist."),
+    "EntityAlreadyExists.User": (409, "The user does already exist."),
+    "LimitExceeded.User.AccessKey": (
+        409, "The access key count of the user access keys beyond the current limits."),
+    "NoPermission": (403, "You are not authorized to do this action."),
+    "InternalError": (500, "An internal error occurred."),
+    "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
+    "SignatureDoesNotMatch": (400, "Specified signature is not matched with our calculation."),
+    "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
+    "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
+    "InvalidAccessKeyId.Inactive": (400, "Specified access key is disabled."),
+    "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
+    "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted."),
+    "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
+    "Throttling.User": (400, "Request was denied due to user flow control."),
+    "InvalidParameter.UserName.InvalidChars": (
+        400, "The parameter UserName contains invalid chars (allowed: A-Z a-z 0-9 . _ -)."),
+    "InvalidParameter.UserName.Length": (
+        400, "The length of the parameter UserName must be 1 to 64 characters."),
+    "InvalidParameter": (400, "The specified parameter is not valid."),
+    "InvalidVersion": (400, "Specified parameter Version is not valid."),
+    "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method."),
+    "InvalidSignatureMethod": (400, "Specified signature method is not supported."),
+    "InvalidSignatureVersion": (400, "Specified signature version is not supported."),
+    # Transport-level errors of the emulator itself.
+    "BadRequest": (400, "The request could not be parsed."),
+    "NotFound": (404, "No such path."),
+    "MethodNotAllowed": (405, "The method is not allowed for this path."),
+    "LengthRequired": (411, "A request body needs a Content-Length."),
+    "RequestEntityTooLarge": (413, "The request body exceeds 1 MiB."),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code, message=None, status=None, detail=None):
+        st, msg = ERRORS.get(code, (400, code))
+        self.code = code
+        self.status = status if status is not None else st
+        self.message = message if message is not None else msg
+        self.detail = detail
+        super().__init__("%s: %s" % (code, self.message))
+
+
+def missing(name):
+    return ApiError("Missing" + name,
+                    'The input parameter "%s" that is mandatory for processing this '
+                    "request is not supplied." % name, status=400)
+
+
+def new_request_id():
+    return str(uuid.uuid4()).upper()
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+
+
+def error_body(code, message, request_id):
+    return collections.OrderedDict([
+        ("RequestId", request_id),
+        ("HostId", HOST_ID),
+        ("Code", code),
+        ("Message", message),
+        ("Recommend", "https://api.aliyun.com/troubleshoot?q=%s&product=Ram&requestId=%s"
+         % (urllib.parse.quote(code), request_id)),
+    ])
+
+
+def parse_params(s):
+    """Query string or form body -> dict (last value wins). ValueError if not UTF-8."""
+    if not s:
+        return {}
+    return dict(urllib.parse.parse_qsl(s, keep_blank_values=True, encoding="utf-8",
+                                       errors="strict", max_num_fields=1000))
+
+
+# ------------------------------------------------------------------ state --
+
+class Key:
+    __slots__ = ("id", "secret", "status", "created", "created_by", "user")
+
+    def __init__(self, key_id, secret, created, created_by, user, status="Active"):
+        self.id, self.secret, self.created = key_id, secret, created
+        self.created_by, self.user, self.status = created_by, user, status
+
+    def dump(self):
+        return collections.OrderedDict([
+            ("AccessKeyId", self.id), ("AccessKeySecret", self.secret),
+            ("Status", self.status), ("CreateDate", iso(self.created)),
+            ("created_by", self.created_by)])
+
+
+class User:
+    __slots__ = ("name", "user_id", "display_name", "comments", "created", "keys")
+
+    def __init__(self, name, user_id, created, display_name=None, comments=""):
+        self.name, self.user_id, self.created = name, user_id, created
+        self.display_name = display_name if display_name else name
+        self.comments = comments or ""
+        self.keys = []
+
+    def info(self):
+        return collections.OrderedDict([
+            ("UserId", self.user_id), ("UserName", self.name),
+            ("DisplayName", self.display_name), ("Comments", self.comments),
+            ("CreateDate", iso(self.created)), ("UpdateDate", iso(self.created))])
+
+
+DEFAULT_FAULTS = {
+    "latency_ms": 0,
+    "latency_by_action": {},
+    "error_rate": 0.0,
+    "throttle_every": 0,
+    "reset_rate": 0.0,
+    "shell_secrets": False,
+    "down_mode": "fail",
+    "fail_all": None,
+    "clock_skew": 0,
+}
+
+
+def _num(name, v, lo=None, hi=None):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("%s must be a number" % name)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError("%s out of range" % name)
+    return v
+
+
+class Emulator:
+    """All state, counters and the request log, behind one lock."""
+
+    def __init__(self, admin_key_id=None, admin_secret=None, auto_users=False,
+                 seed=None, verbose=False):
+        self.lock = threading.Lock()
+        self.verbose = verbose
+        self.auto_users = auto_users
+        self.seed = seed
+        self.fault_rng = random.Random(seed)
+        self.id_rng = random.Random(seed + 1) if seed is not None else random.SystemRandom()
+        sysrng = random.SystemRandom()
+        self.admin_key_id = admin_key_id or "LTAI" + "".join(sysrng.choice(ALNUM) for _ in range(20))
+        self.admin_secret = admin_secret or "".join(sysrng.choice(ALNUM) for _ in range(30))
+        self.users = collections.OrderedDict()
+        self.keys = {}
+        self.deleted = []
+        self.deleted_ids = set()
+        self.nonces = {}
+        self.nonce_inserts = 0
+        self.faults = json.loads(json.dumps(DEFAULT_FAULTS))
+        self.down_until = 0.0
+        self.throttle_count = 0
+        self.log = collections.deque(maxlen=LOG_MAX)
+        self.log_seq = 0
+        self._reset_counters_locked()
+
+    # -- clock ------------------------------------------------------------
+    def now(self):
+        return time.time() + self.faults["clock_skew"]
+
+    # -- counters ---------------------------------------------------------
+    def _reset_counters_locked(self):
+        self.calls = collections.Counter()
+        self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
+        self.connections_opened = 0
+        self.connections_accepted = 0
+        self.results = collections.Counter()
+        if not hasattr(self, "in_flight"):
+            self.in_flight = dict.fromkeys(ACTIONS, 0)
+        self.in_flight_peak = sum(self.in_flight.values())
+        self.in_flight_peak_by_action = dict(self.in_flight)
+
+    def reset_counters(self):
+        with self.lock:
+            self._reset_counters_locked()
+
+    def counters(self):
+        with self.lock:
+            return collections.OrderedDict([
+                ("calls", dict(self.calls)),
+                ("calls_total", sum(self.calls.values())),
+                ("faults", dict(self.fault_counts)),
+                ("faults_total", sum(self.fault_counts.values())),
+                ("connections_opened", self.connections_opened),
+                ("connections_accepted", self.connections_accepted),
+                ("in_flight", dict(self.in_flight)),
+                ("in_flight_total", sum(self.in_flight.values())),
+                ("in_flight_peak", self.in_flight_peak),
+                ("in_flight_peak_by_action", dict(self.in_flight_peak_by_action)),
+                ("results", dict(self.results)),
+            ])
+
+    # -- faults -----------------------------------------------------------
+    def get_faults(self):
+        with self.lock:
+            f = json.loads(json.dumps(self.faults))
+            f["down_for"] = max(0.0, round(self.down_until - time.time(), 3))
+            return f
+
+    def set_faults(self, spec):
+        """Validate everything first, then apply atomically. ValueError if bad."""
+        if not isinstance(spec, dict):
+            raise ValueError("faults must be a JSON object")
+        known = set(DEFAULT_FAULTS) | {"down_for", "clear", "seed"}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError("unknown fault field(s): %s" % ", ".join(sorted(unknown)))
+        new = {}
+        for k, v in spec.items():
+            if k == "latency_ms":
+                new[k] = _num(k, v, 0, 600000)
+            elif k == "latency_by_action":
+                if v is None:
+                    v = {}
+                if not isinstance(v, dict):
+                    raise ValueError("latency_by_action must be an object")
+                for a, ms in v.items():
+                    if a not in ACTIONS:
+                        raise ValueError("latency_by_action: unknown action %r" % a)
+                    _num("latency_by_action." + a, ms, 0, 600000)
+                new[k] = dict(v)
+            elif k in ("error_rate", "reset_rate"):
+                new[k] = _num(k, v, 0, 1)
+            elif k == "throttle_every":
+                v = 0 if v is None else v
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError("throttle_every must be an integer >= 0")
+                new[k] = v
+            elif k in ("shell_secrets", "clear"):
+                if not isinstance(v, bool):
+                    raise ValueError("%s must be true or false" % k)
+                new[k] = v
+            elif k == "down_for":
+                new[k] = _num(k, v, 0, 86400)
+            elif k == "down_mode":
+                if v not in ("fail", "refuse"):
+                    raise ValueError('down_mode must be "fail" or "refuse"')
+                new[k] = v
+            elif k == "fail_all":
+                if v is False:
+                    v = None
+                if v not in (None, "fail", "refuse"):
+                    raise ValueError('fail_all must be "fail", "refuse" or null')
+                new[k] = v
+            elif k == "clock_skew":
+                new[k] = _num(k, v, -10 * 365 * 86400, 10 * 365 * 86400)
+            elif k == "seed":
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                    raise ValueError("seed must be an integer or null")
+                new[k] = v
+        with self.lock:
+            if new.pop("clear", False):
+                self.faults = json.loads(json.dumps(DEFAULT_FAULTS))
+                self.down_until = 0.0
+                self.throttle_count = 0
+            if "seed" in new:
+                self.fault_rng = random.Random(new.pop("seed"))
+            if "down_for" in new:
+                d = new.pop("down_for")
+                self.down_until = time.time() + d if d > 0 else 0.0
+            if "throttle_every" in new:
+                self.throttle_count = 0
+            self.faults.update(new)
+
+    def decide(self, action):
+        """Count an API call that reached `action` and pick its fault.
+        Returns (fault, mode, latency_s). Caller holds the lock."""
+        self.calls[action] += 1
+        self.in_flight[action] += 1
+        total = sum(self.in_flight.values())
+        self.in_flight_peak = max(self.in_flight_peak, total)
+        self.in_flight_peak_by_action[action] = max(
+            self.in_flight_peak_by_action.get(action, 0), self.in_flight[action])
+        f = self.faults
+        if f["fail_all"]:
+            return "down", f["fail_all"], 0.0
+        if self.down_until:
+            if time.time() < self.down_until:
+                return "down", f["down_mode"], 0.0
+            self.down_until = 0.0
+        latency = f["latency_by_action"].get(action, f["latency_ms"]) / 1000.0
+        r_reset = self.fault_rng.random()
+        r_error = self.fault_rng.random()
+        fault = None
+        if f["throttle_every"]:
+            self.throttle_count += 1
+            if self.throttle_count % f["throttle_every"] == 0:
+                fault = "throttle"
+        if fault is None and r_reset < f["reset_rate"]:
+            fault = "reset"
+        if fault is None and r_error < f["error_rate"]:
+            fault = "error_5xx"
+        return fault, None, latency
+
+    def finish(self, action, entry, fault):
+        """Record a finished API request (log, results, faults, in-flight)."""
+        with self.lock:
+            if action is not None:
+                self.in_flight[action] -= 1
+            if fault:
+                self.fault_counts[fault] += 1
+            self.results[entry["result"]] += 1
+            self.log_seq += 1
+            entry["seq"] = self.log_seq
+            self.log.append(entry)
+
+    # -- ids and secrets --------------------------------------------------
+    def _new_key_id(self):
+        while True:
+            kid = "LTAI" + "".join(self.id_rng.choice(ALNUM) for _ in range(20))
+            if kid not in self.keys and kid not in self.deleted_ids and kid != self.admin_key_id:
+                return kid
+
+    def _new_secret(self):
+        rng = self.id_rng
+        if not self.faults["shell_secrets"]:
+            return "".join(rng.choice(ALNUM) for _ in range(30))
+        # Each special once, alphanumerics around them; the first and last
+        # characters are alphanumeric (a value that starts or ends with a
+        # space or '#' cannot be represented in INI files at all).
+        middle = list(SHELL_SPECIALS) + [rng.choice(ALNUM) for _ in range(30 - 2 - len(SHELL_SPECIALS))]
+        rng.shuffle(middle)
+        return rng.choice(string.ascii_letters) + "".join(middle) + rng.choice(string.digits)
+
+    # -- users and keys (caller holds the lock) ---------------------------
+    @staticmethod
+    def check_user_name(name):
+        if not 1 <= len(name) <= 64:
+            raise ApiError("InvalidParameter.UserName.Length")
+        if any(c not in USERNAME_CHARS for c in name):
+            raise ApiError("InvalidParameter.UserName.InvalidChars")
+
+    def _create_user(self, name, display_name=None, comments=""):
+        uid = "".join(self.id_rng.choice(string.digits) for _ in range(16))
+        u = User(name, uid, self.now(), display_name, comments)
+        self.users[name] = u
+        return u
+
+    def _get_user(self, name):
+        self.check_user_name(name)
+        u = self.users.get(name)
+        if u is None:
+            if not self.auto_users:
+                raise ApiError("EntityNotExist.User")
+            u = self._create_user(name)
+        return u
+
+    def _create_key(self, u, created_by, status="Active"):
+        if len(u.keys) >= KEYS_PER_USER:
+            raise ApiError("LimitExceeded.User.AccessKey")
+        k = Key(self._new_key_id(), self._new_secret(), self.now(), created_by, u.name, status)
+        u.keys.append(k)
+        self.keys[k.id] = k
+        return k
+
+    @staticmethod
+    def _user_key(u, key_id):
+        for k in u.keys:
+            if k.id == key_id:
+                return k
+        raise ApiError("EntityNotExist.User.AccessKey")
+
+    def _delete_key(self, u, k):
+        u.keys.remove(k)
+        del self.keys[k.id]
+        self.deleted_ids.add(k.id)
+        self.deleted.append(collections.OrderedDict([
+            ("AccessKeyId", k.id), ("UserName", u.name), ("deleted_at", iso(self.now()))]))
+
+    # -- authentication (caller holds the lock) ---------------------------
+    def _check_time(self, value):
+        try:
+            t = ramsign.parse_timestamp(value)
+        except (ValueError, OverflowError):
+            raise ApiError("InvalidTimeStamp.Format")
+        if abs(t - self.now()) > CLOCK_WINDOW:
+            raise ApiError("InvalidTimeStamp.Expired")
+
+    def _lookup(self, key_id):
+        """-> (caller_user or None for admin, secret)."""
+        if key_id == self.admin_key_id:
+            return None, self.admin_secret
+        k = self.keys.get(key_id)
+        if k is None:
+            raise ApiError("InvalidAccessKeyId.NotFound")
+        if k.status != "Active":
+            raise ApiError("InvalidAccessKeyId.Inactive")
+        return k.user, k.secret
+
+    def _use_nonce(self, key_id, nonce):
+        now = time.time()
+        seen = self.nonces.setdefault(key_id, {})
+        if nonce in seen and now - seen[nonce] < NONCE_TTL:
+            raise ApiError("SignatureNonceUsed")
+        seen[nonce] = now
+        self.nonce_inserts += 1
+        if self.nonce_inserts % 10000 == 0:
+            for d in self.nonces.values():
+                for n in [n for n, t in d.items() if now - t >= NONCE_TTL]:
+                    del d[n]
+
+    def auth_v1(self, method, params):
+        for p in ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
+                  "SignatureNonce", "Timestamp", "Version"):
+            if not params.get(p):
+                raise missing(p)
+        if params["SignatureMethod"] != "HMAC-SHA1":
+            raise ApiError("InvalidSignatureMethod")
+        if params["SignatureVersion"] != "1.0":
+            raise ApiError("InvalidSignatureVersion")
+        if params["Version"] != ramsign.API_VERSION:
+            raise ApiError("InvalidVersion")
+        if params.get("Format", "JSON") != "JSON":
+            raise ApiError("InvalidParameter", 'The emulator answers JSON only: "Format" must be JSON.')
+        self._check_time(params["Timestamp"])
+        key_id = params["AccessKeyId"]
+        user, secret = self._lookup(key_id)
+        sig, sts = ramsign.sign_v1(method, params, secret)
+        if not hmac.compare_digest(sig.encode(), params["Signature"].encode("utf-8")):
+            raise ApiError("SignatureDoesNotMatch",
+                           "Specified signature is not matched with our calculation. "
+                           "server string to sign is:" + sts, detail=sts)
+        self._use_nonce(key_id, params["SignatureNonce"])
+        return user
+
+    def auth_v3(self, method, path, query, header_items, body):
+        headers = {}
+        for k, v in header_items:
+            headers.setdefault(k.lower(), []).append(v)
+        try:
+            auth = ramsign.parse_v3_authorization(headers.get("authorization", [None])[0])
+        except ValueError as e:
+            raise ApiError("IncompleteSignature",
+                           "The request signature does not conform to Aliyun standards: %s." % e)
+        signed = [h.lower() for h in auth["signed_headers"]]
+        for h in V3_REQUIRED_HEADERS:
+            if h not in headers:
+                raise ApiError("IncompleteSignature",
+                               "The request signature does not conform to Aliyun standards: "
+                               "header %s is required." % h)
+        for h in headers:
+            if ramsign.v3_is_signed_header(h) and h not in signed:
+                raise ApiError("IncompleteSignature",
+                               "The request signature does not conform to Aliyun standards: "
+                               "header %s must be signed." % h)
+        if headers["x-acs-version"][0].strip() != ramsign.API_VERSION:
+            raise ApiError("InvalidVersion")
+        self._check_time(headers["x-acs-date"][0].strip())
+        key_id = auth["credential"]
+        user, secret = self._lookup(key_id)
+        # The payload line is the hash of the body as received: a wrong
+        # x-acs-content-sha256 makes the signature mismatch.
+        cr, _ = ramsign.v3_canonical_request(method, path, query, header_items,
+                                             ramsign.sha256_hex(body), signed)
+        sts = ramsign.v3_string_to_sign(cr)
+        sig = ramsign.v3_signature(secret, sts)
+        if not hmac.compare_digest(sig.encode(), auth["signature"].encode("utf-8")):
+            raise ApiError("SignatureDoesNotMatch",
+                           "Specified signature is not matched with our calculation. "
+                           "server string to sign is:" + sts, detail=cr)
+        self._use_nonce(key_id, headers["x-acs-signature-nonce"][0].strip())
+        return user
+
+    # -- actions (caller holds the lock) ----------------------------------
+    def run_action(self, action, params, caller_user, entry):
+        name = params.get("UserName") or None
+        if caller_user is not None:
+            # A minted key: its own user's ListAccessKeys and GetUser only.
+            if action not in ("ListAccessKeys", "GetUser") or name not in (None, caller_user):
+                raise ApiError("NoPermission")
+            name = caller_user
+            entry["user"] = name
+        if name is None:
+            raise missing("UserName")
+        if action == "CreateUser":
+            self.check_user_name(name)
+            if name in self.users:
+                raise ApiError("EntityAlreadyExists.User")
+            u = self._create_user(name, params.get("DisplayName"), params.get("Comments", ""))
+            info = u.info()
+            del info["UpdateDate"]
+            return {"User": info}
+        u = self._get_user(name)
+        if action == "GetUser":
+            info = u.info()
+            info["LastLoginDate"] = ""
+            return {"User": info}
+        if action == "CreateAccessKey":
+            k = self._create_key(u, "admin")
+            entry["key_id"] = k.id
+            return {"AccessKey": collections.OrderedDict([
+                ("Status", k.status), ("AccessKeySecret", k.secret),
+                ("CreateDate", iso(k.created)), ("AccessKeyId", k.id)])}
+        if action == "ListAccessKeys":
+            return {"AccessKeys": {"AccessKey": [
+                collections.OrderedDict([("Status", k.status), ("AccessKeyId", k.id),
+                                         ("CreateDate", iso(k.created))]) for k in u.keys]}}
+        key_id = params.get("UserAccessKeyId")
+        if not key_id:
+            raise missing("UserAccessKeyId")
+        entry["key_id"] = key_id
+        if action == "UpdateAccessKey":
+            status = params.get("Status")
+            if not status:
+                raise missing("Status")
+            if status not in ("Active", "Inactive"):
+                raise ApiError("InvalidParameter",
+                               'The parameter "Status" must be Active or Inactive.')
+            self._user_key(u, key_id).status = status
+            return {}
+        if action == "DeleteAccessKey":
+            self._delete_key(u, self._user_key(u, key_id))
+            return {}
+        raise ApiError("InvalidAction.NotFound")
+
+    def api(self, sigver, method, path, query, params, header_items, body, entry):
+        """Authenticate and run. -> response payload dict; raises ApiError."""
+        with self.lock:
+            if sigver == "v3":
+                caller_user = self.auth_v3(method, path, query, header_items, body)
+            else:
+                caller_user = self.auth_v1(method, params)
+            return self.run_action(entry["action"], params, caller_user, entry)
+
+    # -- admin views ------------------------------------------------------
+    def dump_state(self):
+        with self.lock:
+            users = collections.OrderedDict()
+            for name, u in self.users.items():
+                users[name] = collections.OrderedDict([
+                    ("keys", [k.dump() for k in u.keys]),
+                    ("UserId", u.user_id), ("CreateDate", iso(u.created))])
+            return collections.OrderedDict([
+                ("users", users),
+                ("deleted_keys", list(self.deleted)),
+                ("now", iso(self.now())),
+                ("now_unix", self.now()),
+                ("admin_key_id", self.admin_key_id),
+                ("auto_users", self.auto_users),
+            ])
+
+    def get_log(self, since=None, last=None):
+        with self.lock:
+            entries = list(self.log)
+        if since is not None:
+            entries = [e for e in entries if e["t"] >= since]
+        if last is not None:
+            entries = entries[-last:] if last > 0 else []
+        return entries
+
+    def admin_create_user(self, name):
+        with self.lock:
+            self.check_user_name(name)
+            if name in self.users:
+                return False
+            self._create_user(name)
+            return True
+
+    def admin_create_key(self, name, status="Active"):
+        with self.lock:
+            u = self._get_user(name)
+            k = self._create_key(u, "direct", status)
+            d = k.dump()
+            d["UserName"] = u.name
+            return d
+
+    def admin_delete_key(self, name, key_id):
+        with self.lock:
+            u = self.users.get(name)
+            if u is None:
+                raise ApiError("EntityNotExist.User")
+            self._delete_key(u, self._user_key(u, key_id))
+
+    def admin_key_status(self, name, key_id, status):
+        if status not in ("Active", "Inactive"):
+            raise ApiError("InvalidParameter", 'status must be "Active" or "Inactive".')
+        with self.lock:
+            u = self.users.get(name)
+            if u is None:
+                raise ApiError("EntityNotExist.User")
+            self._user_key(u, key_id).status = status
+
+
+# ------------------------------------------------------------------- HTTP --
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ramemu/1.0"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+
+    def setup(self):
+        super().setup()
+        self.api_seen = False          # this connection carried an API request
+        self.reset_requested = False   # close with RST, no response
+        self._responded = False
+
+    # -- plumbing ---------------------------------------------------------
+    def log_message(self, fmt, *args):
+        if self.server.emu.verbose:
+            sys.stderr.write("ramemu: %s %s\n" % (self.address_string(), fmt % args))
+
+    def _write(self, status, payload, close=False, request_id=None):
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if close:
+            self.close_connection = True
+        reason = self.responses.get(status, ("Unknown",))[0]
+        lines = ["HTTP/1.1 %d %s" % (status, reason),
+                 "Server: " + self.server_version,
+                 "Date: " + self.date_time_string(),
+                 "Content-Type: application/json;charset=utf-8",
+                 "Content-Length: %d" % len(body)]
+        if request_id:
+            lines.append("x-acs-request-id: " + request_id)
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            data += body
+        self._responded = True
+        self.wfile.write(data)
+        self.log_request(status, len(body))
+
+    def _error(self, status_code_name, message=None, close=False):
+        err = ApiError(status_code_name, message)
+        rid = new_request_id()
+        self._write(err.status, error_body(err.code, err.message, rid), close, rid)
+
+    def send_error(self, code, message=None, explain=None):
+        """Protocol-level errors from BaseHTTPRequestHandler: JSON, then close."""
+        rid = new_request_id()
+        short = self.responses.get(code, ("Error",))[0]
+        name = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+                413: "RequestEntityTooLarge"}.get(code, short.replace(" ", ""))
+        msg = message or short
+        try:
+            self._write(code, error_body(name, msg, rid), close=True, request_id=rid)
+        except OSError:
+            self.close_connection = True
+
+    def _reset(self):
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.reset_requested = True
+        self.close_connection = True
+
+    def _read_body(self):
+        te = self.headers.get("Transfer-Encoding")
+        if te is not None and te.strip().lower() != "identity":
+            self._error("LengthRequired", "Chunked request bodies are not supported; send "
+                        "Content-Length.", close=True)
+            return None
+        cl = self.headers.get("Content-Length")
+        if cl is None:
+            return b""
+        cl = cl.strip()
+        if not cl.isdigit():
+            self._error("BadRequest", "Invalid Content-Length.", close=True)
+            return None
+        n = int(cl)
+        if n > MAX_BODY:
+            self._error("RequestEntityTooLarge", close=True)
+            return None
+        data = self.rfile.read(n) if n else b""
+        if len(data) != n:
+            self.close_connection = True
+            return None
+        return data
+
+    # -- dispatch ---------------------------------------------------------
+    def do_GET(self):
+        try:
+            self._dispatch()
+        except (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError):
+            self.close_connection = True
+        except Exception:
+            self.close_connection = True
+            sys.stderr.write("ramemu: internal error handling %r\n" % (self.requestline,))
+            traceback.print_exc()
+            if not self._responded:
+                try:
+                    self._error("InternalError", close=True)
+                except OSError:
+                    pass
+
+    do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def _dispatch(self):
+        self._responded = False
+        url = urllib.parse.urlsplit(self.path)
+        body = self._read_body()
+        if body is None:
+            return
+        path = url.path
+        if path == "/_emu" or path.startswith("/_emu/"):
+            return self._admin(path, url.query, body)
+        if path != "/":
+            return self._error("NotFound", "No such path: %s (the API is on /)." % path[:200])
+        if self.command not in ("GET", "POST"):
+            return self._error("MethodNotAllowed", "The API accepts GET and POST only.")
+        return self._api(path, url.query, body)
+
+    # -- API --------------------------------------------------------------
+    def _api(self, path, query, body):
+        emu = self.server.emu
+        if not self.api_seen:
+            self.api_seen = True
+            with emu.lock:
+                emu.connections_opened += 1
+        rid = new_request_id()
+        method = self.command
+        entry = collections.OrderedDict([
+            ("t", time.time()), ("action", None), ("user", None), ("access_key_id", None),
+            ("nonce", None), ("signature_version", None), ("method", method),
+            ("result", None), ("http_status", None), ("fault", None), ("key_id", None),
+            ("request_id", rid)])
+        header_items = list(self.headers.items())
+        action = None
+        fault = None
+        status, payload = 200, None
+        try:
+            try:
+                qparams = parse_params(query)
+                params = dict(qparams)
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                if body and ctype in ("", "application/x-www-form-urlencoded"):
+                    params.update(parse_params(body.decode("utf-8")))
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError("InvalidParameter", "The query or form body is not valid "
+                               "UTF-8 application/x-www-form-urlencoded.")
+            auth = self.headers.get("Authorization")
+            sigver = "v3" if auth is not None else "v1"
+            entry["signature_version"] = sigver
+            entry["user"] = params.get("UserName") or None
+            if sigver == "v3":
+                name = (self.headers.get("x-acs-action") or params.get("Action") or "").strip()
+                entry["nonce"] = self.headers.get("x-acs-signature-nonce")
+                try:
+                    entry["access_key_id"] = ramsign.parse_v3_authorization(auth)["credential"]
+                except ValueError:
+                    pass
+            else:
+                name = params.get("Action") or ""
+                entry["nonce"] = params.get("SignatureNonce")
+                entry["access_key_id"] = params.get("AccessKeyId")
+            entry["action"] = name or None
+            if not name:
+                raise missing("Action")
+            if name not in ACTIONS:
+                raise ApiError("InvalidAction.NotFound")
+
+            action = name
+            with emu.lock:
+                fault, mode, latency = emu.decide(action)
+            if fault == "down":
+                entry["fault"] = "down"
+                if mode == "refuse":
+                    raise _Reset()
+                raise ApiError("ServiceUnavailable")
+            if latency > 0:
+                time.sleep(latency)
+            if fault:
+                entry["fault"] = fault
+                if fault == "reset":
+                    raise _Reset()
+                if fault == "throttle":
+                    raise ApiError("Throttling.User")
+                raise ApiError("ServiceUnavailable")
+            payload = emu.api(sigver, method, path, qparams, params, header_items, body, entry)
+            payload = collections.OrderedDict([("RequestId", rid)] + list(payload.items()))
+            entry["result"] = "OK"
+        except _Reset:
+            entry["result"] = "ConnectionReset"
+            emu.finish(action, entry, fault)
+            self._reset()
+            return
+        except ApiError as e:
+            status = e.status
+            payload = error_body(e.code, e.message, rid)
+            entry["result"] = e.code
+            if e.detail is not None:
+                entry["detail"] = e.detail
+        except Exception:
+            sys.stderr.write("ramemu: internal error in %s\n" % action)
+            traceback.print_exc()
+            status = 500
+            payload = error_body("InternalError", ERRORS["InternalError"][1], rid)
+            entry["result"] = "InternalError"
+        entry["http_status"] = status
+        emu.finish(action, entry, fault)
+        self._write(status, payload, request_id=rid)
+
+    # -- admin ------------------------------------------------------------
+    def _admin(self, path, query, body):
+        emu = self.server.emu
+        method = "GET" if self.command == "HEAD" else self.command
+        routes = {
+            "/_emu/health": ("GET",), "/_emu/state": ("GET",), "/_emu/counters": ("GET",),
+            "/_emu/reset_counters": ("POST",), "/_emu/faults": ("GET", "POST"),
+            "/_emu/log": ("GET",), "/_emu/users": ("POST",), "/_emu/keys": ("POST",),
+            "/_emu/keys/delete": ("POST",), "/_emu/keys/status": ("POST",),
+        }
+        if path not in routes:
+            return self._error("NotFound", "No such admin endpoint: %s." % path[:200])
+        if method not in routes[path]:
+            return self._error("MethodNotAllowed", "%s takes %s." % (path, " or ".join(routes[path])))
+        req = {}
+        if method == "POST" and body.strip():
+            try:
+                req = json.loads(body.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                return self._error("BadRequest", "The body is not valid JSON.")
+            if not isinstance(req, dict):
+                return self._error("BadRequest", "The body must be a JSON object.")
+        try:
+            out = self._admin_route(emu, path, method, query, req)
+        except ApiError as e:
+            rid = new_request_id()
+            return self._write(e.status, error_body(e.code, e.message, rid), request_id=rid)
+        except ValueError as e:
+            return self._error("BadRequest", str(e))
+        self._write(200, out)
+
+    @staticmethod
+    def _field(req, name):
+        v = req.get(name)
+        if not isinstance(v, str) or not v:
+            raise ValueError('"%s" (a non-empty string) is required' % name)
+        return v
+
+    def _admin_route(self, emu, path, method, query, req):
+        if path == "/_emu/health":
+            return {"ok": True}
+        if path == "/_emu/state":
+            return emu.dump_state()
+        if path == "/_emu/counters":
+            return emu.counters()
+        if path == "/_emu/reset_counters":
+            emu.reset_counters()
+            return {"ok": True}
+        if path == "/_emu/faults":
+            if method == "POST":
+                emu.set_faults(req)
+            return emu.get_faults()
+        if path == "/_emu/log":
+            q = parse_params(query)
+            since = float(q["since"]) if q.get("since") else None
+            last = int(q["last"]) if q.get("last") else None
+            return emu.get_log(since, last)
+        if path == "/_emu/users":
+            name = self._field(req, "name")
+            return {"ok": True, "name": name, "created": emu.admin_create_user(name)}
+        if path == "/_emu/keys":
+            status = req.get("status", "Active")
+            if status not in ("Active", "Inactive"):
+                raise ValueError('"status" must be "Active" or "Inactive"')
+            return emu.admin_create_key(self._field(req, "user"), status)
+        if path == "/_emu/keys/delete":
+            emu.admin_delete_key(self._field(req, "user"), self._field(req, "key_id"))
+            return {"ok": True}
+        if path == "/_emu/keys/status":
+            emu.admin_key_status(self._field(req, "user"), self._field(req, "key_id"),
+                                 self._field(req, "status"))
+            return {"ok": True}
+        raise ApiError("NotFound")
+
+
+class _Reset(Exception):
+    pass
+
+
+class EmuServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, addr, emu, tls_ctx=None):
+        self.emu = emu
+        self.tls_ctx = tls_ctx
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, Handler)
+
+    def process_request(self, request, client_address):
+        with self.emu.lock:
+            self.emu.connections_accepted += 1
+        super().process_request(request, client_address)
+
+    @staticmethod
+    def _lingering_close(conn):
+        """Send FIN, then read and discard what the client still sends (for
+        at most LINGER_S seconds / LINGER_BYTES): closing with unread input
+        would send a RST that can destroy the response we just wrote (e.g. a
+        413 for a body we refused to read)."""
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + LINGER_S
+        total = 0
+        try:
+            while total < LINGER_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                conn.settimeout(left)
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+        except (OSError, ValueError):
+            pass
+
+    def process_request_thread(self, request, client_address):
+        # Runs in the connection's own thread: the TLS handshake happens
+        # here, so a slow or silent client never stalls the accept loop.
+        conn = request
+        handler = None
+        try:
+            try:
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if self.tls_ctx is not None:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                conn = self.tls_ctx.wrap_socket(request, server_side=True)
+            handler = self.RequestHandlerClass(conn, client_address, self)
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as e:
+            if self.emu.verbose:
+                sys.stderr.write("ramemu: connection from %s: %s\n" % (client_address[0], e))
+        except Exception:
+            self.handle_error(conn, client_address)
+        finally:
+            if handler is None or not handler.reset_requested:
+                self._lingering_close(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+            if conn is not request:
+                try:
+                    request.close()
+                except OSError:
+                    pass
+
+
+# -------------------------------------------------------------------- TLS --
+
+OPENSSL_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+x509_extensions = v3_ca
+[dn]
+CN = ramkey RAM emulator throwaway CA
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[v3_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,IP:::1,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
+"""
+
+
+def _openssl(*args, cwd):
+    r = subprocess.run(("openssl",) + args, cwd=cwd, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed: %s" % (args[0], r.stderr.decode(errors="replace")))
+
+
+def _cert_usable(path):
+    r = subprocess.run(["openssl", "x509", "-noout", "-checkend", "3600", "-in", path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return r.returncode == 0
+
+
+def ensure_tls(tls_dir):
+    """CA (ca.pem) and server cert (server.pem, server.key) in tls_dir:
+    reused when present and valid for another hour, else (re)generated.
+    -> (ca_file, cert_file, key_file), absolute paths."""
+    tls_dir = os.path.abspath(tls_dir)
+    os.makedirs(tls_dir, mode=0o755, exist_ok=True)   # keys inside are 0600
+    ca, cert, key = (os.path.join(tls_dir, n) for n in ("ca.pem", "server.pem", "server.key"))
+    with open(os.path.join(tls_dir, ".lock"), "a") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        if all(os.path.exists(p) for p in (ca, cert, key)) and _cert_usable(cert):
+            return ca, cert, key
+        tmp = tempfile.mkdtemp(prefix=".gen-", dir=tls_dir)
+        try:
+            with open(os.path.join(tmp, "openssl.cnf"), "w") as f:
+                f.write(OPENSSL_CNF)
+            ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+            _openssl("req", "-config", "openssl.cnf", "-x509", "-new", *ec,
+                     "-keyout", "ca.key", "-out", "ca.pem", "-days", "10", "-sha256", cwd=tmp)
+            _openssl("req", "-config", "openssl.cnf", "-new", *ec, "-subj", "/CN=localhost",
+                     "-keyout", "server.key", "-out", "server.csr", cwd=tmp)
+            serial = "0x%016x" % random.SystemRandom().getrandbits(63)
+            _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                     "-set_serial", serial, "-days", "10", "-sha256", "-extfile", "openssl.cnf",
+                     "-extensions", "v3_server", "-out", "server.pem", cwd=tmp)
+            for n in ("ca.key", "server.key"):
+                os.chmod(os.path.join(tmp, n), 0o600)
+            for n in ("ca.key", "server.key", "server.pem", "ca.pem"):
+                os.replace(os.path.join(tmp, n), os.path.join(tls_dir, n))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ca, cert, key
+
+
+def make_tls_context(cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+# ------------------------------------------------------------------- main --
+
+def write_ready_file(path, info):
+    path = os.path.abspath(path)
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".ready-", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _unit_float(s):
+    v = float(s)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return v
+
+
+def _nonneg_int(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return v
+
+
+def _port(s):
+    v = int(s)
+    if not -1 <= v <= 65535:
+        raise argparse.ArgumentTypeError("must be -1 (off), 0 (pick a free port) or a port")
+    return v
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="ramemu.py",
+        description="Alibaba Cloud RAM 2015-05-01 API emulator for ramkey's tests and demo.\n"
+        "Serves the API (CreateUser, GetUser, CreateAccessKey, UpdateAccessKey,\n"
+        "DeleteAccessKey, ListAccessKeys; signature v1 and v3) on path / over HTTPS\n"
+        "and/or plain HTTP, and unsigned JSON admin endpoints under /_emu/.\n"
+        "Stops cleanly on SIGTERM or SIGINT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""admin endpoints (no signature, JSON in and out):
+  GET  /_emu/health             {"ok":true}
+  GET  /_emu/state              users and their keys (with secrets), deleted keys, now
+  GET  /_emu/counters           calls, faults, connections, in-flight now and peak, results
+  POST /_emu/reset_counters
+  GET  /_emu/log[?since=T&last=N]  one entry per API request
+  GET  /_emu/faults, POST /_emu/faults {field: value, ...}; fields: latency_ms,
+       latency_by_action, error_rate, throttle_every, reset_rate, shell_secrets,
+       down_for, down_mode, fail_all, clock_skew (seconds added to the
+       emulator's clock), seed (re-seed the fault sequence), clear (true: all off)
+  POST /_emu/users {"name"}; POST /_emu/keys {"user"[,"status"]};
+  POST /_emu/keys/delete {"user","key_id"}; POST /_emu/keys/status {"user","key_id","status"}""")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--https-port", type=_port, default=0, metavar="N",
+                   help="HTTPS port; 0 picks a free port (default), -1 disables HTTPS")
+    p.add_argument("--http-port", type=_port, default=0, metavar="N",
+                   help="plain HTTP port serving the same API and state; 0 picks a free "
+                   "port (default), -1 disables plain HTTP")
+    p.add_argument("--tls-dir", metavar="DIR",
+                   help="directory for the throwaway CA (ca.pem) and server certificate "
+                   "(server.pem, server.key; SAN IP:127.0.0.1, DNS:localhost; valid 10 days); "
+                   "created if missing, reused if present (default: a temporary directory "
+                   "removed at exit)")
+    p.add_argument("--admin-key-id", metavar="ID",
+                   help="AccessKeyId of the account's admin key (default: random LTAI...)")
+    p.add_argument("--admin-secret", metavar="S",
+                   help="AccessKeySecret of the admin key (default: random)")
+    p.add_argument("--auto-users", action="store_true",
+                   help="any UserName an API call references exists implicitly (created on "
+                   "first use); otherwise unknown users get EntityNotExist.User")
+    p.add_argument("--users", default="", metavar="a,b,c",
+                   help="comma-separated RAM users to create at start")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed for fault decisions (and generated key ids/secrets): the same "
+                   "seed gives the same fault sequence (default: random)")
+    p.add_argument("--latency-ms", type=float, default=0, metavar="N",
+                   help="delay every API call by N ms before it takes effect (fault latency_ms)")
+    p.add_argument("--latency-by-action", metavar="JSON",
+                   help='per-action latency in ms replacing --latency-ms for those actions, '
+                   'e.g. \'{"CreateAccessKey":300}\' (fault latency_by_action)')
+    p.add_argument("--error-rate", type=_unit_float, default=0.0, metavar="P",
+                   help="fraction (0..1) of API calls answered 503 ServiceUnavailable "
+                   "(fault error_rate)")
+    p.add_argument("--throttle-every", type=_nonneg_int, default=0, metavar="N",
+                   help="every Nth API call answers 400 Throttling.User; 0 = off "
+                   "(fault throttle_every)")
+    p.add_argument("--reset-rate", type=_unit_float, default=0.0, metavar="P",
+                   help="fraction (0..1) of API calls whose TCP connection is reset without "
+                   "a response (fault reset_rate)")
+    p.add_argument("--shell-secrets", action="store_true",
+                   help="minted secrets contain each of ' \" $ \\ ` space ! * & ; # %% "
+                   "(fault shell_secrets)")
+    p.add_argument("--down-for", type=float, default=0, metavar="S",
+                   help="start 'down' for S seconds (fault down_for; see --down-mode)")
+    p.add_argument("--down-mode", choices=("fail", "refuse"), default="fail",
+                   help="while down: 'fail' answers 503 ServiceUnavailable, 'refuse' resets "
+                   "the connection at once (fault down_mode; default fail)")
+    p.add_argument("--fail-all", choices=("fail", "refuse"),
+                   help="start down until cleared through POST /_emu/faults (fault fail_all)")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help='when listening, write {"pid","https_port","http_port","ca_file",'
+                   '"admin_key_id","admin_secret"} there atomically (the same JSON is always '
+                   "printed as one line on stdout)")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started the emulator goes away (so a "
+                   "killed test run leaves no emulator behind)")
+    p.add_argument("--verbose", action="store_true",
+                   help="log every request and connection error on stderr")
+    args = p.parse_args(argv)
+    if args.https_port == -1 and args.http_port == -1:
+        p.error("both --https-port and --http-port are -1: nothing to serve")
+    if args.latency_ms < 0:
+        p.error("--latency-ms must be >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    emu = Emulator(args.admin_key_id, args.admin_secret, args.auto_users, args.seed, args.verbose)
+    faults = {"latency_ms": args.latency_ms, "error_rate": args.error_rate,
+              "throttle_every": args.throttle_every, "reset_rate": args.reset_rate,
+              "shell_secrets": args.shell_secrets, "down_mode": args.down_mode,
+              "fail_all": args.fail_all}
+    if args.down_for:
+        faults["down_for"] = args.down_for
+    try:
+        if args.latency_by_action:
+            faults["latency_by_action"] = json.loads(args.latency_by_action)
+        emu.set_faults(faults)
+        for name in filter(None, (n.strip() for n in args.users.split(","))):
+            emu.admin_create_user(name)
+    except (ValueError, ApiError) as e:
+        sys.stderr.write("ramemu: %s\n" % e)
+        return 2
+
+    tmp_tls = None
+    servers = []
+    ca_file = None
+    try:
+        if args.https_port != -1:
+            tls_dir = args.tls_dir
+            if tls_dir is None:
+                tmp_tls = tls_dir = tempfile.mkdtemp(prefix="ramemu-tls-")
+            ca_file, cert, key = ensure_tls(tls_dir)
+            https = EmuServer((args.host, args.https_port), emu, make_tls_context(cert, key))
+            servers.append(https)
+        if args.http_port != -1:
+            servers.append(EmuServer((args.host, args.http_port), emu))
+    except (OSError, RuntimeError, ssl.SSLError) as e:
+        sys.stderr.write("ramemu: cannot start: %s\n" % e)
+        for s in servers:
+            s.server_close()
+        if tmp_tls:
+            shutil.rmtree(tmp_tls, ignore_errors=True)
+        return 3
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    for s in servers:
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="accept", daemon=True).start()
+    info = collections.OrderedDict([
+        ("pid", os.getpid()),
+        ("https_port", servers[0].server_address[1] if args.https_port != -1 else None),
+        ("http_port", servers[-1].server_address[1] if args.http_port != -1 else None),
+        ("ca_file", ca_file),
+        ("admin_key_id", emu.admin_key_id),
+        ("admin_secret", emu.admin_secret),
+    ])
+    if args.ready_file:
+        write_ready_file(args.ready_file, info)
+    try:
+        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+    ppid = os.getppid()
+    try:
+        while not stop.wait(0.5):
+            if args.exit_with_parent and os.getppid() != ppid:
+                sys.stderr.write("ramemu: parent process gone, stopping\n")
+                break
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+        if args.ready_file:
+            try:
+                os.unlink(args.ready_file)
+            except OSError:
+                pass
+        if tmp_tls:
+            shutil.rmtree(tmp_tls, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

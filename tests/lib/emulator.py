@@ -1,0 +1,313 @@
+"""Test fixture: run the RAM emulator (tests/emulator/ramemu.py) as a child
+process and talk to it.
+
+    from emulator import Emulator
+    with Emulator(https=True, auto_users=True) as emu:
+        status, body = emu.call("CreateAccessKey", {"UserName": "alice"})
+        assert status == 200
+        assert emu.keys_of("alice")[0]["Status"] == "Active"
+
+Standard library only. The admin client (state(), counters(), set_faults(),
+...) uses the unsigned /_emu/ endpoints, which are not API calls: they never
+change the API counters or the request log. Interface contract:
+/tmp/ramkey-specs/emulator.md.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import ramsign
+
+__all__ = ["Emulator", "EmulatorError", "RAMEMU"]
+
+RAMEMU = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "..", "emulator", "ramemu.py"))
+
+_live = set()
+
+
+@atexit.register
+def _stop_all():
+    for emu in list(_live):
+        emu.stop()
+
+
+class EmulatorError(Exception):
+    """An admin call failed, or the emulator did not start. `.status` and
+    `.body` carry the HTTP status and decoded body when there was one."""
+
+    def __init__(self, message, status=None, body=None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class Emulator:
+    """Start the emulator at construction; stop it with stop() or at the end
+    of a `with` block (and, as a last resort, at interpreter exit).
+
+    https:  `endpoint` is the HTTPS listener (else the plain HTTP one); the
+            admin client uses the same. Both listeners always run.
+    auto_users, latency_ms, shell_secrets, seed: as the command-line options.
+    workdir: where the TLS material, ready file and emulator output go
+            (default: a temporary directory, removed by stop()).
+    extra_args: more command-line arguments for ramemu.py.
+    """
+
+    def __init__(self, https=True, auto_users=True, latency_ms=0, shell_secrets=False,
+                 seed=None, workdir=None, extra_args=(), start_timeout=30.0):
+        self.https = https
+        self.proc = None
+        self._own_workdir = workdir is None
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="ramemu-")
+            os.chmod(workdir, 0o755)     # ca.pem readable by an agent running as another user
+        self.workdir = workdir
+        os.makedirs(self.workdir, exist_ok=True)
+        self.tls_dir = os.path.join(self.workdir, "tls")
+        self.ready_file = os.path.join(self.workdir, "ramemu.ready")
+        self.output_file = os.path.join(self.workdir, "ramemu.out")
+        args = [sys.executable, RAMEMU, "--host", "127.0.0.1", "--https-port", "0",
+                "--http-port", "0", "--tls-dir", self.tls_dir, "--ready-file", self.ready_file,
+                "--exit-with-parent"]
+        if auto_users:
+            args.append("--auto-users")
+        if latency_ms:
+            args += ["--latency-ms", str(latency_ms)]
+        if shell_secrets:
+            args.append("--shell-secrets")
+        if seed is not None:
+            args += ["--seed", str(seed)]
+        args += [str(a) for a in extra_args]
+        try:
+            os.unlink(self.ready_file)
+        except FileNotFoundError:
+            pass
+        # The output holds the admin secret (the ready line): owner only.
+        self._out = os.fdopen(os.open(self.output_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                                      | os.O_CLOEXEC, 0o600), "ab")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT, close_fds=True)
+        _live.add(self)
+        try:
+            info = self._wait_ready(start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.pid = info["pid"]
+        self.https_port = info["https_port"]
+        self.http_port = info["http_port"]
+        self.ca_file = info["ca_file"]
+        self.admin_key_id = info["admin_key_id"]
+        self.admin_secret = info["admin_secret"]
+        self.https_endpoint = "https://127.0.0.1:%d" % self.https_port
+        self.http_endpoint = "http://127.0.0.1:%d" % self.http_port
+        self.endpoint = self.https_endpoint if https else self.http_endpoint
+        self._ssl = ssl.create_default_context(cafile=self.ca_file)
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EmulatorError("ramemu exited with status %s:\n%s"
+                                    % (self.proc.returncode, self.output()))
+            try:
+                with open(self.ready_file) as f:
+                    return json.load(f)
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.02)
+        raise EmulatorError("ramemu not ready after %.0f s:\n%s" % (timeout, self.output()))
+
+    # -- lifecycle --------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stop(self):
+        """Stop the emulator (SIGTERM, then SIGKILL after 5 s); idempotent."""
+        _live.discard(self)
+        p, self.proc = self.proc, None
+        if p is not None:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            self.returncode = p.returncode
+        if getattr(self, "_out", None) is not None:
+            self._out.close()
+            self._out = None
+        if self._own_workdir and self.workdir and os.path.isdir(self.workdir):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self):
+        """What the emulator wrote on stdout/stderr so far."""
+        try:
+            with open(self.output_file, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    # -- admin client -----------------------------------------------------
+    def admin(self, method, path, obj=None, timeout=30):
+        """Call an /_emu/ endpoint; returns the decoded JSON, raises
+        EmulatorError on a non-2xx answer."""
+        data = None if obj is None else json.dumps(obj).encode()
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        ctx = self._ssl if self.endpoint.startswith("https:") else None
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+                return json.loads(r.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            raw = e.read().decode("utf-8", "replace")
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+            raise EmulatorError("%s %s -> %d %s" % (method, path, e.code, raw), e.code, body)
+
+    def health(self):
+        return self.admin("GET", "/_emu/health")
+
+    def state(self):
+        return self.admin("GET", "/_emu/state")
+
+    def counters(self):
+        return self.admin("GET", "/_emu/counters")
+
+    def reset_counters(self):
+        return self.admin("POST", "/_emu/reset_counters", {})
+
+    def log(self, since=None, last=None):
+        q = []
+        if since is not None:
+            q.append("since=%r" % float(since))
+        if last is not None:
+            q.append("last=%d" % int(last))
+        return self.admin("GET", "/_emu/log" + ("?" + "&".join(q) if q else ""))
+
+    def faults(self):
+        return self.admin("GET", "/_emu/faults")
+
+    def set_faults(self, **faults):
+        """Any subset of latency_ms, latency_by_action, error_rate,
+        throttle_every, reset_rate, shell_secrets, down_for, down_mode,
+        fail_all, clock_skew, seed, clear. Returns the resulting faults."""
+        return self.admin("POST", "/_emu/faults", faults)
+
+    def clear_faults(self):
+        return self.admin("POST", "/_emu/faults", {"clear": True})
+
+    def create_user(self, name):
+        return self.admin("POST", "/_emu/users", {"name": name})
+
+    def create_key(self, user, status="Active"):
+        """Create a key directly (created_by "direct", same two-key limit)."""
+        return self.admin("POST", "/_emu/keys", {"user": user, "status": status})
+
+    def delete_key(self, user, key_id):
+        return self.admin("POST", "/_emu/keys/delete", {"user": user, "key_id": key_id})
+
+    def set_key_status(self, user, key_id, status):
+        return self.admin("POST", "/_emu/keys/status",
+                          {"user": user, "key_id": key_id, "status": status})
+
+    def keys_of(self, user):
+        """The user's live keys (dicts with AccessKeyId, AccessKeySecret,
+        Status, CreateDate, created_by); [] for an unknown user."""
+        u = self.state()["users"].get(user)
+        return list(u["keys"]) if u else []
+
+    def key(self, key_id):
+        """The live key with this id (its dict plus "UserName"), or None."""
+        for name, u in self.state()["users"].items():
+            for k in u["keys"]:
+                if k["AccessKeyId"] == key_id:
+                    k = dict(k)
+                    k["UserName"] = name
+                    return k
+        return None
+
+    def wait_until(self, predicate, timeout=10.0, interval=0.05):
+        """Poll predicate() until it returns a true value (returned) or the
+        timeout passes (AssertionError)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = predicate()
+            if v:
+                return v
+            if time.monotonic() >= deadline:
+                raise AssertionError("condition not met within %.1f s" % timeout)
+            time.sleep(interval)
+
+    # -- signed API calls -------------------------------------------------
+    def connection(self, use_http=False, timeout=30):
+        """A new http.client connection to the HTTPS (or plain) listener."""
+        if use_http or not self.https:
+            return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        return http.client.HTTPSConnection("127.0.0.1", self.https_port, timeout=timeout,
+                                           context=self._ssl)
+
+    def prepare(self, action, params=None, key_id=None, secret=None, signature="v1",
+                method="GET", nonce=None, timestamp=None, params_in=None, use_http=False):
+        """A ramsign.PreparedRequest for this emulator (admin key by default)."""
+        port = self.http_port if (use_http or not self.https) else self.https_port
+        return ramsign.build_request(
+            "127.0.0.1:%d" % port, action, params or {},
+            key_id if key_id is not None else self.admin_key_id,
+            secret if secret is not None else self.admin_secret,
+            signature=signature, method=method, nonce=nonce, timestamp=timestamp,
+            params_in=params_in)
+
+    def call(self, action, params=None, key_id=None, secret=None, signature="v1",
+             method="GET", nonce=None, timestamp=None, params_in=None, use_http=False,
+             conn=None, timeout=30):
+        """Send a correctly signed API request; returns (http_status, body_dict).
+
+        key_id/secret default to the admin key. signature "v1" or "v3";
+        method "GET" or "POST"; params go in the query for GET and in a form
+        body for POST unless params_in="query"/"body". nonce and timestamp
+        (yyyy-MM-ddTHH:mm:ssZ) default to fresh values. conn: an open
+        http.client connection to reuse (keep-alive); otherwise a new one is
+        opened and closed. A connection reset raises (ConnectionError or
+        http.client.RemoteDisconnected).
+        """
+        req = self.prepare(action, params, key_id, secret, signature, method, nonce,
+                           timestamp, params_in, use_http)
+        own = conn is None
+        if own:
+            conn = self.connection(use_http, timeout)
+        try:
+            conn.request(req.method, req.target, body=req.body or None, headers=req.headers)
+            r = conn.getresponse()
+            raw = r.read()
+        finally:
+            if own:
+                conn.close()
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        return r.status, body
