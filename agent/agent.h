@@ -1,0 +1,290 @@
+/*
+ * The agent's in-memory model (DESIGN §4). Memory is the truth; the lease
+ * store (lease_store.c) mirrors it durably, and every change a reply
+ * depends on is committed before the reply is written.
+ *
+ *   struct ram_user_state  one per RAM user: mint serialisation, the
+ *                          write-ahead intent, mint_rate window
+ *   struct lease           one AccessKey this agent minted
+ *   struct session         one PAM session holding a lease
+ *   struct conn / request  one client connection and its request
+ */
+#ifndef RAMKEY_AGENT_H
+#define RAMKEY_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "evloop.h"
+#include "message.h"
+#include "proc_watch.h"
+#include "ram_client.h"
+
+struct lease_store;
+struct secret_arena;
+struct strmap;
+struct pgp_worker;
+struct pgp_key;
+struct request;
+struct mint;
+
+enum lease_state {
+	LEASE_LIVE = 0,	  /* usable, held */
+	LEASE_REVOKING,	  /* ended; revocation pending at RAM */
+	LEASE_PARKED,	  /* revoke = deactivate: Inactive, kept */
+};
+
+struct session {
+	char token[RAMKEY_SESSION_TOKEN_LEN + 1];
+	struct lease *lease;
+	struct session *next_in_lease;
+	pid_t pid;		/* the process that opened it */
+	uint64_t start_time;	/* its start time, clock ticks */
+	char boot_id[BOOT_ID_LEN + 1];
+	int pidfd;		/* -1 if not watched */
+	uid_t peer_uid;
+	char *secret_file;
+	char *rhost, *tty, *service;
+	int64_t opened_ms;	/* wall clock */
+	bool stored;		/* a row exists in the store */
+};
+
+struct lease {
+	uint64_t id;		/* store row id, never reused */
+	char *user;		/* local user */
+	uid_t uid;
+	gid_t gid;
+	char *ram_user;
+	char key_id[RAM_KEY_ID_MAX + 1];
+	char create_date[RAM_DATE_MAX]; /* RAM's CreateDate */
+	int64_t create_time;
+	int64_t received_ms;	/* wall clock when RAM gave us the key */
+	char status[RAM_STATUS_MAX]; /* Active / Inactive */
+	enum lease_state state;
+	uint32_t secret_slot;	/* 0: secret unknown (agent restarted) */
+	char *key_fingerprint;	/* last PGP fingerprint it was handed to */
+	struct session *sessions;
+	unsigned nsessions;
+	int64_t ttl_expires_ms; /* TTL holder; 0 = none */
+	struct ev_timer max_ttl_timer;
+	struct ev_timer ttl_timer;
+	/* revocation */
+	struct ev_timer revoke_timer;
+	struct ram_call *revoke_call;
+	unsigned revoke_attempts;
+	bool revoke_deleting;	/* Update done, Delete next */
+	/* set-status in flight */
+	struct ram_call *status_call;
+	struct lease *next_of_user;  /* the user's leases, newest first */
+	struct agent *agent;
+};
+
+struct intent {
+	uint64_t id;
+	char *ram_user;
+	char *user;
+	int64_t started_ms;
+	char **snapshot;	/* key ids present before the mint */
+	size_t nsnapshot;
+	bool create_sent;	/* CreateAccessKey may have reached RAM */
+};
+
+/* Per local user: their leases and an in-flight mint. */
+struct user_state {
+	char *name;
+	struct lease *leases;	/* newest first */
+	struct mint *mint;	/* single-flight */
+};
+
+/* Per RAM user: mints are serialised, and none starts while an intent is
+ * unresolved. */
+struct ram_user_state {
+	struct agent *agent;
+	char *name;
+	struct mint *queue;	/* mints waiting for their turn */
+	struct mint *running;
+	struct intent *intent;	/* unresolved (recovered after a crash) */
+	bool reconciling;
+	struct ram_call *reconcile_call;
+	struct ev_timer reconcile_timer;
+	int64_t *mint_times;	/* ring of recent mint times (ms) */
+	uint32_t nmint_times;
+	uint32_t mint_head;
+};
+
+struct uid_stats {
+	uid_t uid;
+	uint32_t connections;
+	double tokens;		/* request-rate bucket */
+	uint64_t last_refill_ms;
+};
+
+struct conn {
+	struct agent *agent;
+	int fd;
+	struct ucred peer;
+	bool trusted;
+	char *peer_name;	/* account name of peer.uid, or NULL */
+	uint8_t hdr[4];
+	size_t hdr_have;
+	uint8_t *body;
+	size_t body_len, body_have;
+	struct ev_timer idle_timer;
+	struct request *req;	/* request in progress */
+	uint8_t *out;
+	size_t out_len, out_off;
+	bool dead;		/* peer gone; free once req is done */
+	bool close_after_write;
+	struct conn *next_flush;
+	bool queued;
+	struct conn *prev, *next; /* all connections */
+};
+
+struct agent {
+	struct config *cfg;
+	struct evloop *loop;
+	struct ram_client *ram;
+	struct lease_store *store;
+	struct secret_arena *arena;
+	struct pgp_worker *pgp;
+	int listen_fd;
+	bool socket_activated;
+	bool owns_socket_path;
+	char boot_id[BOOT_ID_LEN + 1];
+	struct strmap *users;	  /* local user name -> user_state */
+	struct strmap *ram_users; /* RAM user name -> ram_user_state */
+	struct strmap *leases;	  /* key id -> lease */
+	struct strmap *sessions;  /* token -> session */
+	struct strmap *uids;	  /* "uid" -> uid_stats */
+	struct strmap *ambiguous; /* key id -> RAM user name (strdup) */
+	uint64_t next_lease_id;
+	uint64_t next_intent_id;
+	struct conn *flush_list;
+	struct conn *conns;
+	bool stopping;
+	int signal_fd;
+	uint64_t store_retry_at;
+	unsigned pending_revocations;
+};
+
+/* ---- lease lifecycle: leases.c ---- */
+struct user_state *agent_user(struct agent *a, const char *name);
+struct ram_user_state *agent_ram_user(struct agent *a, const char *name);
+struct lease *lease_new(struct agent *a, const char *user, uid_t uid,
+    gid_t gid, const char *ram_user);
+void lease_link(struct agent *a, struct lease *l);
+/* The newest live lease of a user, or NULL. */
+struct lease *user_newest_live_lease(struct agent *a, const char *user);
+bool lease_usable(struct agent *a, const struct lease *l);
+bool lease_past_rotation(struct agent *a, const struct lease *l);
+int64_t lease_expires_ms(struct agent *a, const struct lease *l);
+void lease_arm_timers(struct agent *a, struct lease *l);
+int session_attach(struct agent *a, struct lease *l,
+    const struct request *req, struct session **ret);
+/* Detach one session; ends the lease if it was the last holder. */
+void session_end(struct agent *a, struct session *s, const char *why);
+void lease_set_ttl_holder(struct agent *a, struct lease *l, int64_t until_ms);
+/* End a lease now: detach every holder, wipe the secret, revoke. */
+void lease_end(struct agent *a, struct lease *l, const char *why);
+/* Forget a lease entirely (after RAM confirmed its revocation). */
+void lease_forget(struct agent *a, struct lease *l);
+void lease_free(struct lease *l);
+void session_free(struct session *s);
+unsigned user_pam_sessions(struct agent *a, const char *user);
+struct session *user_latest_session(struct agent *a, const char *user);
+int session_watch(struct agent *a, struct session *s);
+
+/* ---- revocation: revoke.c ---- */
+void revoke_start(struct agent *a, struct lease *l);
+/* A key that must go but has no lease (a lost mint found by
+ * reconciliation): record it as a pending revocation and revoke it. */
+void revoke_orphan_key(struct agent *a, const char *user,
+    const char *ram_user, const char *key_id, const char *create_date);
+/* revoke = deactivate: delete a parked key to free its slot. */
+void revoke_parked(struct agent *a, struct lease *l);
+
+/* ---- minting: mint.c ---- */
+int mint_request(struct agent *a, struct request *req);
+void mint_requester_gone(struct agent *a, struct request *req);
+void mint_ram_user_ready(struct agent *a, struct ram_user_state *rs);
+bool mint_rate_exceeded(struct agent *a, struct ram_user_state *rs);
+/* At exit: free every mint and intent (RAM calls already cancelled). */
+void mints_free_all(struct agent *a);
+
+/* ---- recovery: recovery.c ---- */
+int recovery_load(struct agent *a);
+void reconcile_intent(struct agent *a, struct ram_user_state *rs);
+
+/* ---- connections: conn.c ---- */
+int listener_open(struct agent *a, char **errp);
+void listener_close(struct agent *a);
+void conn_reply(struct conn *c, struct ramkey_reply *rep);
+/* At exit: free every connection and its request. */
+void conns_free_all(struct agent *a);
+void agent_flush(void *arg);
+
+/* ---- requests: handlers.c ---- */
+enum request_wait {
+	W_NONE = 0,
+	W_PGP_KEY,	/* validating the PGP key */
+	W_MINT,		/* waiting on a mint */
+	W_COMMIT,	/* waiting for the store to commit */
+	W_ENCRYPT,	/* encrypting to the PGP key */
+	W_RAM,		/* set-status: UpdateAccessKey in flight */
+};
+
+struct request {
+	struct agent *agent;
+	struct conn *conn;	/* its connection (maybe dead) */
+	struct ramkey_request *msg;
+	struct ucred peer;
+	bool trusted;
+	bool gone;		/* the requester hung up */
+	enum request_wait waiting;
+	char *own;		/* the peer's account name, or NULL */
+	char *user;		/* resolved target local user */
+	uid_t uid;
+	gid_t gid;
+	char *home;
+	char *ram_user;
+	uint64_t ttl;		/* fetch: TTL holder length, seconds */
+	struct pgp_key *pgp;	/* validated PGP key, if any */
+	struct pgp_job *job;
+	struct mint *mint;	/* waiting on this mint */
+	struct request *next_waiter;
+	struct lease *lease;	/* the lease handed out */
+	struct session *session;/* open_session: the new session */
+	bool minted;		/* the lease was minted for this request */
+	int64_t old_ttl_expires;/* fetch: to undo a TTL holder change */
+	bool last_session;	/* close_session */
+	uint32_t revoked;	/* revoke */
+};
+void request_dispatch(struct conn *c, struct ramkey_request *msg);
+/* The requester hung up before the answer. */
+void request_abandon(struct request *req);
+/* Called by mint.c when a waiting request's lease is ready. */
+void request_lease_ready(struct request *req, struct lease *l);
+void request_fail(struct request *req, int err, const char *ram_code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Free a request without answering it (agent exit). */
+void request_discard(struct request *req);
+/* The request on c is over without a reply (its requester is gone). */
+void conn_release(struct conn *c);
+
+/* ---- status: status.c ---- */
+struct json_object *status_document(struct agent *a, const char *user);
+bool agent_healthy(struct agent *a);
+
+/* ---- audit ---- */
+void audit(const char *event, const char *user, const char *ram_user,
+    const char *key_id, const struct ucred *peer, const char *rhost,
+    const char *tty, const char *extra);
+
+/* Helpers */
+int64_t wall_ms(void);
+uint64_t wall_to_mono(int64_t wall_ms_value);
+
+#endif

@@ -1,0 +1,906 @@
+/*
+ * Keybase lookups: libcurl's multi "socket" interface driven by an evloop
+ * (the pattern of ram_client.c). One CURLM per struct keybase; every lookup
+ * is one easy handle, one try, KEYBASE_TIMEOUT_MS in all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "evloop.h"
+#include "keybase.h"
+#include "ramkey_err.h"
+
+#define KEYBASE_USER_AGENT "ramkey/" RAMKEY_VERSION
+#define KEYBASE_LOOKUP_PATH "/_/api/1.0/user/lookup.json"
+#define KEYBASE_URL_MAX 2048
+/* A system CA bundle read into memory (only if libcurl knows no CA dir). */
+#define KEYBASE_CA_BUNDLE_MAX (16 * 1024 * 1024)
+#define WHY_MAX 256
+
+struct kb_buf {
+	char *data;
+	size_t len, cap, max;
+};
+
+struct keybase_req {
+	struct keybase *kb;
+	struct keybase_req *prev, *next;
+	CURL *easy;
+	char *url;
+	struct curl_slist *headers;
+	struct kb_buf body;
+	bool overflow;
+	char errbuf[CURL_ERROR_SIZE];
+	char name[KEYBASE_NAME_MAX + 1];
+	keybase_fn fn;
+	void *arg;
+};
+
+/* What a lookup needs of the configuration; replaced whole on reconfigure. */
+struct kb_settings {
+	char *base; /* scheme://host[:port][/path], no trailing '/' */
+	const char *protocols;
+	char *ca_file;
+	char *ca_path;
+	struct curl_blob ca_blob;
+	char *proxy;
+};
+
+struct keybase {
+	struct evloop *loop;
+	CURLM *multi;
+	struct ev_timer timer; /* libcurl's */
+	struct kb_settings set;
+	struct keybase_req *reqs;
+	unsigned char *fds; /* fds registered with the loop, by fd */
+	size_t nfds;
+	unsigned busy; /* > 0 while we dispatch; free is deferred */
+	bool dying;
+};
+
+/* --- Small helpers --- */
+
+static int buf_append(struct kb_buf *b, const void *p, size_t n)
+{
+	size_t cap;
+	char *d;
+
+	if (n > b->max || b->len > b->max - n)
+		return RAMKEY_ERR_TOO_LARGE;
+	if (b->len + n + 1 > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((d = realloc(b->data, cap)) == NULL)
+			return RAMKEY_ERR_NOMEM;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static void buf_free(struct kb_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Keep a libcurl or server text fit for one line: printable ASCII only. */
+static void one_line(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 &&
+	    (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
+	        s[n - 1] == '.'))
+		s[--n] = '\0';
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+}
+
+bool keybase_name_valid(const char *name)
+{
+	size_t i;
+
+	if (name == NULL)
+		return false;
+	for (i = 0; name[i] != '\0'; i++) {
+		char c = name[i];
+
+		if (i >= KEYBASE_NAME_MAX)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		        (c >= '0' && c <= '9') || c == '_'))
+			return false;
+	}
+	return i > 0;
+}
+
+/* --- The answer --- */
+
+static bool http_ok(long status)
+{
+	return status == 0 || (status >= 200 && status <= 299);
+}
+
+static void garbage(long status, char *why, size_t why_size)
+{
+	if (!http_ok(status))
+		snprintf(why, why_size, "Keybase answered HTTP %ld", status);
+	else
+		snprintf(why, why_size,
+		    "Keybase answered something that is "
+		    "not a lookup reply");
+}
+
+/*
+ * Member key of o: 1 with *v set, 0 if absent or null, -1 if o is not an
+ * object.
+ */
+static int member(
+    struct json_object *o, const char *key, struct json_object **v)
+{
+	*v = NULL;
+	if (o == NULL || !json_object_is_type(o, json_type_object))
+		return -1;
+	if (!json_object_object_get_ex(o, key, v) || *v == NULL)
+		return 0;
+	return 1;
+}
+
+int keybase_parse_lookup(const char *body, size_t len, long http_status,
+    const char *name, char **bundle, char *why, size_t why_size)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *root = NULL, *st, *sname, *them, *u, *pk, *prim;
+	struct json_object *b;
+	const char *s;
+	size_t end, i;
+	int r = RAMKEY_ERR_KEYBASE;
+
+	*bundle = NULL;
+	if (why_size > 0)
+		why[0] = '\0';
+	if (body == NULL || len == 0 || len > KEYBASE_BODY_MAX) {
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	if ((tok = json_tokener_new()) == NULL) {
+		r = RAMKEY_ERR_NOMEM;
+		snprintf(why, why_size, "out of memory");
+		goto out;
+	}
+	root = json_tokener_parse_ex(tok, body, (int)len);
+	if (root == NULL ||
+	    json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(root, json_type_object)) {
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	end = json_tokener_get_parse_end(tok);
+	for (i = end; i < len; i++)
+		if (body[i] != ' ' && body[i] != '\n' && body[i] != '\r' &&
+		    body[i] != '\t') {
+			garbage(http_status, why, why_size);
+			goto out;
+		}
+	if (member(root, "status", &st) != 1 ||
+	    member(st, "name", &sname) != 1 ||
+	    !json_object_is_type(sname, json_type_string)) {
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	s = json_object_get_string(sname);
+	if (strcmp(s, "NOT_FOUND") == 0) {
+		r = RAMKEY_ERR_KEYBASE_USER;
+		snprintf(why, why_size, "Keybase user %s not found", name);
+		goto out;
+	}
+	if (strcmp(s, "OK") != 0) {
+		char shown[48];
+
+		snprintf(shown, sizeof(shown), "%s", s);
+		one_line(shown);
+		snprintf(
+		    why, why_size, "Keybase refused the lookup (%s)", shown);
+		goto out;
+	}
+	if (!http_ok(http_status)) {
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	switch (member(root, "them", &them)) {
+	case 0:
+		r = RAMKEY_ERR_KEYBASE_USER;
+		snprintf(why, why_size, "Keybase user %s not found", name);
+		goto out;
+	case 1:
+		if (json_object_is_type(them, json_type_array))
+			break;
+		/* fall through */
+	default:
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	if (json_object_array_length(them) == 0 ||
+	    (u = json_object_array_get_idx(them, 0)) == NULL) {
+		r = RAMKEY_ERR_KEYBASE_USER;
+		snprintf(why, why_size, "Keybase user %s not found", name);
+		goto out;
+	}
+	if (!json_object_is_type(u, json_type_object)) {
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	r = RAMKEY_ERR_KEYBASE_USER;
+	if (member(u, "public_keys", &pk) != 1 ||
+	    member(pk, "primary", &prim) != 1 ||
+	    member(prim, "bundle", &b) != 1) {
+		/* -1: a member that should be an object is not one */
+		if ((pk != NULL &&
+		        !json_object_is_type(pk, json_type_object)) ||
+		    (pk != NULL && prim != NULL &&
+		        !json_object_is_type(prim, json_type_object))) {
+			r = RAMKEY_ERR_KEYBASE;
+			garbage(http_status, why, why_size);
+		} else {
+			snprintf(why, why_size,
+			    "Keybase user %s has no PGP "
+			    "key",
+			    name);
+		}
+		goto out;
+	}
+	if (!json_object_is_type(b, json_type_string)) {
+		r = RAMKEY_ERR_KEYBASE;
+		garbage(http_status, why, why_size);
+		goto out;
+	}
+	if (json_object_get_string_len(b) == 0) {
+		snprintf(why, why_size, "Keybase user %s has no PGP key", name);
+		goto out;
+	}
+	if ((*bundle = strdup(json_object_get_string(b))) == NULL) {
+		r = RAMKEY_ERR_NOMEM;
+		snprintf(why, why_size, "out of memory");
+		goto out;
+	}
+	r = 0;
+	if (why_size > 0)
+		why[0] = '\0';
+out:
+	json_object_put(root);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	return r;
+}
+
+/* --- libcurl <-> evloop --- */
+
+static int fd_track(struct keybase *kb, int fd, bool on)
+{
+	if (fd < 0)
+		return RAMKEY_ERR_INVALID;
+	if ((size_t)fd >= kb->nfds) {
+		size_t n = kb->nfds ? kb->nfds : 64;
+		unsigned char *p;
+
+		if (!on)
+			return 0;
+		while (n <= (size_t)fd)
+			n *= 2;
+		if ((p = realloc(kb->fds, n)) == NULL)
+			return RAMKEY_ERR_NOMEM;
+		memset(p + kb->nfds, 0, n - kb->nfds);
+		kb->fds = p;
+		kb->nfds = n;
+	}
+	kb->fds[fd] = on;
+	return 0;
+}
+
+static bool fd_tracked(const struct keybase *kb, int fd)
+{
+	return fd >= 0 && (size_t)fd < kb->nfds && kb->fds[fd];
+}
+
+static void process_done(struct keybase *kb);
+static void kb_destroy(struct keybase *kb);
+
+static void leave(struct keybase *kb)
+{
+	if (--kb->busy == 0 && kb->dying)
+		kb_destroy(kb);
+}
+
+static void on_io(void *arg, int fd, uint32_t events)
+{
+	struct keybase *kb = arg;
+	int flags = 0, running = 0;
+
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & EPOLLERR)
+		flags |= CURL_CSELECT_ERR;
+	kb->busy++;
+	curl_multi_socket_action(kb->multi, fd, flags, &running);
+	process_done(kb);
+	leave(kb);
+}
+
+static void on_curl_timer(void *arg)
+{
+	struct keybase *kb = arg;
+	int running = 0;
+
+	kb->busy++;
+	curl_multi_socket_action(kb->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	process_done(kb);
+	leave(kb);
+}
+
+static int multi_socket_cb(
+    CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct keybase *kb = userp;
+	uint32_t ev = 0;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (fd_tracked(kb, s)) {
+			evloop_del(kb->loop, s);
+			fd_track(kb, s, false);
+		}
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		ev |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev |= EPOLLOUT;
+	if (fd_tracked(kb, s))
+		return evloop_mod(kb->loop, s, ev) == 0 ? 0 : -1;
+	if (fd_track(kb, s, true) != 0)
+		return -1;
+	if (evloop_add(kb->loop, s, ev, on_io, kb) != 0) {
+		fd_track(kb, s, false);
+		return -1;
+	}
+	return 0;
+}
+
+static int multi_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct keybase *kb = userp;
+
+	if (timeout_ms < 0) {
+		evloop_timer_cancel(kb->loop, &kb->timer);
+		return 0;
+	}
+	return evloop_timer_arm(kb->loop, &kb->timer,
+	           evloop_now() + (uint64_t)timeout_ms) == 0
+	    ? 0
+	    : -1;
+}
+
+/* Every socket libcurl opens is close-on-exec (the agent runs gpg). */
+static curl_socket_t open_socket_cb(
+    void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+	return fd == -1 ? CURL_SOCKET_BAD : fd;
+}
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct keybase_req *req = arg;
+	size_t n = size * nmemb;
+	int r;
+
+	if ((r = buf_append(&req->body, p, n)) != 0) {
+		req->overflow = r == RAMKEY_ERR_TOO_LARGE;
+		return 0; /* abort the transfer */
+	}
+	return n;
+}
+
+/* --- Lookups --- */
+
+static void req_unlink(struct keybase_req *req)
+{
+	struct keybase *kb = req->kb;
+
+	if (req->prev != NULL)
+		req->prev->next = req->next;
+	else if (kb->reqs == req)
+		kb->reqs = req->next;
+	if (req->next != NULL)
+		req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+}
+
+static void req_free(struct keybase_req *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy != NULL) {
+		curl_multi_remove_handle(req->kb->multi, req->easy);
+		curl_easy_cleanup(req->easy);
+	}
+	curl_slist_free_all(req->headers);
+	free(req->url);
+	buf_free(&req->body);
+	free(req);
+}
+
+static int outcome(struct keybase_req *req, CURLcode cr, char **bundle,
+    char *why, size_t why_size)
+{
+	long status = 0;
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (req->overflow && cr == CURLE_WRITE_ERROR) {
+		snprintf(why, why_size, "Keybase answered more than %d KiB",
+		    KEYBASE_BODY_MAX / 1024);
+		return RAMKEY_ERR_KEYBASE;
+	}
+	switch (cr) {
+	case CURLE_OK:
+		break;
+	case CURLE_OUT_OF_MEMORY:
+		snprintf(why, why_size, "out of memory");
+		return RAMKEY_ERR_NOMEM;
+	case CURLE_FILESIZE_EXCEEDED:
+		snprintf(why, why_size, "Keybase answered more than %d KiB",
+		    KEYBASE_BODY_MAX / 1024);
+		return RAMKEY_ERR_KEYBASE;
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(why, why_size,
+		    "Keybase did not answer within %d "
+		    "seconds",
+		    KEYBASE_TIMEOUT_MS / 1000);
+		return RAMKEY_ERR_KEYBASE;
+	default: {
+		char detail[160];
+
+		/* libcurl's text, cut to keep the reason one short line */
+		snprintf(detail, sizeof(detail), "%.159s",
+		    req->errbuf[0] ? req->errbuf : curl_easy_strerror(cr));
+		one_line(detail);
+		snprintf(why, why_size, "Keybase unreachable: %s", detail);
+		return RAMKEY_ERR_KEYBASE;
+	}
+	}
+	return keybase_parse_lookup(req->body.data, req->body.len, status,
+	    req->name, bundle, why, why_size);
+}
+
+static void req_done(struct keybase_req *req, CURLcode cr)
+{
+	char why[WHY_MAX];
+	char *bundle = NULL;
+	int rc;
+
+	why[0] = '\0';
+	rc = outcome(req, cr, &bundle, why, sizeof(why));
+	req_unlink(req);
+	/* The answer is public; nothing to wipe. */
+	curl_multi_remove_handle(req->kb->multi, req->easy);
+	curl_easy_cleanup(req->easy);
+	req->easy = NULL;
+	req->fn(req->arg, rc, rc == 0 ? bundle : NULL,
+	    rc == 0 ? strlen(bundle) : 0, rc == 0 ? NULL : why);
+	free(bundle);
+	req_free(req);
+}
+
+static void process_done(struct keybase *kb)
+{
+	CURLMsg *m;
+	int q;
+
+	while (
+	    !kb->dying && (m = curl_multi_info_read(kb->multi, &q)) != NULL) {
+		struct keybase_req *req = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(
+		    m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+		if (req == NULL || req->easy != m->easy_handle)
+			continue;
+		req_done(req, m->data.result);
+	}
+}
+
+#define SETOPT(e, opt, val)                                                    \
+	do {                                                                   \
+		if (curl_easy_setopt((e), (opt), (val)) != CURLE_OK)           \
+			goto out;                                              \
+	} while (0)
+
+static int req_start(struct keybase *kb, struct keybase_req *req)
+{
+	const struct kb_settings *s = &kb->set;
+	struct curl_slist *l;
+	CURL *e = NULL;
+	int r = RAMKEY_ERR_NOMEM;
+
+	if (asprintf(&req->url,
+	        "%s" KEYBASE_LOOKUP_PATH "?usernames=%s&fields=public_keys",
+	        s->base, req->name) < 0) {
+		req->url = NULL;
+		goto out;
+	}
+	if ((l = curl_slist_append(NULL, "Accept: application/json")) == NULL)
+		goto out;
+	req->headers = l;
+	if ((e = curl_easy_init()) == NULL)
+		goto out;
+	r = RAMKEY_ERR_INTERNAL;
+	SETOPT(e, CURLOPT_URL, req->url);
+	SETOPT(e, CURLOPT_PRIVATE, req);
+	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(e, CURLOPT_PROTOCOLS_STR, s->protocols);
+	SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, s->protocols);
+	SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+	if (s->ca_blob.data != NULL) {
+		SETOPT(e, CURLOPT_CAINFO_BLOB, &s->ca_blob);
+		SETOPT(e, CURLOPT_PROXY_CAINFO_BLOB, &s->ca_blob);
+	} else if (s->ca_file != NULL) {
+		SETOPT(e, CURLOPT_CAINFO, s->ca_file);
+		SETOPT(e, CURLOPT_PROXY_CAINFO, s->ca_file);
+		if (s->ca_path != NULL) {
+			SETOPT(e, CURLOPT_CAPATH, s->ca_path);
+			SETOPT(e, CURLOPT_PROXY_CAPATH, s->ca_path);
+		}
+	}
+	if (s->proxy != NULL)
+		SETOPT(e, CURLOPT_PROXY, s->proxy);
+	SETOPT(e, CURLOPT_TIMEOUT_MS, (long)KEYBASE_TIMEOUT_MS);
+	SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long)KEYBASE_TIMEOUT_MS);
+	SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)KEYBASE_BODY_MAX);
+	SETOPT(e, CURLOPT_USERAGENT, KEYBASE_USER_AGENT);
+	SETOPT(e, CURLOPT_HTTPHEADER, req->headers);
+	SETOPT(e, CURLOPT_HTTPGET, 1L);
+	SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
+	SETOPT(e, CURLOPT_WRITEDATA, req);
+	SETOPT(e, CURLOPT_ERRORBUFFER, req->errbuf);
+	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	req->easy = e;
+	/* With the socket API this only arms the timer: no callback here. */
+	if (curl_multi_add_handle(kb->multi, e) != CURLM_OK) {
+		req->easy = NULL;
+		goto out;
+	}
+	e = NULL;
+	r = 0;
+out:
+	curl_easy_cleanup(e);
+	return r;
+}
+
+int keybase_lookup(struct keybase *kb, const char *name, keybase_fn fn,
+    void *arg, struct keybase_req **ret)
+{
+	struct keybase_req *req = NULL;
+	int r;
+
+	if (ret != NULL)
+		*ret = NULL;
+	if (kb == NULL || fn == NULL || kb->dying || !keybase_name_valid(name))
+		return RAMKEY_ERR_INVALID;
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	req->kb = kb;
+	req->fn = fn;
+	req->arg = arg;
+	req->body.max = KEYBASE_BODY_MAX;
+	snprintf(req->name, sizeof(req->name), "%s", name);
+	if ((r = req_start(kb, req)) != 0) {
+		req_free(req);
+		return r;
+	}
+	req->next = kb->reqs;
+	if (kb->reqs != NULL)
+		kb->reqs->prev = req;
+	kb->reqs = req;
+	if (ret != NULL)
+		*ret = req;
+	return 0;
+}
+
+void keybase_cancel(struct keybase_req *req)
+{
+	if (req == NULL)
+		return;
+	req_unlink(req);
+	req_free(req);
+}
+
+/* --- Configuration --- */
+
+static void settings_clear(struct kb_settings *s)
+{
+	free(s->base);
+	free(s->ca_file);
+	free(s->ca_path);
+	free(s->ca_blob.data);
+	free(s->proxy);
+	memset(s, 0, sizeof(*s));
+}
+
+static int check_readable_file(const char *path)
+{
+	struct stat st;
+	int fd, r = RAMKEY_ERR_CONFIG;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return RAMKEY_ERR_CONFIG;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		r = 0;
+	close(fd);
+	return r;
+}
+
+static int read_file(const char *path, struct kb_buf *b)
+{
+	char chunk[8192];
+	ssize_t n;
+	int fd, r = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return RAMKEY_ERR_CONFIG;
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = RAMKEY_ERR_CONFIG;
+			break;
+		}
+		if ((r = buf_append(b, chunk, (size_t)n)) != 0)
+			break;
+	}
+	close(fd);
+	return r;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * ca_file ADDS a CA to the system store (as in ram_client.c): next to
+ * CURLOPT_CAINFO = ca_file goes CURLOPT_CAPATH = the system's hashed CA
+ * directory; only if there is none, one in-memory bundle of the system
+ * bundle and ca_file.
+ */
+static int setup_ca(struct kb_settings *s, const char *ca_file)
+{
+	struct kb_buf b = {0};
+	CURL *e = NULL;
+	char *def_path = NULL, *def_file = NULL;
+	int r;
+
+	if (ca_file == NULL || ca_file[0] == '\0')
+		return 0;
+	if ((r = check_readable_file(ca_file)) != 0)
+		return r;
+	if ((s->ca_file = strdup(ca_file)) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	if ((e = curl_easy_init()) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	curl_easy_getinfo(e, CURLINFO_CAPATH, &def_path);
+	curl_easy_getinfo(e, CURLINFO_CAINFO, &def_file);
+	r = 0;
+	if (is_dir(def_path) || is_dir("/etc/ssl/certs")) {
+		if ((s->ca_path = strdup(
+		         is_dir(def_path) ? def_path : "/etc/ssl/certs")) ==
+		    NULL)
+			r = RAMKEY_ERR_NOMEM;
+		goto out;
+	}
+	if (def_file == NULL || check_readable_file(def_file) != 0)
+		goto out; /* no system store to keep */
+	b.max = KEYBASE_CA_BUNDLE_MAX;
+	if ((r = read_file(def_file, &b)) != 0 ||
+	    (r = buf_append(&b, "\n", 1)) != 0 ||
+	    (r = read_file(ca_file, &b)) != 0)
+		goto out;
+	s->ca_blob.data = b.data;
+	s->ca_blob.len = b.len;
+	s->ca_blob.flags = CURL_BLOB_COPY;
+	b.data = NULL;
+out:
+	buf_free(&b);
+	curl_easy_cleanup(e);
+	return r;
+}
+
+/* Check the base URL; keep it without trailing slashes. */
+static int setup_url(struct kb_settings *s, const char *url, bool allow_http)
+{
+	CURLU *u = NULL;
+	char *scheme = NULL, *host = NULL, *query = NULL, *frag = NULL;
+	char *user = NULL, *pass = NULL, *full = NULL;
+	size_t n;
+	int r = RAMKEY_ERR_CONFIG;
+
+	if (url == NULL || url[0] == '\0')
+		url = KEYBASE_DEFAULT_URL;
+	if (strlen(url) > KEYBASE_URL_MAX)
+		return RAMKEY_ERR_CONFIG;
+	if ((u = curl_url()) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    host[0] == '\0')
+		goto out;
+	curl_url_get(u, CURLUPART_QUERY, &query, 0);
+	curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+	curl_url_get(u, CURLUPART_USER, &user, 0);
+	curl_url_get(u, CURLUPART_PASSWORD, &pass, 0);
+	if (query != NULL || frag != NULL || user != NULL || pass != NULL)
+		goto out;
+	if (strcmp(scheme, "https") == 0)
+		s->protocols = "https";
+	else if (strcmp(scheme, "http") == 0 && allow_http)
+		s->protocols = "http,https";
+	else
+		goto out;
+	/* libcurl's normalised form: lower-case scheme and host. */
+	if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+		goto out;
+	r = RAMKEY_ERR_NOMEM;
+	if ((s->base = strdup(full)) == NULL)
+		goto out;
+	n = strlen(s->base);
+	while (n > 0 && s->base[n - 1] == '/')
+		s->base[--n] = '\0';
+	r = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(query);
+	curl_free(frag);
+	curl_free(user);
+	curl_free(pass);
+	curl_free(full);
+	curl_url_cleanup(u);
+	return r;
+}
+
+static int settings_build(
+    struct kb_settings *s, const struct keybase_config *cfg)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	if ((r = setup_url(s, cfg->url, cfg->allow_http)) != 0 ||
+	    (r = setup_ca(s, cfg->ca_file)) != 0)
+		goto out;
+	if (cfg->proxy != NULL && cfg->proxy[0] != '\0' &&
+	    (s->proxy = strdup(cfg->proxy)) == NULL) {
+		r = RAMKEY_ERR_NOMEM;
+		goto out;
+	}
+out:
+	if (r != 0)
+		settings_clear(s);
+	return r;
+}
+
+int keybase_new(
+    struct evloop *loop, const struct keybase_config *cfg, struct keybase **ret)
+{
+	struct keybase *kb = NULL;
+	int r = RAMKEY_ERR_NOMEM;
+
+	*ret = NULL;
+	if (loop == NULL || cfg == NULL)
+		return RAMKEY_ERR_INVALID;
+	if ((kb = calloc(1, sizeof(*kb))) == NULL)
+		goto out;
+	kb->loop = loop;
+	ev_timer_init(&kb->timer, on_curl_timer, kb);
+	if ((r = settings_build(&kb->set, cfg)) != 0)
+		goto out;
+	r = RAMKEY_ERR_NOMEM;
+	if ((kb->multi = curl_multi_init()) == NULL)
+		goto out;
+	r = RAMKEY_ERR_INTERNAL;
+	if (curl_multi_setopt(kb->multi, CURLMOPT_SOCKETFUNCTION,
+	        multi_socket_cb) != CURLM_OK ||
+	    curl_multi_setopt(kb->multi, CURLMOPT_SOCKETDATA, kb) != CURLM_OK ||
+	    curl_multi_setopt(kb->multi, CURLMOPT_TIMERFUNCTION,
+	        multi_timer_cb) != CURLM_OK ||
+	    curl_multi_setopt(kb->multi, CURLMOPT_TIMERDATA, kb) != CURLM_OK)
+		goto out;
+	*ret = kb;
+	kb = NULL;
+	r = 0;
+out:
+	kb_destroy(kb);
+	return r;
+}
+
+int keybase_reconfigure(struct keybase *kb, const struct keybase_config *cfg)
+{
+	struct kb_settings s;
+	int r;
+
+	if (kb == NULL || cfg == NULL)
+		return RAMKEY_ERR_INVALID;
+	if ((r = settings_build(&s, cfg)) != 0)
+		return r;
+	/* libcurl copied what running lookups use: the old set can go. */
+	settings_clear(&kb->set);
+	kb->set = s;
+	return 0;
+}
+
+static void drop_requests(struct keybase *kb)
+{
+	while (kb->reqs != NULL) {
+		struct keybase_req *req = kb->reqs;
+
+		req_unlink(req);
+		req_free(req);
+	}
+}
+
+static void kb_destroy(struct keybase *kb)
+{
+	size_t fd;
+
+	if (kb == NULL)
+		return;
+	drop_requests(kb);
+	if (kb->multi != NULL)
+		curl_multi_cleanup(kb->multi);
+	evloop_timer_cancel(kb->loop, &kb->timer);
+	/* Whatever libcurl did not report removed. */
+	for (fd = 0; fd < kb->nfds; fd++)
+		if (kb->fds[fd])
+			evloop_del(kb->loop, (int)fd);
+	free(kb->fds);
+	settings_clear(&kb->set);
+	free(kb);
+}
+
+void keybase_free(struct keybase *kb)
+{
+	if (kb == NULL)
+		return;
+	if (kb->busy > 0) {
+		/* Inside one of our own callbacks: finish when it returns. */
+		drop_requests(kb);
+		kb->dying = true;
+		return;
+	}
+	kb_destroy(kb);
+}

@@ -1,0 +1,61 @@
+/*
+ * The durable lease store: SQLite (WAL, synchronous=FULL, exclusive lock)
+ * in state_dir/leases.db. It records leases, their PAM sessions, pending
+ * revocations (leases in state "revoking"), write-ahead mint intents and
+ * ambiguous keys, never a secret.
+ *
+ * Writes are staged into one open transaction and committed together once
+ * per event-loop iteration (group commit) before any reply goes out. If a
+ * write fails (disk full, read-only), the store is "broken": the batch is
+ * rolled back, waiters learn it, later writes are skipped, and the whole
+ * state is rewritten from memory once the disk accepts writes again.
+ */
+#ifndef RAMKEY_LEASE_STORE_H
+#define RAMKEY_LEASE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agent;
+struct lease;
+struct session;
+struct intent;
+struct lease_store;
+
+typedef void (*store_commit_fn)(void *arg, bool ok);
+
+/* Open (creating if needed) the store. Errors: RAMKEY_ERR_STORE with *errp
+ * (malloc'd) saying why, e.g. locked by another agent. */
+int lease_store_open(const char *state_dir, struct lease_store **ret,
+    char **errp);
+void lease_store_close(struct lease_store *s);
+
+void store_put_lease(struct lease_store *s, const struct lease *l);
+void store_del_lease(struct lease_store *s, uint64_t id);
+void store_put_session(struct lease_store *s, const struct session *ss);
+void store_del_session(struct lease_store *s, const char *token);
+void store_put_intent(struct lease_store *s, const struct intent *in);
+void store_del_intent(struct lease_store *s, uint64_t id);
+void store_put_ambiguous(struct lease_store *s, const char *key_id,
+    const char *ram_user);
+void store_del_ambiguous(struct lease_store *s, const char *key_id);
+
+/* Run fn(arg, ok) once the writes staged so far are committed (ok) or
+ * lost (!ok). */
+int store_after_commit(struct lease_store *s, store_commit_fn fn, void *arg);
+/* Cancel a pending after-commit callback (its owner went away). */
+void store_cancel_after_commit(struct lease_store *s, void *arg);
+
+/* Commit staged writes and run the after-commit callbacks. */
+void store_commit(struct lease_store *s);
+bool store_has_pending(const struct lease_store *s);
+
+/* True while writes fail; the agent then mints nothing. */
+bool store_broken(const struct lease_store *s);
+/* Try to rewrite everything from memory; clears "broken" on success. */
+int store_resync(struct lease_store *s, struct agent *a);
+
+/* Load every record into the agent's model (at start). */
+int store_load(struct lease_store *s, struct agent *a);
+
+#endif

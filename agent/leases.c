@@ -1,0 +1,438 @@
+/* Lease lifecycle: holders attach and detach, timers end leases, and an
+ * ended lease hands its key to the revoker. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agent.h"
+#include "lease_store.h"
+#include "log.h"
+#include "ramkey_err.h"
+#include "secret_arena.h"
+#include "strmap.h"
+#include "util.h"
+
+int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic deadline for a wall-clock instant (timers run on the
+ * monotonic clock; records carry wall-clock times across restarts). */
+uint64_t wall_to_mono(int64_t when)
+{
+	int64_t delta = when - wall_ms();
+	uint64_t now = evloop_now();
+
+	if (delta <= 0)
+		return now;
+	return now + (uint64_t)delta;
+}
+
+struct user_state *agent_user(struct agent *a, const char *name)
+{
+	struct user_state *u = strmap_get(a->users, name);
+
+	if (u != NULL)
+		return u;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	if ((u->name = strdup(name)) == NULL ||
+	    strmap_put(a->users, name, u) != 0) {
+		free(u->name);
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+static void reconcile_timer_fired(void *arg);
+
+struct ram_user_state *agent_ram_user(struct agent *a, const char *name)
+{
+	struct ram_user_state *rs = strmap_get(a->ram_users, name);
+
+	if (rs != NULL)
+		return rs;
+	if ((rs = calloc(1, sizeof(*rs))) == NULL)
+		return NULL;
+	if ((rs->name = strdup(name)) == NULL ||
+	    strmap_put(a->ram_users, name, rs) != 0) {
+		free(rs->name);
+		free(rs);
+		return NULL;
+	}
+	rs->agent = a;
+	ev_timer_init(&rs->reconcile_timer, reconcile_timer_fired, rs);
+	return rs;
+}
+
+static void reconcile_timer_fired(void *arg)
+{
+	struct ram_user_state *rs = arg;
+
+	if (rs->intent != NULL)
+		reconcile_intent(rs->agent, rs);
+}
+
+static void max_ttl_fired(void *arg);
+static void ttl_fired(void *arg);
+
+struct lease *lease_new(struct agent *a, const char *user, uid_t uid,
+    gid_t gid, const char *ram_user)
+{
+	struct lease *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	if ((l->user = strdup(user)) == NULL ||
+	    (l->ram_user = strdup(ram_user)) == NULL) {
+		lease_free(l);
+		return NULL;
+	}
+	l->uid = uid;
+	l->gid = gid;
+	l->agent = a;
+	snprintf(l->status, sizeof(l->status), "Active");
+	ev_timer_init(&l->max_ttl_timer, max_ttl_fired, l);
+	ev_timer_init(&l->ttl_timer, ttl_fired, l);
+	return l;
+}
+
+void session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	free(s->secret_file);
+	free(s->rhost);
+	free(s->tty);
+	free(s->service);
+	free(s);
+}
+
+void lease_free(struct lease *l)
+{
+	if (l == NULL)
+		return;
+	free(l->user);
+	free(l->ram_user);
+	free(l->key_fingerprint);
+	free(l);
+}
+
+void lease_link(struct agent *a, struct lease *l)
+{
+	struct user_state *u = agent_user(a, l->user);
+
+	strmap_put(a->leases, l->key_id, l);
+	if (u != NULL) {
+		l->next_of_user = u->leases;
+		u->leases = l;
+	}
+	if (l->state == LEASE_REVOKING)
+		a->pending_revocations++;
+}
+
+static void lease_unlink(struct agent *a, struct lease *l)
+{
+	struct user_state *u = strmap_get(a->users, l->user);
+	struct lease **pp;
+
+	if (strmap_get(a->leases, l->key_id) == l)
+		strmap_del(a->leases, l->key_id);
+	if (u == NULL)
+		return;
+	for (pp = &u->leases; *pp != NULL; pp = &(*pp)->next_of_user)
+		if (*pp == l) {
+			*pp = l->next_of_user;
+			break;
+		}
+}
+
+int64_t lease_expires_ms(struct agent *a, const struct lease *l)
+{
+	return l->received_ms + (int64_t)a->cfg->max_ttl * 1000;
+}
+
+bool lease_past_rotation(struct agent *a, const struct lease *l)
+{
+	/* 80% of max_ttl: new holders get a new key in the second slot. */
+	return wall_ms() - l->received_ms >
+	    (int64_t)a->cfg->max_ttl * 800;
+}
+
+bool lease_usable(struct agent *a, const struct lease *l)
+{
+	return l->state == LEASE_LIVE && l->secret_slot != 0 &&
+	    strcmp(l->status, "Active") == 0 && !lease_past_rotation(a, l);
+}
+
+struct lease *user_newest_live_lease(struct agent *a, const char *user)
+{
+	struct user_state *u = strmap_get(a->users, user);
+	struct lease *l, *best = NULL;
+
+	if (u == NULL)
+		return NULL;
+	for (l = u->leases; l != NULL; l = l->next_of_user)
+		if (l->state == LEASE_LIVE &&
+		    (best == NULL || l->received_ms > best->received_ms))
+			best = l;
+	return best;
+}
+
+unsigned user_pam_sessions(struct agent *a, const char *user)
+{
+	struct user_state *u = strmap_get(a->users, user);
+	struct lease *l;
+	unsigned n = 0;
+
+	if (u == NULL)
+		return 0;
+	for (l = u->leases; l != NULL; l = l->next_of_user)
+		if (l->state == LEASE_LIVE)
+			n += l->nsessions;
+	return n;
+}
+
+struct session *user_latest_session(struct agent *a, const char *user)
+{
+	struct user_state *u = strmap_get(a->users, user);
+	struct session *best = NULL, *s;
+	struct lease *l;
+
+	if (u == NULL)
+		return NULL;
+	for (l = u->leases; l != NULL; l = l->next_of_user) {
+		if (l->state != LEASE_LIVE)
+			continue;
+		for (s = l->sessions; s != NULL; s = s->next_in_lease)
+			if (s->secret_file != NULL &&
+			    (best == NULL || s->opened_ms > best->opened_ms))
+				best = s;
+	}
+	return best;
+}
+
+void lease_arm_timers(struct agent *a, struct lease *l)
+{
+	if (l->state != LEASE_LIVE)
+		return;
+	evloop_timer_arm(a->loop, &l->max_ttl_timer,
+	    wall_to_mono(lease_expires_ms(a, l)));
+	if (l->ttl_expires_ms != 0)
+		evloop_timer_arm(a->loop, &l->ttl_timer,
+		    wall_to_mono(l->ttl_expires_ms));
+	else
+		evloop_timer_cancel(a->loop, &l->ttl_timer);
+}
+
+static void max_ttl_fired(void *arg)
+{
+	struct lease *l = arg;
+
+	lease_end(l->agent, l, "max_ttl reached");
+}
+
+static void ttl_fired(void *arg)
+{
+	struct lease *l = arg;
+	struct agent *a = l->agent;
+
+	if (l->state != LEASE_LIVE || l->ttl_expires_ms == 0)
+		return;
+	if (wall_ms() < l->ttl_expires_ms) {
+		/* The clock moved; wait for the real expiry. */
+		evloop_timer_arm(a->loop, &l->ttl_timer,
+		    wall_to_mono(l->ttl_expires_ms));
+		return;
+	}
+	l->ttl_expires_ms = 0;
+	if (l->nsessions == 0) {
+		lease_end(a, l, "TTL holder expired");
+		return;
+	}
+	store_put_lease(a->store, l);
+}
+
+void lease_set_ttl_holder(struct agent *a, struct lease *l, int64_t until_ms)
+{
+	int64_t end = lease_expires_ms(a, l);
+
+	if (until_ms > end)
+		until_ms = end;
+	if (until_ms > l->ttl_expires_ms)
+		l->ttl_expires_ms = until_ms;
+	store_put_lease(a->store, l);
+	lease_arm_timers(a, l);
+}
+
+static void pidfd_ready(void *arg, int fd, uint32_t events)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)events;
+	session_end(s->lease->agent, s, "the session's process exited");
+}
+
+int session_watch(struct agent *a, struct session *s)
+{
+	int fd, r;
+
+	if ((r = proc_watch_open(s->pid, s->start_time, &fd)) != 0)
+		return r;
+	if ((r = evloop_add(a->loop, fd, EPOLLIN, pidfd_ready, s)) != 0) {
+		close(fd);
+		return r;
+	}
+	s->pidfd = fd;
+	return 0;
+}
+
+static void make_token(char out[RAMKEY_SESSION_TOKEN_LEN + 1])
+{
+	uint8_t rnd[RAMKEY_SESSION_TOKEN_LEN / 2];
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(out, RAMKEY_SESSION_TOKEN_LEN + 1, rnd, sizeof(rnd));
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+	if (src == NULL)
+		return 0;
+	return (*dst = strdup(src)) == NULL ? RAMKEY_ERR_NOMEM : 0;
+}
+
+int session_attach(struct agent *a, struct lease *l,
+    const struct request *req, struct session **ret)
+{
+	struct session *s;
+	int r;
+
+	*ret = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	s->pidfd = -1;
+	do {
+		make_token(s->token);
+	} while (strmap_get(a->sessions, s->token) != NULL);
+	s->lease = l;
+	s->pid = req->peer.pid;
+	s->peer_uid = req->peer.uid;
+	s->opened_ms = wall_ms();
+	snprintf(s->boot_id, sizeof(s->boot_id), "%s", a->boot_id);
+	if ((r = dup_opt(&s->secret_file, req->msg->secret_file)) != 0 ||
+	    (r = dup_opt(&s->rhost, req->msg->rhost)) != 0 ||
+	    (r = dup_opt(&s->tty, req->msg->tty)) != 0 ||
+	    (r = dup_opt(&s->service, req->msg->service)) != 0 ||
+	    (r = strmap_put(a->sessions, s->token, s)) != 0) {
+		session_free(s);
+		return r;
+	}
+	/* Watch the opening process: a SIGKILLed sshd never calls close. */
+	if (s->pid <= 0 || proc_start_time(s->pid, &s->start_time) != 0 ||
+	    session_watch(a, s) != 0)
+		log_warn("cannot watch process %ld of a session of %s; the "
+		    "session ends at close or max_ttl", (long)s->pid, l->user);
+	s->next_in_lease = l->sessions;
+	l->sessions = s;
+	l->nsessions++;
+	s->stored = true;
+	store_put_session(a->store, s);
+	*ret = s;
+	return 0;
+}
+
+/* Unhook a session from its lease and everything else; free it. */
+static void session_detach(struct agent *a, struct session *s)
+{
+	struct lease *l = s->lease;
+	struct session **pp;
+
+	for (pp = &l->sessions; *pp != NULL; pp = &(*pp)->next_in_lease)
+		if (*pp == s) {
+			*pp = s->next_in_lease;
+			l->nsessions--;
+			break;
+		}
+	if (strmap_get(a->sessions, s->token) == s)
+		strmap_del(a->sessions, s->token);
+	if (s->pidfd >= 0) {
+		evloop_del(a->loop, s->pidfd);
+		close(s->pidfd);
+	}
+	if (s->stored)
+		store_del_session(a->store, s->token);
+	session_free(s);
+}
+
+void session_end(struct agent *a, struct session *s, const char *why)
+{
+	struct lease *l = s->lease;
+	struct ucred peer = { .pid = s->pid, .uid = s->peer_uid, .gid = 0 };
+	char extra[160];
+
+	snprintf(extra, sizeof(extra), "reason=\"%s\" sessions_left=%u", why,
+	    l->nsessions > 0 ? l->nsessions - 1 : 0);
+	audit("detach", l->user, l->ram_user, l->key_id, &peer, s->rhost,
+	    s->tty, extra);
+	session_detach(a, s);
+	if (l->state == LEASE_LIVE && l->nsessions == 0 &&
+	    (l->ttl_expires_ms == 0 || l->ttl_expires_ms <= wall_ms()))
+		lease_end(a, l, "last holder gone");
+}
+
+void lease_end(struct agent *a, struct lease *l, const char *why)
+{
+	char extra[128];
+
+	if (l->state != LEASE_LIVE)
+		return;
+	while (l->sessions != NULL)
+		session_detach(a, l->sessions);
+	l->ttl_expires_ms = 0;
+	evloop_timer_cancel(a->loop, &l->max_ttl_timer);
+	evloop_timer_cancel(a->loop, &l->ttl_timer);
+	if (l->status_call != NULL) {
+		ram_call_cancel(l->status_call);
+		l->status_call = NULL;
+	}
+	secret_arena_release(a->arena, l->secret_slot);
+	l->secret_slot = 0;
+	l->state = LEASE_REVOKING;
+	a->pending_revocations++;
+	store_put_lease(a->store, l);
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", why);
+	audit("revoke", l->user, l->ram_user, l->key_id, NULL, NULL, NULL,
+	    extra);
+	revoke_start(a, l);
+}
+
+void lease_forget(struct agent *a, struct lease *l)
+{
+	while (l->sessions != NULL)
+		session_detach(a, l->sessions);
+	evloop_timer_cancel(a->loop, &l->max_ttl_timer);
+	evloop_timer_cancel(a->loop, &l->ttl_timer);
+	evloop_timer_cancel(a->loop, &l->revoke_timer);
+	if (l->revoke_call != NULL)
+		ram_call_cancel(l->revoke_call);
+	if (l->status_call != NULL)
+		ram_call_cancel(l->status_call);
+	secret_arena_release(a->arena, l->secret_slot);
+	if (l->state == LEASE_REVOKING && a->pending_revocations > 0)
+		a->pending_revocations--;
+	lease_unlink(a, l);
+	store_del_lease(a->store, l->id);
+	lease_free(l);
+}

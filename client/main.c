@@ -1,0 +1,824 @@
+/*
+ * ramkey-agent-client: the command line. Everything it does on the wire and
+ * on disk lives in libramkey-proto; this file parses options, maps errors
+ * to exit codes and prints one line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "duration.h"
+#include "frame.h"
+#include "message.h"
+#include "ramkey_err.h"
+#include "requester.h"
+#include "seal.h"
+#include "secret_file.h"
+#include "secret_format.h"
+#include "util.h"
+
+#define EXIT_OK 0
+#define EXIT_USAGE 2
+#define EXIT_AGENT 3
+#define EXIT_DENIED 4
+#define EXIT_RAM 5
+#define EXIT_LOCAL_IO 6
+#define EXIT_UNAVAILABLE 7
+
+#define PGP_FILE_MAX RAMKEY_PGP_KEY_MAX
+
+static const char *prog = "ramkey-agent-client";
+static const char *command = NULL;
+
+struct globals {
+	const char *socket;
+	uint64_t timeout_ms;
+};
+
+static int die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* One line on stderr naming what failed and what to do. */
+static int die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %s%s", prog, command ? command : "",
+	    command ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+static int exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return EXIT_OK;
+	case RAMKEY_ERR_INVALID:
+	case RAMKEY_ERR_PGP_KEY:
+	case RAMKEY_ERR_KEYBASE_USER:
+	case RAMKEY_ERR_TOO_LARGE:
+		return EXIT_USAGE;
+	case RAMKEY_ERR_CONNECT:
+	case RAMKEY_ERR_UNTRUSTED:
+	case RAMKEY_ERR_TIMEOUT:
+	case RAMKEY_ERR_PROTOCOL:
+	case RAMKEY_ERR_VERSION:
+	case RAMKEY_ERR_EOF:
+		return EXIT_AGENT;
+	case RAMKEY_ERR_DENIED:
+	case RAMKEY_ERR_EXCLUDED:
+	case RAMKEY_ERR_NO_USER:
+	case RAMKEY_ERR_RATE:
+	case RAMKEY_ERR_NOT_FOUND:
+		return EXIT_DENIED;
+	case RAMKEY_ERR_RAM:
+	case RAMKEY_ERR_LIMIT:
+	case RAMKEY_ERR_KEYBASE:
+	case RAMKEY_ERR_RAM_TIMEOUT:
+		return EXIT_RAM;
+	case RAMKEY_ERR_IO:
+	case RAMKEY_ERR_UNSAFE_PATH:
+	case RAMKEY_ERR_IS_DIR:
+		return EXIT_LOCAL_IO;
+	default:
+		return EXIT_UNAVAILABLE;
+	}
+}
+
+/* ---- help ---- */
+
+static void usage_main(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s [--socket PATH] [--timeout SECONDS] COMMAND [options]\n"
+	    "\n"
+	    "Commands:\n"
+	    "  fetch               get your AccessKey and write it to a "
+	    "secret file\n"
+	    "  credential-process  print the key as aliyun CLI External-mode "
+	    "JSON\n"
+	    "  revoke              end your leases now (their keys are "
+	    "revoked)\n"
+	    "  status              show your leases\n"
+	    "  set-status          set a key Active or Inactive\n"
+	    "\n"
+	    "Global options:\n"
+	    "  --socket PATH       agent socket (default $RAMKEY_SOCKET or "
+	    "%s)\n"
+	    "  --timeout SECONDS   how long to wait for the agent (default "
+	    "30)\n"
+	    "  -h, --help          this text; COMMAND --help for a command\n"
+	    "  -V, --version       print the version\n"
+	    "\n"
+	    "Exit status: 0 done, 2 usage or invalid input, 3 agent "
+	    "unreachable or not\nthe real agent, 4 denied, 5 RAM or Keybase "
+	    "failed, 6 writing the secret file\nfailed, 7 the agent cannot "
+	    "serve.\n", prog, RAMKEY_DEFAULT_SOCKET);
+}
+
+static void usage_fetch(FILE *f, bool external)
+{
+	if (external) {
+		fprintf(f,
+		    "usage: %s credential-process [--user USER] [--ttl DURATION]\n"
+		    "\n"
+		    "Print {\"mode\":\"AK\",\"access_key_id\":...,"
+		    "\"access_key_secret\":...} on stdout\nfor an aliyun CLI "
+		    "External-mode profile (process_command). Writes no file;\n"
+		    "stdout stays empty on failure. The key is held like "
+		    "fetch's.\n"
+		    "\n"
+		    "  --user USER     another local user (trusted callers "
+		    "only)\n"
+		    "  --ttl DURATION  hold the key this long when no login "
+		    "session holds it\n"
+		    "                  (default: the agent's fetch_ttl; e.g. "
+		    "30m, 2h)\n", prog);
+		return;
+	}
+	fprintf(f,
+	    "usage: %s fetch [--user USER] [--secret-file PATH]\n"
+	    "       [--format json|ini|env|cli] [--pgp-key KEY|@FILE] "
+	    "[--ttl DURATION]\n"
+	    "\n"
+	    "Get the key of your lease (minting one if needed) and write it, "
+	    "mode 0600,\nowned by you, to the secret file. Prints the masked "
+	    "AccessKeyId and the path.\n"
+	    "\n"
+	    "  --user USER         another local user (trusted callers only);"
+	    " the file is\n"
+	    "                      written as that user\n"
+	    "  --secret-file PATH  where to write (default: the file your "
+	    "login session\n"
+	    "                      wrote, else /run/user/UID/ramkey/"
+	    "credentials.json,\n"
+	    "                      else ~/.alibabacloud/ramkey.json)\n"
+	    "  --format FORMAT     json (default), ini, env or cli\n"
+	    "  --pgp-key KEY|@FILE encrypt the secret to this PGP public key "
+	    "(base64, armored,\n"
+	    "                      or keybase:NAME); json format only\n"
+	    "  --ttl DURATION      hold the key this long when no login "
+	    "session holds it\n"
+	    "                      (default: the agent's fetch_ttl)\n", prog);
+}
+
+static void usage_revoke(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s revoke [--user USER] [--key-id ID]\n"
+	    "\n"
+	    "End your leases now: their holders are detached and the keys "
+	    "revoked at RAM\n(status shows pending revocations). With "
+	    "--key-id, only that key.\n", prog);
+}
+
+static void usage_status(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s status [--user USER] [--json]\n"
+	    "\n"
+	    "Show leases (yours; trusted callers see all). Exit 0 when the "
+	    "agent is\nhealthy, 7 when its store is not writable or RAM is "
+	    "failing.\n", prog);
+}
+
+static void usage_set_status(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s set-status --key-id ID Active|Inactive\n"
+	    "\n"
+	    "Set a key of your live leases Active or Inactive (the Terraform "
+	    "status).\n", prog);
+}
+
+/* ---- helpers ---- */
+
+static uint64_t deadline_of(const struct globals *g)
+{
+	return ramkey_now_ms() + g->timeout_ms;
+}
+
+static int call_agent(const struct globals *g, struct ramkey_request *req,
+    struct ramkey_reply **repp)
+{
+	char why[512];
+	int r;
+
+	*repp = NULL;
+	r = ramkey_agent_call(g->socket, req, deadline_of(g), repp, why,
+	    sizeof(why));
+	if (r != 0) {
+		if (r == RAMKEY_ERR_TIMEOUT)
+			return die(EXIT_AGENT, "%s (--timeout %llu s); is "
+			    "ramkey-agent overloaded or stuck?", why,
+			    (unsigned long long)(g->timeout_ms / 1000));
+		return die(exit_code(r) == EXIT_USAGE ? EXIT_AGENT :
+		    exit_code(r), "%s", why);
+	}
+	if ((*repp)->error != 0) {
+		int code = exit_code((*repp)->error);
+
+		die(code, "%s", (*repp)->error_message);
+		ramkey_reply_free(*repp);
+		*repp = NULL;
+		return code;
+	}
+	return 0;
+}
+
+static int read_pgp_file(const char *path, char **out)
+{
+	struct stat st;
+	char *buf = NULL;
+	ssize_t n;
+	size_t have = 0;
+	int fd;
+
+	*out = NULL;
+	/* Non-blocking: a FIFO must not hang us. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	    0)
+		return die(EXIT_USAGE, "cannot read the PGP key file %s: %s",
+		    path, strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return die(EXIT_USAGE, "%s is not a regular file", path);
+	}
+	if (st.st_size <= 0 || st.st_size > PGP_FILE_MAX) {
+		close(fd);
+		return die(EXIT_USAGE, "%s: a PGP public key file must hold "
+		    "1 to %d bytes", path, PGP_FILE_MAX);
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		close(fd);
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	}
+	while (have < (size_t)st.st_size &&
+	    (n = read(fd, buf + have, (size_t)st.st_size - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	buf[have] = '\0';
+	if (have == 0 || strlen(buf) != have) {
+		free(buf);
+		return die(EXIT_USAGE, "%s: not a text or base64 PGP key", path);
+	}
+	/* Trailing newlines are not part of the key. */
+	while (have > 0 && (buf[have - 1] == '\n' || buf[have - 1] == '\r'))
+		buf[--have] = '\0';
+	*out = buf;
+	return 0;
+}
+
+static bool runtime_dir_usable(uid_t uid, char *out, size_t len)
+{
+	struct stat st;
+
+	snprintf(out, len, "/run/user/%lu", (unsigned long)uid);
+	return lstat(out, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    st.st_uid == uid;
+}
+
+static int default_path(const struct passwd *pw, const char *from_agent,
+    char **out)
+{
+	char buf[4200];
+
+	if (from_agent != NULL) {
+		*out = strdup(from_agent);
+	} else if (runtime_dir_usable(pw->pw_uid, buf, sizeof(buf))) {
+		size_t n = strlen(buf);
+
+		snprintf(buf + n, sizeof(buf) - n, "/ramkey/credentials.json");
+		*out = strdup(buf);
+	} else {
+		snprintf(buf, sizeof(buf), "%s%s.alibabacloud/ramkey.json",
+		    pw->pw_dir, pw->pw_dir[strlen(pw->pw_dir) - 1] == '/' ?
+		    "" : "/");
+		*out = strdup(buf);
+	}
+	return *out != NULL ? 0 : RAMKEY_ERR_NOMEM;
+}
+
+static int absolute_path(const char *p, char **out)
+{
+	char cwd[4096];
+
+	if (p[0] == '/') {
+		*out = strdup(p);
+	} else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return RAMKEY_ERR_SYSTEM;
+		if (asprintf(out, "%s/%s", cwd, p) < 0)
+			*out = NULL;
+	}
+	return *out != NULL ? 0 : RAMKEY_ERR_NOMEM;
+}
+
+/* ---- fetch / credential-process ---- */
+
+struct fetch_opts {
+	const char *user;
+	const char *secret_file;
+	const char *format;
+	const char *pgp_key;
+	const char *ttl;
+	bool external;
+};
+
+static int get_key(const struct globals *g, const struct fetch_opts *o)
+{
+	struct ramkey_request *req = NULL;
+	struct ramkey_reply *rep = NULL;
+	struct ramkey_seal_keypair *kp = NULL;
+	struct ramkey_credential cred;
+	enum ramkey_format fmt = RAMKEY_FORMAT_JSON;
+	struct passwd pw, *pwp = NULL;
+	char pwbuf[4096], *pgp = NULL, *secret = NULL, *rendered = NULL;
+	char *path = NULL, why[512], masked[RAMKEY_MASKED_MAX], when[32];
+	size_t secret_len = 0, rendered_len = 0;
+	uint64_t ttl = 0;
+	int r, code = EXIT_UNAVAILABLE;
+
+	if (o->format != NULL && ramkey_format_parse(o->format, &fmt) != 0)
+		return die(EXIT_USAGE, "unknown --format %s (use json, ini, "
+		    "env or cli)", o->format);
+	if (o->ttl != NULL && (ramkey_duration_parse(o->ttl, &ttl) != 0 ||
+	    ttl == 0))
+		return die(EXIT_USAGE, "--ttl %s is not a duration above zero "
+		    "(examples: 90, 30m, 1h30m)", o->ttl);
+	if (o->pgp_key != NULL && fmt != RAMKEY_FORMAT_JSON)
+		return die(EXIT_USAGE, "--format %s needs the plaintext secret; "
+		    "with --pgp-key only json is possible", o->format);
+	if (o->pgp_key != NULL && o->pgp_key[0] == '@') {
+		if ((code = read_pgp_file(o->pgp_key + 1, &pgp)) != 0)
+			return code;
+	} else if (o->pgp_key != NULL && (pgp = strdup(o->pgp_key)) == NULL) {
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	}
+	if (o->pgp_key != NULL && strlen(pgp) > RAMKEY_PGP_KEY_MAX) {
+		code = die(EXIT_USAGE, "the PGP key is larger than %d bytes",
+		    RAMKEY_PGP_KEY_MAX);
+		goto out;
+	}
+	if ((req = ramkey_request_new(RAMKEY_OP_FETCH)) == NULL ||
+	    (o->user != NULL && (req->user = strdup(o->user)) == NULL)) {
+		code = die(EXIT_UNAVAILABLE, "out of memory");
+		goto out;
+	}
+	if (o->user != NULL && !ramkey_valid_user_name(o->user)) {
+		code = die(EXIT_USAGE, "--user %s is not a valid user name",
+		    o->user);
+		goto out;
+	}
+	req->pgp_key = pgp;
+	pgp = NULL;
+	if (ttl != 0) {
+		req->has_ttl = true;
+		req->ttl = ttl;
+	}
+	if (req->pgp_key == NULL) {
+		if (ramkey_seal_keypair_new(&kp) != 0) {
+			code = die(EXIT_UNAVAILABLE, "cannot make a sealing "
+			    "key");
+			goto out;
+		}
+		memcpy(req->seal_pk, kp->pk, sizeof(req->seal_pk));
+		req->has_seal_pk = true;
+	}
+	if ((code = call_agent(g, req, &rep)) != 0)
+		goto out;
+	if (rep->key.sealed != NULL) {
+		if (kp == NULL || ramkey_seal_open(kp, rep->key.sealed,
+		    rep->key.sealed_len, &secret, &secret_len) != 0) {
+			code = die(EXIT_AGENT, "the agent's sealed secret does "
+			    "not open with our key; not the real agent?");
+			goto out;
+		}
+	} else if (req->pgp_key == NULL) {
+		code = die(EXIT_AGENT, "the agent sent no secret");
+		goto out;
+	}
+	memset(&cred, 0, sizeof(cred));
+	cred.access_key_id = rep->key.access_key_id;
+	cred.secret = secret;
+	cred.create_date = rep->key.create_date;
+	cred.status = rep->key.status;
+	cred.encrypted_secret = rep->key.encrypted_secret;
+	cred.key_fingerprint = rep->key.key_fingerprint;
+	cred.region_id = rep->region_id;
+	if (o->external) {
+		if (secret == NULL) {
+			code = die(EXIT_USAGE, "credential-process needs the "
+			    "plaintext secret");
+			goto out;
+		}
+		if ((r = ramkey_format_render(RAMKEY_FORMAT_EXTERNAL, &cred,
+		    &rendered, &rendered_len)) != 0 ||
+		    fwrite(rendered, 1, rendered_len, stdout) != rendered_len ||
+		    fflush(stdout) != 0) {
+			code = die(EXIT_LOCAL_IO, "cannot write to stdout");
+			goto out;
+		}
+		code = EXIT_OK;
+		goto out;
+	}
+	/* The file belongs to the key's user and is written as that user. */
+	r = o->user != NULL ?
+	    getpwnam_r(o->user, &pw, pwbuf, sizeof(pwbuf), &pwp) :
+	    getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &pwp);
+	if (r != 0 || pwp == NULL) {
+		code = die(EXIT_DENIED, "no local account for %s",
+		    o->user ? o->user : "the caller");
+		goto out;
+	}
+	r = o->secret_file != NULL ? absolute_path(o->secret_file, &path) :
+	    default_path(&pw, rep->secret_file, &path);
+	if (r != 0) {
+		code = die(EXIT_LOCAL_IO, "cannot work out the secret file "
+		    "path");
+		goto out;
+	}
+	if ((r = ramkey_format_render(fmt, &cred, &rendered,
+	    &rendered_len)) != 0) {
+		code = die(EXIT_USAGE, "cannot render the %s format",
+		    ramkey_format_name(fmt));
+		goto out;
+	}
+	{
+		struct ramkey_owner owner = { pw.pw_name, pw.pw_uid,
+			pw.pw_gid };
+
+		if ((r = ramkey_secret_file_write(path, &owner, rendered,
+		    rendered_len, why, sizeof(why))) != 0) {
+			code = die(exit_code(r) == EXIT_DENIED ? EXIT_DENIED :
+			    EXIT_LOCAL_IO, "cannot write the secret file: %s",
+			    why[0] ? why : ramkey_strerror(r));
+			goto out;
+		}
+	}
+	ramkey_mask_key_id(rep->key.access_key_id, masked);
+	ramkey_format_time(rep->key.expires, when);
+	printf("%s %s written to %s (%s%s, lease ends by %s)\n", masked,
+	    rep->key.status, path, ramkey_format_name(fmt),
+	    rep->key.encrypted_secret ? ", PGP-encrypted" : "", when);
+	code = EXIT_OK;
+out:
+	if (rendered != NULL)
+		ramkey_secure_free(rendered);
+	if (secret != NULL)
+		ramkey_secure_free(secret);
+	ramkey_free_secret_str(pgp);
+	ramkey_seal_keypair_free(kp);
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	free(path);
+	return code;
+}
+
+/* ---- revoke, status, set-status ---- */
+
+static int do_revoke(const struct globals *g, const char *user,
+    const char *key_id)
+{
+	struct ramkey_request *req = ramkey_request_new(RAMKEY_OP_REVOKE);
+	struct ramkey_reply *rep = NULL;
+	int code;
+
+	if (req == NULL)
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	if (key_id != NULL && !ramkey_valid_key_id(key_id)) {
+		ramkey_request_free(req);
+		return die(EXIT_USAGE, "--key-id %s is not an AccessKeyId",
+		    key_id);
+	}
+	req->user = user ? strdup(user) : NULL;
+	req->key_id = key_id ? strdup(key_id) : NULL;
+	if ((code = call_agent(g, req, &rep)) == 0) {
+		if (rep->revoked == 0)
+			printf("nothing to revoke\n");
+		else
+			printf("revoked %u key(s); RAM confirms in the "
+			    "background (see status)\n", rep->revoked);
+	}
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return code;
+}
+
+static const char *jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) || v == NULL)
+		return "-";
+	return json_object_get_string(v);
+}
+
+static void print_status(struct json_object *doc, bool healthy)
+{
+	struct json_object *leases = NULL, *amb = NULL, *pend = NULL;
+	size_t i, n;
+
+	json_object_object_get_ex(doc, "leases", &leases);
+	json_object_object_get_ex(doc, "ambiguous_keys", &amb);
+	json_object_object_get_ex(doc, "pending_revocations", &pend);
+	n = json_object_array_length(leases);
+	if (n == 0)
+		printf("no leases\n");
+	else
+		printf("%-16s %-16s %-12s %-8s %-20s %-20s %-8s %s\n", "USER",
+		    "RAM USER", "KEY", "STATUS", "CREATED", "EXPIRES",
+		    "SESSIONS", "NOTES");
+	for (i = 0; i < n; i++) {
+		struct json_object *l = json_object_array_get_idx(leases, i);
+		struct json_object *pr = NULL;
+		char notes[160] = "";
+
+		if (json_object_object_get_ex(l, "pending_revocation", &pr) &&
+		    json_object_get_boolean(pr))
+			snprintf(notes, sizeof(notes), "revocation pending");
+		if (strcmp(jstr(l, "ttl_holder_expires"), "-") != 0)
+			snprintf(notes + strlen(notes),
+			    sizeof(notes) - strlen(notes), "%sheld until %s",
+			    notes[0] ? "; " : "", jstr(l, "ttl_holder_expires"));
+		if (strcmp(jstr(l, "key_fingerprint"), "-") != 0)
+			snprintf(notes + strlen(notes),
+			    sizeof(notes) - strlen(notes), "%spgp %s",
+			    notes[0] ? "; " : "", jstr(l, "key_fingerprint"));
+		printf("%-16s %-16s %-12s %-8s %-20s %-20s %-8s %s\n",
+		    jstr(l, "user"), jstr(l, "ram_user"),
+		    jstr(l, "access_key_id"), jstr(l, "status"),
+		    jstr(l, "create_time"), jstr(l, "expires"),
+		    jstr(l, "sessions"), notes);
+	}
+	printf("pending revocations: %s\n", pend ? json_object_get_string(pend)
+	    : "0");
+	for (i = 0; amb != NULL && i < json_object_array_length(amb); i++) {
+		struct json_object *k = json_object_array_get_idx(amb, i);
+
+		printf("ambiguous key %s of RAM user %s: check it by hand\n",
+		    jstr(k, "access_key_id"), jstr(k, "ram_user"));
+	}
+	if (!healthy)
+		printf("agent unhealthy: its state store is not writable or "
+		    "its last RAM call failed\n");
+}
+
+static int do_status(const struct globals *g, const char *user, bool json)
+{
+	struct ramkey_request *req = ramkey_request_new(RAMKEY_OP_STATUS);
+	struct ramkey_reply *rep = NULL;
+	int code;
+
+	if (req == NULL)
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	req->user = user ? strdup(user) : NULL;
+	if ((code = call_agent(g, req, &rep)) == 0) {
+		if (json)
+			printf("%s\n", json_object_to_json_string_ext(
+			    rep->status, JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE));
+		else
+			print_status(rep->status, rep->healthy);
+		code = rep->healthy ? EXIT_OK : EXIT_UNAVAILABLE;
+	}
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return code;
+}
+
+static int do_set_status(const struct globals *g, const char *key_id,
+    const char *status)
+{
+	struct ramkey_request *req;
+	struct ramkey_reply *rep = NULL;
+	char masked[RAMKEY_MASKED_MAX];
+	int code;
+
+	if (key_id == NULL || !ramkey_valid_key_id(key_id))
+		return die(EXIT_USAGE, "--key-id ID is required (an "
+		    "AccessKeyId)");
+	if (status == NULL || (strcmp(status, "Active") != 0 &&
+	    strcmp(status, "Inactive") != 0))
+		return die(EXIT_USAGE, "the new status must be Active or "
+		    "Inactive");
+	if ((req = ramkey_request_new(RAMKEY_OP_SET_STATUS)) == NULL)
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	req->key_id = strdup(key_id);
+	req->status = strdup(status);
+	if ((code = call_agent(g, req, &rep)) == 0) {
+		ramkey_mask_key_id(key_id, masked);
+		printf("%s is now %s\n", masked, status);
+	}
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return code;
+}
+
+/* ---- option parsing ---- */
+
+enum {
+	O_SOCKET = 1000,
+	O_TIMEOUT,
+	O_USER,
+	O_SECRET_FILE,
+	O_FORMAT,
+	O_PGP_KEY,
+	O_TTL,
+	O_KEY_ID,
+	O_JSON,
+};
+
+static int set_timeout(struct globals *g, const char *v)
+{
+	char *end;
+	unsigned long s;
+
+	errno = 0;
+	s = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || v[0] == '\0' || s == 0 ||
+	    s > 86400)
+		return die(EXIT_USAGE, "--timeout %s: give whole seconds "
+		    "between 1 and 86400", v);
+	g->timeout_ms = (uint64_t)s * 1000;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option gopts[] = {
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct option copts[] = {
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "user", required_argument, NULL, O_USER },
+		{ "secret-file", required_argument, NULL, O_SECRET_FILE },
+		{ "format", required_argument, NULL, O_FORMAT },
+		{ "pgp-key", required_argument, NULL, O_PGP_KEY },
+		{ "ttl", required_argument, NULL, O_TTL },
+		{ "key-id", required_argument, NULL, O_KEY_ID },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct globals g = { NULL, 30000 };
+	struct fetch_opts fo;
+	const char *key_id = NULL;
+	struct rlimit rl = { 0, 0 };
+	bool json = false, help = false;
+	unsigned allowed = 0;
+	int c, code;
+
+	/* The secret passes through our memory: no core dumps. */
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	memset(&fo, 0, sizeof(fo));
+	g.socket = getenv("RAMKEY_SOCKET");
+	if (g.socket == NULL || g.socket[0] == '\0')
+		g.socket = RAMKEY_DEFAULT_SOCKET;
+	/* Global options, up to the command word. */
+	while ((c = getopt_long(argc, argv, "+hV", gopts, NULL)) != -1) {
+		switch (c) {
+		case O_SOCKET:
+			g.socket = optarg;
+			break;
+		case O_TIMEOUT:
+			if ((code = set_timeout(&g, optarg)) != 0)
+				return code;
+			break;
+		case 'h':
+			usage_main(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("ramkey-agent-client %s\n", RAMKEY_VERSION);
+			return EXIT_OK;
+		default:
+			usage_main(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage_main(stderr);
+		return EXIT_USAGE;
+	}
+	command = argv[optind];
+	if (strcmp(command, "help") == 0) {
+		usage_main(stdout);
+		return EXIT_OK;
+	}
+	enum { A_USER = 1, A_FILE = 2, A_FORMAT = 4, A_PGP = 8, A_TTL = 16,
+		A_KEY = 32, A_JSON = 64 };
+	if (strcmp(command, "fetch") == 0)
+		allowed = A_USER | A_FILE | A_FORMAT | A_PGP | A_TTL;
+	else if (strcmp(command, "credential-process") == 0)
+		allowed = A_USER | A_TTL;
+	else if (strcmp(command, "revoke") == 0)
+		allowed = A_USER | A_KEY;
+	else if (strcmp(command, "status") == 0)
+		allowed = A_USER | A_JSON;
+	else if (strcmp(command, "set-status") == 0)
+		allowed = A_KEY;
+	else {
+		command = NULL;
+		return die(EXIT_USAGE, "unknown command %s (try --help)",
+		    argv[optind]);
+	}
+	optind++;
+	while ((c = getopt_long(argc, argv, "+h", copts, NULL)) != -1) {
+		unsigned need = c == O_USER ? A_USER : c == O_SECRET_FILE ?
+		    A_FILE : c == O_FORMAT ? A_FORMAT : c == O_PGP_KEY ? A_PGP :
+		    c == O_TTL ? A_TTL : c == O_KEY_ID ? A_KEY : c == O_JSON ?
+		    A_JSON : 0;
+
+		if (need != 0 && (allowed & need) == 0)
+			return die(EXIT_USAGE, "option %s does not apply to "
+			    "this command (try %s --help)", argv[optind - 1],
+			    command);
+		switch (c) {
+		case O_SOCKET:
+			g.socket = optarg;
+			break;
+		case O_TIMEOUT:
+			if ((code = set_timeout(&g, optarg)) != 0)
+				return code;
+			break;
+		case O_USER:
+			fo.user = optarg;
+			break;
+		case O_SECRET_FILE:
+			fo.secret_file = optarg;
+			break;
+		case O_FORMAT:
+			fo.format = optarg;
+			break;
+		case O_PGP_KEY:
+			fo.pgp_key = optarg;
+			break;
+		case O_TTL:
+			fo.ttl = optarg;
+			break;
+		case O_KEY_ID:
+			key_id = optarg;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case 'h':
+			help = true;
+			break;
+		default:
+			return die(EXIT_USAGE, "bad option (try %s --help)",
+			    command);
+		}
+	}
+	if (help) {
+		if (strcmp(command, "fetch") == 0)
+			usage_fetch(stdout, false);
+		else if (strcmp(command, "credential-process") == 0)
+			usage_fetch(stdout, true);
+		else if (strcmp(command, "revoke") == 0)
+			usage_revoke(stdout);
+		else if (strcmp(command, "status") == 0)
+			usage_status(stdout);
+		else
+			usage_set_status(stdout);
+		return EXIT_OK;
+	}
+	if (ramkey_crypto_init() != 0)
+		return die(EXIT_UNAVAILABLE, "cannot initialise libsodium");
+	if (strcmp(command, "set-status") == 0) {
+		if (optind != argc - 1)
+			return die(EXIT_USAGE, "give exactly one new status, "
+			    "Active or Inactive");
+		return do_set_status(&g, key_id, argv[optind]);
+	}
+	if (optind != argc)
+		return die(EXIT_USAGE, "unexpected argument %s", argv[optind]);
+	if (strcmp(command, "fetch") == 0)
+		return get_key(&g, &fo);
+	if (strcmp(command, "credential-process") == 0) {
+		fo.external = true;
+		return get_key(&g, &fo);
+	}
+	if (strcmp(command, "revoke") == 0)
+		return do_revoke(&g, fo.user, key_id);
+	return do_status(&g, fo.user, json);
+}

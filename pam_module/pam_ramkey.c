@@ -1,0 +1,590 @@
+/*
+ * pam_ramkey: at session open, get the user's AccessKey from ramkey-agent
+ * (sealed to a one-time key) and write it to the secret_file as the user;
+ * at session close, tell the agent, and remove the file when it says this
+ * was the user's last session on the host.
+ *
+ * Rules kept here (see the project's reference notes): the agent is
+ * checked to be the real one before anything is sent; one connection per
+ * call, close-on-exec, closed before returning; every wait has a deadline;
+ * files are touched only with the user's filesystem identity; no global
+ * state, no exit(), no signal changes, no child processes; only pam_sm_*
+ * is exported.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <security/pam_modutil.h>
+
+#include "frame.h"
+#include "fsid.h"
+#include "message.h"
+#include "ramkey_err.h"
+#include "requester.h"
+#include "seal.h"
+#include "secret_file.h"
+#include "secret_format.h"
+#include "template.h"
+#include "util.h"
+
+#define DATA_NAME "pam_ramkey_session"
+#define DEFAULT_TIMEOUT_S 10
+#define TIMEOUT_MAX_S 600
+
+#define PAM_EXPORT __attribute__((visibility("default")))
+
+enum on_error {
+	ON_ERROR_FAIL = 0,
+	ON_ERROR_IGNORE,
+};
+
+struct options {
+	const char *socket;
+	const char *secret_file; /* template, NULL = default */
+	enum ramkey_format format;
+	const char *pgp_key;
+	const char *pgp_key_file; /* template */
+	unsigned timeout_s;
+	enum on_error on_error;
+	bool export_env;
+	bool debug;
+	bool invalid; /* a known option had a bad value */
+};
+
+/* What open_session leaves for close_session (pam_set_data). Never the
+ * key itself. */
+struct session_data {
+	char token[RAMKEY_SESSION_TOKEN_LEN + 1];
+	char *path;
+};
+
+static void session_data_cleanup(pam_handle_t *pamh, void *data,
+    int error_status)
+{
+	struct session_data *sd = data;
+
+	(void)pamh;
+	(void)error_status;
+	/* Only memory: files and keys are close_session's business, and
+	 * with PAM_DATA_SILENT this runs in a forked child anyway. */
+	if (sd == NULL)
+		return;
+	ramkey_free_secret_str(sd->path);
+	ramkey_free_secret(sd, sizeof(*sd));
+}
+
+static const char *skip_prefix(const char *arg, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(arg, prefix, n) == 0 ? arg + n : NULL;
+}
+
+static void parse_options(pam_handle_t *pamh, int argc, const char **argv,
+    struct options *o)
+{
+	const char *v;
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	o->socket = RAMKEY_DEFAULT_SOCKET;
+	o->format = RAMKEY_FORMAT_JSON;
+	o->timeout_s = DEFAULT_TIMEOUT_S;
+	o->on_error = ON_ERROR_FAIL;
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i], *why = NULL;
+
+		if (strcmp(a, "debug") == 0) {
+			o->debug = true;
+		} else if (strcmp(a, "export_env") == 0) {
+			o->export_env = true;
+		} else if ((v = skip_prefix(a, "socket=")) != NULL) {
+			if (v[0] != '/' || strlen(v) >= 108) {
+				pam_syslog(pamh, LOG_ERR, "socket=%s: give an "
+				    "absolute path shorter than 108 bytes", v);
+				o->invalid = true;
+			}
+			o->socket = v;
+		} else if ((v = skip_prefix(a, "secret_file=")) != NULL) {
+			if (ramkey_template_check(v, 1, &why) != 0) {
+				pam_syslog(pamh, LOG_ERR, "secret_file=%s: %s",
+				    v, why);
+				o->invalid = true;
+			}
+			o->secret_file = v;
+		} else if ((v = skip_prefix(a, "format=")) != NULL) {
+			if (ramkey_format_parse(v, &o->format) != 0) {
+				pam_syslog(pamh, LOG_ERR, "format=%s: use json, "
+				    "ini, env or cli", v);
+				o->invalid = true;
+			}
+		} else if ((v = skip_prefix(a, "pgp_key=")) != NULL) {
+			if (*v == '\0' || strlen(v) > RAMKEY_PGP_KEY_MAX) {
+				pam_syslog(pamh, LOG_ERR, "pgp_key= is empty or "
+				    "too long");
+				o->invalid = true;
+			}
+			o->pgp_key = v;
+		} else if ((v = skip_prefix(a, "pgp_key_file=")) != NULL) {
+			if (ramkey_template_check(v, 1, &why) != 0) {
+				pam_syslog(pamh, LOG_ERR, "pgp_key_file=%s: %s",
+				    v, why);
+				o->invalid = true;
+			}
+			o->pgp_key_file = v;
+		} else if ((v = skip_prefix(a, "timeout=")) != NULL) {
+			char *end;
+			unsigned long t;
+
+			errno = 0;
+			t = strtoul(v, &end, 10);
+			if (errno != 0 || *end != '\0' || *v == '\0' || t == 0 ||
+			    t > TIMEOUT_MAX_S) {
+				pam_syslog(pamh, LOG_ERR, "timeout=%s: give "
+				    "whole seconds from 1 to %d", v,
+				    TIMEOUT_MAX_S);
+				o->invalid = true;
+			} else {
+				o->timeout_s = (unsigned)t;
+			}
+		} else if ((v = skip_prefix(a, "on_error=")) != NULL) {
+			if (strcmp(v, "fail") == 0) {
+				o->on_error = ON_ERROR_FAIL;
+			} else if (strcmp(v, "ignore") == 0) {
+				o->on_error = ON_ERROR_IGNORE;
+			} else {
+				/* Fail closed on a bad security option. */
+				pam_syslog(pamh, LOG_ERR, "on_error=%s: use "
+				    "fail or ignore; failing", v);
+				o->on_error = ON_ERROR_FAIL;
+				o->invalid = true;
+			}
+		} else {
+			pam_syslog(pamh, LOG_ERR, "unknown option %s; ignored",
+			    a);
+		}
+	}
+	if (o->pgp_key != NULL && o->pgp_key_file != NULL) {
+		pam_syslog(pamh, LOG_ERR, "give pgp_key= or pgp_key_file=, "
+		    "not both");
+		o->invalid = true;
+	}
+	if ((o->pgp_key != NULL || o->pgp_key_file != NULL) &&
+	    o->format != RAMKEY_FORMAT_JSON) {
+		pam_syslog(pamh, LOG_ERR, "format=%s needs the plaintext "
+		    "secret; with a PGP key only format=json is possible",
+		    ramkey_format_name(o->format));
+		o->invalid = true;
+	}
+}
+
+static int failed(pam_handle_t *pamh, const struct options *o,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The one log line for a failure, and the on_error verdict. */
+static int failed(pam_handle_t *pamh, const struct options *o,
+    const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pam_syslog(pamh, LOG_ERR, "%s%s", buf, o->on_error == ON_ERROR_IGNORE ?
+	    " (on_error=ignore: session continues without a key)" : "");
+	return o->on_error == ON_ERROR_IGNORE ? PAM_IGNORE : PAM_SESSION_ERR;
+}
+
+/* XDG_RUNTIME_DIR, if set, must be an absolute directory owned by the
+ * user (as pam_systemd checks it). *dirp is NULL when it is unset. */
+static int runtime_dir(pam_handle_t *pamh, const struct passwd *pw,
+    const char **dirp, char *why, size_t whylen)
+{
+	const char *d = pam_getenv(pamh, "XDG_RUNTIME_DIR");
+	struct stat st;
+
+	*dirp = NULL;
+	if (d == NULL || *d == '\0')
+		return 0;
+	if (d[0] != '/' || lstat(d, &st) != 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != pw->pw_uid) {
+		snprintf(why, whylen, "XDG_RUNTIME_DIR=%s is not an absolute "
+		    "directory owned by %s", d, pw->pw_name);
+		return -1;
+	}
+	*dirp = d;
+	return 0;
+}
+
+/* Read the PGP key file as the user: a regular file only, opened
+ * non-blocking so a FIFO cannot hang the login. */
+static int read_pgp_key_file(const char *path, const struct passwd *pw,
+    char **out, char *why, size_t whylen)
+{
+	struct ramkey_fsid fsid;
+	struct stat st;
+	char *buf = NULL;
+	size_t have = 0;
+	ssize_t n;
+	int fd = -1, r = -1;
+
+	*out = NULL;
+	if (ramkey_fsid_drop(pw->pw_name, pw->pw_uid, pw->pw_gid, &fsid) !=
+	    0) {
+		snprintf(why, whylen, "cannot act as %s to read %s",
+		    pw->pw_name, path);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+	    O_NOFOLLOW);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read pgp_key_file %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "pgp_key_file %s is not a regular file",
+		    path);
+		goto out;
+	}
+	if (st.st_size <= 0 || st.st_size > RAMKEY_PGP_KEY_MAX) {
+		snprintf(why, whylen, "pgp_key_file %s must hold 1 to %d bytes",
+		    path, RAMKEY_PGP_KEY_MAX);
+		goto out;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	while (have < (size_t)st.st_size &&
+	    (n = read(fd, buf + have, (size_t)st.st_size - have)) > 0)
+		have += (size_t)n;
+	buf[have] = '\0';
+	while (have > 0 && (buf[have - 1] == '\n' || buf[have - 1] == '\r'))
+		buf[--have] = '\0';
+	if (have == 0 || strlen(buf) != have) {
+		snprintf(why, whylen, "pgp_key_file %s holds no usable key",
+		    path);
+		goto out;
+	}
+	*out = buf;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (ramkey_fsid_restore(&fsid) != 0) {
+		snprintf(why, whylen, "cannot restore privileges");
+		return -1;
+	}
+	return r;
+}
+
+static void put_env(pam_handle_t *pamh, const char *name, const char *value)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s=%s", name, value) < 0)
+		return;
+	if (pam_putenv(pamh, s) != PAM_SUCCESS)
+		pam_syslog(pamh, LOG_WARNING, "cannot set %s", name);
+	free(s);
+}
+
+static const char *pam_item_str(pam_handle_t *pamh, int item)
+{
+	const void *v = NULL;
+
+	if (pam_get_item(pamh, item, &v) != PAM_SUCCESS || v == NULL)
+		return NULL;
+	return v;
+}
+
+/* Best effort: end a session the agent opened for us. */
+static void abort_session(pam_handle_t *pamh, const struct options *o,
+    const char *user, const char *token)
+{
+	struct ramkey_request *req = ramkey_request_new(
+	    RAMKEY_OP_CLOSE_SESSION);
+	struct ramkey_reply *rep = NULL;
+	char why[256];
+
+	if (req == NULL)
+		return;
+	req->user = strdup(user);
+	req->session = strdup(token);
+	if (req->user != NULL && req->session != NULL &&
+	    ramkey_agent_call(o->socket, req, ramkey_now_ms() + 2000, &rep,
+	    why, sizeof(why)) != 0)
+		pam_syslog(pamh, LOG_WARNING, "could not tell the agent to end "
+		    "the session (%s); it ends when this process exits", why);
+	ramkey_reply_free(rep);
+	ramkey_request_free(req);
+}
+
+PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
+    const char **argv)
+{
+	struct options o;
+	struct ramkey_request *req = NULL;
+	struct ramkey_reply *rep = NULL;
+	struct ramkey_seal_keypair *kp = NULL;
+	struct ramkey_template_vars vars;
+	struct ramkey_credential cred;
+	struct session_data *sd = NULL;
+	const struct passwd *pw;
+	const char *user = NULL, *rdir = NULL, *tmpl, *twhy = NULL;
+	char why[768], masked[RAMKEY_MASKED_MAX], *path = NULL;
+	char *pgp_path = NULL, *pgp = NULL, *secret = NULL, *rendered = NULL;
+	size_t secret_len = 0, rendered_len = 0;
+	int ret, r;
+
+	(void)flags;
+	parse_options(pamh, argc, argv, &o);
+	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL ||
+	    !ramkey_valid_user_name(user))
+		return failed(pamh, &o, "cannot determine the user");
+	if ((pw = pam_modutil_getpwnam(pamh, user)) == NULL)
+		return failed(pamh, &o, "no passwd entry for %s", user);
+	if (pw->pw_uid == 0) {
+		/* Never in the way of a root login, agent up or not. */
+		pam_syslog(pamh, LOG_INFO, "%s is root: no key (the module "
+		    "does not apply)", user);
+		return PAM_IGNORE;
+	}
+	if (o.invalid)
+		return failed(pamh, &o, "invalid module options (see the "
+		    "lines above); fix the PAM configuration");
+	if (runtime_dir(pamh, pw, &rdir, why, sizeof(why)) != 0)
+		return failed(pamh, &o, "%s; check pam_systemd and the stack "
+		    "order", why);
+	memset(&vars, 0, sizeof(vars));
+	vars.user = pw->pw_name;
+	vars.uid = pw->pw_uid;
+	vars.home = pw->pw_dir;
+	vars.runtime_dir = rdir;
+	tmpl = o.secret_file != NULL ? o.secret_file :
+	    rdir != NULL ? "%r/ramkey/credentials.json" :
+	    "%h/.alibabacloud/ramkey.json";
+	if (ramkey_template_expand(tmpl, &vars, &path, &twhy) != 0 ||
+	    path[0] != '/') {
+		ret = failed(pamh, &o, "secret_file=%s: %s", tmpl,
+		    twhy ? twhy : "does not give an absolute path");
+		goto out;
+	}
+	if (o.pgp_key_file != NULL) {
+		if (ramkey_template_expand(o.pgp_key_file, &vars, &pgp_path,
+		    &twhy) != 0) {
+			ret = failed(pamh, &o, "pgp_key_file=%s: %s",
+			    o.pgp_key_file, twhy ? twhy : "invalid");
+			goto out;
+		}
+		if (read_pgp_key_file(pgp_path, pw, &pgp, why,
+		    sizeof(why)) != 0) {
+			ret = failed(pamh, &o, "%s", why);
+			goto out;
+		}
+	} else if (o.pgp_key != NULL && (pgp = strdup(o.pgp_key)) == NULL) {
+		ret = failed(pamh, &o, "out of memory");
+		goto out;
+	}
+	if ((req = ramkey_request_new(RAMKEY_OP_OPEN_SESSION)) == NULL ||
+	    (req->user = strdup(pw->pw_name)) == NULL ||
+	    (req->secret_file = strdup(path)) == NULL) {
+		ret = failed(pamh, &o, "out of memory");
+		goto out;
+	}
+	req->pgp_key = pgp;
+	pgp = NULL;
+	if (pam_item_str(pamh, PAM_RHOST) != NULL)
+		req->rhost = strndup(pam_item_str(pamh, PAM_RHOST),
+		    RAMKEY_RHOST_MAX);
+	if (pam_item_str(pamh, PAM_TTY) != NULL)
+		req->tty = strndup(pam_item_str(pamh, PAM_TTY), RAMKEY_TTY_MAX);
+	if (pam_item_str(pamh, PAM_SERVICE) != NULL)
+		req->service = strndup(pam_item_str(pamh, PAM_SERVICE),
+		    RAMKEY_SERVICE_MAX);
+	if (req->pgp_key == NULL) {
+		if (ramkey_seal_keypair_new(&kp) != 0) {
+			ret = failed(pamh, &o, "cannot make a sealing key");
+			goto out;
+		}
+		memcpy(req->seal_pk, kp->pk, sizeof(req->seal_pk));
+		req->has_seal_pk = true;
+	}
+	r = ramkey_agent_call(o.socket, req, ramkey_now_ms() +
+	    (uint64_t)o.timeout_s * 1000, &rep, why, sizeof(why));
+	if (r != 0) {
+		ret = failed(pamh, &o, "no key for %s: %s; check that "
+		    "ramkey-agent is running and answers on %s", user, why,
+		    o.socket);
+		goto out;
+	}
+	if (rep->error == RAMKEY_ERR_EXCLUDED) {
+		pam_syslog(pamh, LOG_INFO, "%s: %s (the module does not "
+		    "apply)", user, rep->error_message);
+		ret = PAM_IGNORE;
+		goto out;
+	}
+	if (rep->error != 0) {
+		ret = failed(pamh, &o, "no key for %s: the agent said: %s",
+		    user, rep->error_message);
+		goto out;
+	}
+	/* The secret must come back in the form asked for: sealed to our
+	 * one-time key, or (with a PGP key) encrypted. Anything else is not
+	 * an answer from the agent we asked. */
+	if ((kp != NULL) != (rep->key.sealed != NULL) || (kp != NULL &&
+	    ramkey_seal_open(kp, rep->key.sealed, rep->key.sealed_len,
+	    &secret, &secret_len) != 0)) {
+		abort_session(pamh, &o, pw->pw_name, rep->session);
+		ret = failed(pamh, &o, "the agent's secret is not sealed to "
+		    "this request's one-time key; is %s the real agent?",
+		    o.socket);
+		goto out;
+	}
+	memset(&cred, 0, sizeof(cred));
+	cred.access_key_id = rep->key.access_key_id;
+	cred.secret = secret;
+	cred.create_date = rep->key.create_date;
+	cred.status = rep->key.status;
+	cred.encrypted_secret = rep->key.encrypted_secret;
+	cred.key_fingerprint = rep->key.key_fingerprint;
+	cred.region_id = rep->region_id;
+	if (ramkey_format_render(o.format, &cred, &rendered,
+	    &rendered_len) != 0) {
+		abort_session(pamh, &o, pw->pw_name, rep->session);
+		ret = failed(pamh, &o, "cannot render format=%s",
+		    ramkey_format_name(o.format));
+		goto out;
+	}
+	{
+		struct ramkey_owner owner = { pw->pw_name, pw->pw_uid,
+			pw->pw_gid };
+
+		r = ramkey_secret_file_write(path, &owner, rendered,
+		    rendered_len, why, sizeof(why));
+	}
+	if (r != 0) {
+		abort_session(pamh, &o, pw->pw_name, rep->session);
+		ret = failed(pamh, &o, "cannot write the secret file for %s: "
+		    "%s", user, why[0] ? why : ramkey_strerror(r));
+		goto out;
+	}
+	if ((sd = calloc(1, sizeof(*sd))) == NULL ||
+	    (sd->path = strdup(path)) == NULL) {
+		abort_session(pamh, &o, pw->pw_name, rep->session);
+		ret = failed(pamh, &o, "out of memory");
+		goto out;
+	}
+	snprintf(sd->token, sizeof(sd->token), "%s", rep->session);
+	if (pam_set_data(pamh, DATA_NAME, sd, session_data_cleanup) !=
+	    PAM_SUCCESS) {
+		abort_session(pamh, &o, pw->pw_name, rep->session);
+		ret = failed(pamh, &o, "cannot keep the session data");
+		goto out;
+	}
+	sd = NULL;
+	if (o.export_env) {
+		put_env(pamh, "RAMKEY_SECRET_FILE", path);
+		if (o.format == RAMKEY_FORMAT_INI)
+			put_env(pamh, "ALIBABA_CLOUD_CREDENTIALS_FILE", path);
+	}
+	ramkey_mask_key_id(rep->key.access_key_id, masked);
+	pam_syslog(pamh, LOG_INFO, "key %s for %s written to %s (%s%s)",
+	    masked, user, path, ramkey_format_name(o.format),
+	    rep->key.encrypted_secret ? ", PGP-encrypted" : "");
+	ret = PAM_SUCCESS;
+out:
+	if (rendered != NULL)
+		ramkey_secure_free(rendered);
+	if (secret != NULL)
+		ramkey_secure_free(secret);
+	if (sd != NULL)
+		session_data_cleanup(pamh, sd, 0);
+	ramkey_free_secret_str(pgp);
+	free(pgp_path);
+	free(path);
+	ramkey_seal_keypair_free(kp);
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return ret;
+}
+
+PAM_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc,
+    const char **argv)
+{
+	struct options o;
+	const struct session_data *sd = NULL;
+	struct ramkey_request *req = NULL;
+	struct ramkey_reply *rep = NULL;
+	const struct passwd *pw;
+	const char *user = NULL;
+	const void *data = NULL;
+	char why[768];
+	bool removed = false;
+	int ret, r;
+
+	(void)flags;
+	parse_options(pamh, argc, argv, &o);
+	if (pam_get_data(pamh, DATA_NAME, &data) != PAM_SUCCESS ||
+	    data == NULL)
+		return PAM_IGNORE; /* open_session left nothing to close */
+	sd = data;
+	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL ||
+	    (pw = pam_modutil_getpwnam(pamh, user)) == NULL)
+		return failed(pamh, &o, "cannot determine the user at close");
+	if ((req = ramkey_request_new(RAMKEY_OP_CLOSE_SESSION)) == NULL ||
+	    (req->user = strdup(pw->pw_name)) == NULL ||
+	    (req->session = strdup(sd->token)) == NULL) {
+		ret = failed(pamh, &o, "out of memory");
+		goto out;
+	}
+	r = ramkey_agent_call(o.socket, req, ramkey_now_ms() +
+	    (uint64_t)o.timeout_s * 1000, &rep, why, sizeof(why));
+	if (r != 0 || rep->error != 0) {
+		ret = failed(pamh, &o, "could not tell the agent that a session "
+		    "of %s ended (%s); the agent revokes the key when this "
+		    "process exits", user, r != 0 ? why : rep->error_message);
+		goto out;
+	}
+	if (rep->last_session) {
+		struct ramkey_owner owner = { pw->pw_name, pw->pw_uid,
+			pw->pw_gid };
+
+		if (ramkey_secret_file_remove(sd->path, &owner, &removed, why,
+		    sizeof(why)) != 0)
+			pam_syslog(pamh, LOG_WARNING, "last session of %s: %s",
+			    user, why);
+		else if (!removed && why[0] != '\0')
+			pam_syslog(pamh, LOG_WARNING, "last session of %s: %s",
+			    user, why);
+	}
+	if (o.debug)
+		pam_syslog(pamh, LOG_DEBUG, "session of %s closed%s%s", user,
+		    rep->last_session ? " (last one)" : "",
+		    removed ? "; secret file removed" : "");
+	/* Closed: a second close_session has nothing left to close
+	 * (PAM_IGNORE) and must not tell the agent or touch the file again.
+	 * This frees sd; do not use it below. */
+	(void)pam_set_data(pamh, DATA_NAME, NULL, NULL);
+	ret = PAM_SUCCESS;
+out:
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return ret;
+}
