@@ -227,6 +227,52 @@ static int get_str(struct json_object *v, size_t maxlen, char **out)
 	return 0;
 }
 
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no UTF-16 surrogates,
+ * nothing past U+10FFFF. json-c's own check only looks at the shape of
+ * each sequence.
+ */
+static bool valid_utf8(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t c = s[i];
+		size_t n;
+		uint8_t lo = 0x80, hi = 0xbf;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3;
+		else
+			return false;
+		/* The first continuation byte's range rules out overlong
+		 * forms, surrogates and code points past U+10FFFF. */
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+		else if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+		if (len - i <= n || s[i + 1] < lo || s[i + 1] > hi)
+			return false;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 static int parse_json(const uint8_t *buf, size_t len, struct json_object **ret)
 {
 	struct json_tokener *tok;
@@ -236,7 +282,8 @@ static int parse_json(const uint8_t *buf, size_t len, struct json_object **ret)
 	*ret = NULL;
 	if (len > RAMKEY_FRAME_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
-	if (len == 0 || memchr(buf, '\0', len) != NULL)
+	if (len == 0 || memchr(buf, '\0', len) != NULL ||
+	    !valid_utf8(buf, len))
 		return RAMKEY_ERR_PROTOCOL;
 	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
 		return RAMKEY_ERR_NOMEM;
@@ -531,7 +578,23 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 		goto out;
 	if (req->has_ttl && (r = add_int(o, "ttl", (int64_t)req->ttl)) != 0)
 		goto out;
-	r = to_text(o, out, lenp);
+	if ((r = to_text(o, out, lenp)) != 0)
+		goto out;
+	/* Validate by the receiver's own rules. */
+	{
+		struct ramkey_request *check = NULL;
+
+		r = ramkey_request_decode((const uint8_t *)*out, strlen(*out),
+		    &check);
+		ramkey_request_free(check);
+		if (r != 0) {
+			free(*out);
+			*out = NULL;
+			if (lenp != NULL)
+				*lenp = 0;
+			r = r == RAMKEY_ERR_NOMEM ? r : RAMKEY_ERR_INVALID;
+		}
+	}
 out:
 	free(pk);
 	json_object_put(o);
@@ -661,6 +724,11 @@ static int decode_error(struct json_object *e, struct ramkey_reply *rep)
 			if ((r = get_str(v, 64, &code)) != 0)
 				return r;
 			rep->error = ramkey_err_from_name(code);
+			/* Unknown names map to "internal": only the real
+			 * "internal" may. */
+			if (rep->error == RAMKEY_ERR_INTERNAL &&
+			    strcmp(code, ramkey_err_name(RAMKEY_ERR_INTERNAL)) != 0)
+				rep->error = 0;
 			free(code);
 			if (rep->error == 0)
 				return RAMKEY_ERR_PROTOCOL;
@@ -741,7 +809,9 @@ static int decode_key(struct json_object *ko, struct ramkey_key_info *k)
 	if (k->access_key_id == NULL || k->create_date == NULL ||
 	    k->status == NULL ||
 	    (k->sealed == NULL && k->encrypted_secret == NULL) ||
-	    (k->encrypted_secret != NULL && k->key_fingerprint == NULL))
+	    (k->sealed != NULL && k->sealed_len <= crypto_box_SEALBYTES) ||
+	    (k->encrypted_secret != NULL && (k->encrypted_secret[0] == '\0' ||
+	    k->key_fingerprint == NULL)))
 		r = RAMKEY_ERR_PROTOCOL;
 out:
 	free(sealed);

@@ -91,7 +91,12 @@ void ramkey_request_free(struct ramkey_request *req);
 struct ramkey_reply *ramkey_reply_new(enum ramkey_op op);
 void ramkey_reply_free(struct ramkey_reply *rep);
 
-/* Encode to a JSON text (malloc'd, NUL-terminated). Validates first. */
+/*
+ * Encode to a JSON text (malloc'd, NUL-terminated). A request is checked
+ * by decoding what was encoded, so nothing goes out that the agent would
+ * refuse (RAMKEY_ERR_INVALID); replies are built by the agent from values
+ * it has already validated.
+ */
 int ramkey_request_encode(const struct ramkey_request *req, char **out,
     size_t *lenp);
 int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,

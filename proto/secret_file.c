@@ -204,6 +204,10 @@ static int open_parent(struct walk *w, const char *path, bool create,
 	name = slash + 1;
 	*slash = '\0';
 	dir = buf;
+	/* "a//b" is "a/b": the last directory is the last non-empty
+	 * component. */
+	while (slash > buf && slash[-1] == '/')
+		*--slash = '\0';
 	if (*name == '\0' || strcmp(name, ".") == 0 ||
 	    strcmp(name, "..") == 0) {
 		say(w, "%s: does not name a file", path);
