@@ -401,9 +401,13 @@ int main(int argc, char **argv)
 	}
 	credentials_free(cred);
 	cred = NULL;
-	if (pgp_worker_new(a.loop, a.cfg, &a.pgp) != 0)
-		log_warn("PGP support unavailable (is gnupg installed?); "
-		    "requests with a PGP key will fail");
+	if (pgp_worker_new(a.loop, a.cfg, &a.pgp) != 0) {
+		log_err("cannot start the PGP worker");
+		goto out;
+	}
+	if (pgp_worker_unavailable(a.pgp) != NULL)
+		log_warn("PGP keys cannot be used: %s",
+		    pgp_worker_unavailable(a.pgp));
 	if (lease_store_open(a.cfg->state_dir, &a.store, &err) != 0) {
 		log_err("%s", err);
 		free(err);

@@ -1393,3 +1393,8 @@ void pgp_worker_free(struct pgp_worker *w)
 	}
 	worker_destroy(w);
 }
+
+const char *pgp_worker_unavailable(const struct pgp_worker *w)
+{
+	return w != NULL ? w->unavailable : "no PGP worker";
+}

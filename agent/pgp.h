@@ -22,6 +22,8 @@ int pgp_worker_new(struct evloop *loop, const struct config *cfg,
     struct pgp_worker **ret);
 /* Joins the worker thread; pending jobs end without their callbacks. */
 void pgp_worker_free(struct pgp_worker *w);
+/* Why PGP requests cannot be served (GnuPG missing...), or NULL. */
+const char *pgp_worker_unavailable(const struct pgp_worker *w);
 /* Pick up keybase_url, proxy, ca_file, allow_http after a reload. */
 int pgp_worker_reconfigure(struct pgp_worker *w, const struct config *cfg);
 
