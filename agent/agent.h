@@ -186,6 +186,9 @@ int session_attach(struct agent *a, struct lease *l,
     const struct request *req, struct session **ret);
 /* Detach one session; ends the lease if it was the last holder. */
 void session_end(struct agent *a, struct session *s, const char *why);
+/* The same for a session whose process died without closing it: also
+ * removes its secret file if it was the user's last session. */
+void session_end_dead(struct agent *a, struct session *s, const char *why);
 void lease_set_ttl_holder(struct agent *a, struct lease *l, int64_t until_ms);
 /* End a lease now: detach every holder, wipe the secret, revoke. */
 void lease_end(struct agent *a, struct lease *l, const char *why);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "ramkey_err.h"
 #include "secret_arena.h"
+#include "secret_file.h"
 #include "strmap.h"
 #include "util.h"
 
@@ -281,7 +282,7 @@ static void pidfd_ready(void *arg, int fd, uint32_t events)
 
 	(void)fd;
 	(void)events;
-	session_end(s->lease->agent, s, "the session's process exited");
+	session_end_dead(s->lease->agent, s, "the session's process exited");
 }
 
 int session_watch(struct agent *a, struct session *s)
@@ -374,6 +375,44 @@ static void session_detach(struct agent *a, struct session *s)
 	if (s->stored)
 		store_del_session(a->store, s->token);
 	session_free(s);
+}
+
+/*
+ * The process that opened a session died without closing it (sshd killed):
+ * nobody will remove its secret file, so the agent does when it was the
+ * user's last session, acting as the user, exactly as the module would.
+ * Only an agent running as root can; the key itself is revoked anyway.
+ */
+static void remove_stale_file(struct agent *a, const char *user, uid_t uid,
+    gid_t gid, const char *path)
+{
+	struct ramkey_owner owner = { user, uid, gid };
+	char why[512];
+	bool removed = false;
+
+	if (path == NULL || geteuid() != 0 || user_pam_sessions(a, user) != 0)
+		return;
+	if (ramkey_secret_file_remove(path, &owner, &removed, why,
+	    sizeof(why)) != 0)
+		log_warn("cannot remove %s, the secret file of a session of %s "
+		    "whose process died: %s", path, user, why);
+	else if (removed)
+		log_info("removed %s, the secret file of the last session of "
+		    "%s, whose process died", path, user);
+}
+
+void session_end_dead(struct agent *a, struct session *s, const char *why)
+{
+	char *path = s->secret_file != NULL ? strdup(s->secret_file) : NULL;
+	char *user = strdup(s->lease->user);
+	uid_t uid = s->lease->uid;
+	gid_t gid = s->lease->gid;
+
+	session_end(a, s, why);
+	if (user != NULL)
+		remove_stale_file(a, user, uid, gid, path);
+	free(path);
+	free(user);
 }
 
 void session_end(struct agent *a, struct session *s, const char *why)

@@ -134,7 +134,7 @@ int recovery_load(struct agent *a)
 		if (!session_alive(a, v))
 			dead[ndead++] = v;
 	for (i = 0; i < ndead; i++)
-		session_end(a, dead[i], "its process is gone (found at "
+		session_end_dead(a, dead[i], "its process is gone (found at "
 		    "agent start)");
 	free(dead);
 
