@@ -235,6 +235,11 @@ static void agent_free(struct agent *a)
 		while (strmap_next(a->leases, &it, NULL, &v)) {
 			struct lease *l = v;
 
+			/* The loop's timer heap points into the lease. */
+			evloop_timer_cancel(a->loop, &l->max_ttl_timer);
+			evloop_timer_cancel(a->loop, &l->ttl_timer);
+			evloop_timer_cancel(a->loop, &l->revoke_timer);
+
 			while (l->sessions != NULL) {
 				struct session *s = l->sessions;
 
@@ -258,6 +263,7 @@ static void agent_free(struct agent *a)
 		while (strmap_next(a->ram_users, &it, NULL, &v)) {
 			struct ram_user_state *rs = v;
 
+			evloop_timer_cancel(a->loop, &rs->reconcile_timer);
 			free(rs->name);
 			free(rs->mint_times);
 			free(rs);

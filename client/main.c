@@ -369,6 +369,11 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 	} else if (o->pgp_key != NULL && (pgp = strdup(o->pgp_key)) == NULL) {
 		return die(EXIT_UNAVAILABLE, "out of memory");
 	}
+	if (o->pgp_key != NULL && pgp[0] == '\0') {
+		code = die(EXIT_USAGE, "the PGP key is empty; give base64 of a "
+		    "binary key, an armored key, @FILE or keybase:NAME");
+		goto out;
+	}
 	if (o->pgp_key != NULL && strlen(pgp) > RAMKEY_PGP_KEY_MAX) {
 		code = die(EXIT_USAGE, "the PGP key is larger than %d bytes",
 		    RAMKEY_PGP_KEY_MAX);
@@ -748,10 +753,15 @@ int main(int argc, char **argv)
 		    c == O_TTL ? A_TTL : c == O_KEY_ID ? A_KEY : c == O_JSON ?
 		    A_JSON : 0;
 
-		if (need != 0 && (allowed & need) == 0)
-			return die(EXIT_USAGE, "option %s does not apply to "
-			    "this command (try %s --help)", argv[optind - 1],
-			    command);
+		if (need != 0 && (allowed & need) == 0) {
+			const char *name = "?";
+
+			for (size_t i = 0; copts[i].name != NULL; i++)
+				if (copts[i].val == c)
+					name = copts[i].name;
+			return die(EXIT_USAGE, "option --%s does not apply to "
+			    "this command (try %s --help)", name, command);
+		}
 		switch (c) {
 		case O_SOCKET:
 			g.socket = optarg;

@@ -369,6 +369,11 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 	if (o.invalid)
 		return failed(pamh, &o, "invalid module options (see the "
 		    "lines above); fix the PAM configuration");
+	/* Before any sodium_malloc (the rendered file): libsodium aborts the
+	 * process when it is used uninitialised. The sealing key pair used
+	 * to do this, but a PGP request makes none. */
+	if (ramkey_crypto_init() != 0)
+		return failed(pamh, &o, "cannot initialise libsodium");
 	if (runtime_dir(pamh, pw, &rdir, why, sizeof(why)) != 0)
 		return failed(pamh, &o, "%s; check pam_systemd and the stack "
 		    "order", why);

@@ -225,6 +225,9 @@ int ramkey_format_render(enum ramkey_format fmt,
 
 	*out = NULL;
 	*lenp = 0;
+	/* sodium_malloc aborts when libsodium is not initialised. */
+	if (sodium_init() < 0)
+		return RAMKEY_ERR_CRYPTO;
 	if (cred->access_key_id == NULL)
 		return RAMKEY_ERR_INVALID;
 	if (cred->secret == NULL && (fmt != RAMKEY_FORMAT_JSON ||
