@@ -76,7 +76,11 @@ struct ram_call {
 	char errbuf[CURL_ERROR_SIZE];
 	/* Outcome of the last finished try. */
 	struct ram_error err;
+	bool unknown_outcome; /* a try failed without a definite answer */
 	bool in_callback;
+	/* Circuit breaker: waiting for a probe, or being the probe. */
+	bool parked, is_probe;
+	struct ram_call *park_prev, *park_next;
 };
 
 struct ram_client {
@@ -99,6 +103,15 @@ struct ram_client {
 	struct ram_call *calls;
 	size_t in_flight;
 	bool degraded;
+	struct ram_error last_err; /* of the last finished try */
+	bool last_failed;
+	/* Circuit breaker (see ram_client.h). */
+	unsigned consecutive_failures;
+	unsigned probe_round;
+	bool probe_in_flight;
+	uint64_t probe_next;
+	struct ev_timer probe_timer;
+	struct ram_call *parked_head, *parked_tail;
 	/* fds registered with the loop, by fd */
 	unsigned char *fds;
 	size_t nfds;
@@ -309,10 +322,20 @@ static void try_detach(struct ram_call *call)
 	ram_buf_free(&call->body);
 }
 
+static void unpark(struct ram_call *call);
+static void arm_probe_timer(struct ram_client *c);
+
 static void call_unlink(struct ram_call *call)
 {
 	struct ram_client *c = call->c;
 
+	if (call->parked)
+		unpark(call);
+	if (call->is_probe) {
+		call->is_probe = false;
+		c->probe_in_flight = false;
+		arm_probe_timer(c);
+	}
 	if (call->prev != NULL)
 		call->prev->next = call->next;
 	else if (c->calls == call)
@@ -378,6 +401,7 @@ static void fail_timeout(struct ram_call *call)
 	}
 	e->kind = RAM_ERRK_TIMEOUT;
 	e->attempts = call->attempts;
+	e->earlier_try_unknown = call->unknown_outcome;
 	call_complete(call, RAMKEY_ERR_RAM_TIMEOUT, NULL);
 }
 
@@ -594,7 +618,8 @@ static int try_start(struct ram_call *call)
 	}
 	if (c->proxy != NULL)
 		SETOPT(e, CURLOPT_PROXY, c->proxy);
-	SETOPT(e, CURLOPT_TIMEOUT_MS, (long)left);
+	SETOPT(e, CURLOPT_TIMEOUT_MS,
+	    (long)(left < RAM_TRY_MAX_MS ? left : RAM_TRY_MAX_MS));
 	SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(left < RAM_CONNECT_TIMEOUT_MS ? left
 	                                         : RAM_CONNECT_TIMEOUT_MS));
@@ -646,6 +671,132 @@ static void schedule_retry(struct ram_call *call)
 		fail_local(call, RAMKEY_ERR_NOMEM, "scheduling a retry");
 }
 
+/* --- Circuit breaker --- */
+
+static void unpark(struct ram_call *call)
+{
+	struct ram_client *c = call->c;
+
+	if (call->park_prev != NULL)
+		call->park_prev->park_next = call->park_next;
+	else
+		c->parked_head = call->park_next;
+	if (call->park_next != NULL)
+		call->park_next->park_prev = call->park_prev;
+	else
+		c->parked_tail = call->park_prev;
+	call->park_prev = call->park_next = NULL;
+	call->parked = false;
+}
+
+static void arm_probe_timer(struct ram_client *c)
+{
+	uint64_t now = evloop_now();
+
+	if (c->probe_in_flight || c->parked_head == NULL || c->dying)
+		return;
+	(void)evloop_timer_arm(c->loop, &c->probe_timer,
+	    c->probe_next > now ? c->probe_next : now);
+}
+
+/* Let every waiting call try again now. */
+static void release_parked(struct ram_client *c)
+{
+	uint64_t now = evloop_now();
+
+	while (c->parked_head != NULL) {
+		struct ram_call *call = c->parked_head;
+
+		unpark(call);
+		call->timer_action = TIMER_TRY;
+		(void)evloop_timer_arm(c->loop, &call->timer, now);
+	}
+}
+
+/* May this call send a try now? If not, it waits for the probe. */
+static bool gate(struct ram_call *call)
+{
+	struct ram_client *c = call->c;
+
+	if (c->consecutive_failures < RAM_BREAKER_THRESHOLD)
+		return true;
+	if (!c->probe_in_flight && evloop_now() >= c->probe_next) {
+		c->probe_in_flight = true;
+		call->is_probe = true;
+		return true;
+	}
+	call->parked = true;
+	call->park_prev = c->parked_tail;
+	if (c->parked_tail != NULL)
+		c->parked_tail->park_next = call;
+	else
+		c->parked_head = call;
+	c->parked_tail = call;
+	/* It still ends at its own deadline. */
+	call->timer_action = TIMER_DEADLINE;
+	(void)evloop_timer_arm(c->loop, &call->timer, call->deadline);
+	arm_probe_timer(c);
+	return false;
+}
+
+static void start_try(struct ram_call *call)
+{
+	int r;
+
+	if ((r = try_start(call)) == RAMKEY_ERR_TIMEOUT)
+		fail_timeout(call);
+	else if (r != 0)
+		fail_local(call, r == RAMKEY_ERR_INTERNAL ? RAMKEY_ERR_NOMEM : r,
+		    "preparing the request");
+}
+
+static void on_probe_timer(void *arg)
+{
+	struct ram_client *c = arg;
+	struct ram_call *call;
+
+	c->busy++;
+	if (c->consecutive_failures < RAM_BREAKER_THRESHOLD) {
+		release_parked(c);
+	} else if (!c->probe_in_flight && (call = c->parked_head) != NULL) {
+		unpark(call);
+		evloop_timer_cancel(c->loop, &call->timer);
+		c->probe_in_flight = true;
+		call->is_probe = true;
+		start_try(call);
+	}
+	leave(c);
+}
+
+/* Account for a finished try in the breaker. */
+static void breaker_update(struct ram_call *call, int rc)
+{
+	struct ram_client *c = call->c;
+	bool failure = rc != 0 && call->err.transport_or_5xx;
+
+	if (call->is_probe) {
+		call->is_probe = false;
+		c->probe_in_flight = false;
+	}
+	if (failure) {
+		if (++c->consecutive_failures >= RAM_BREAKER_THRESHOLD) {
+			uint64_t d = 1000ULL << (c->probe_round < 3 ?
+			    c->probe_round : 3);
+
+			if (c->probe_round < 3)
+				c->probe_round++;
+			c->probe_next = evloop_now() + d / 2 +
+			    randombytes_uniform((uint32_t)(d / 2 + 1));
+		}
+	} else if (rc == 0 || call->err.kind == RAM_ERRK_API) {
+		/* RAM answered: everybody may go. */
+		c->consecutive_failures = 0;
+		c->probe_round = 0;
+		release_parked(c);
+	}
+	arm_probe_timer(c);
+}
+
 static void on_call_timer(void *arg)
 {
 	struct ram_call *call = arg;
@@ -655,6 +806,8 @@ static void on_call_timer(void *arg)
 	c->busy++;
 	if (call->timer_action == TIMER_DEADLINE) {
 		fail_timeout(call);
+	} else if (!gate(call)) {
+		/* parked until a probe gets an answer */
 	} else if ((r = try_start(call)) == RAMKEY_ERR_TIMEOUT) {
 		fail_timeout(call);
 	} else if (r != 0) {
@@ -803,6 +956,15 @@ static void try_done(struct ram_call *call, CURLcode cr)
 	over = try_outcome(call, cr, &res, &rc);
 	/* Health: the last finished try of any call. */
 	c->degraded = rc != 0 && call->err.transport_or_5xx;
+	c->last_failed = rc != 0;
+	if (rc != 0)
+		c->last_err = call->err;
+	breaker_update(call, rc);
+	res.attempts = call->attempts;
+	res.earlier_try_unknown = call->unknown_outcome;
+	call->err.earlier_try_unknown = call->unknown_outcome;
+	if (rc != 0 && call->err.transport_or_5xx)
+		call->unknown_outcome = true;
 	try_detach(call); /* wipes the body */
 	if (over) {
 		call_complete(call, rc, &res);
@@ -1005,6 +1167,7 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 	c->loop = loop;
 	c->signature = cfg->signature;
 	ev_timer_init(&c->timer, on_curl_timer, c);
+	ev_timer_init(&c->probe_timer, on_probe_timer, c);
 	c->timeout_ms[RAM_ACT_CREATE_ACCESS_KEY] = cfg->create_timeout_ms
 	    ? cfg->create_timeout_ms
 	    : RAM_DEFAULT_WRITE_TIMEOUT_MS;
@@ -1073,6 +1236,7 @@ static void client_destroy(struct ram_client *c)
 	if (c->share != NULL)
 		curl_share_cleanup(c->share);
 	evloop_timer_cancel(c->loop, &c->timer);
+	evloop_timer_cancel(c->loop, &c->probe_timer);
 	/* Whatever libcurl did not report removed. */
 	for (fd = 0; fd < c->nfds; fd++)
 		if (c->fds[fd])
@@ -1268,6 +1432,11 @@ void ram_call_cancel(struct ram_call *call)
 		return;
 	call_unlink(call);
 	call_free(call);
+}
+
+const struct ram_error *ram_client_last_error(const struct ram_client *c)
+{
+	return c != NULL && c->last_failed ? &c->last_err : NULL;
 }
 
 bool ram_client_degraded(const struct ram_client *c)

@@ -8,7 +8,14 @@
  * fresh nonce and timestamp per try, until the operation's timeout. It never
  * retries LimitExceeded.*, EntityNotExist.*, NoPermission or
  * SignatureDoesNotMatch. Decisions are taken on RAM's Code, not on the HTTP
- * status.
+ * status. One try lasts at most RAM_TRY_MAX_MS.
+ *
+ * When RAM fails over and over (transport errors or 5xx on
+ * RAM_BREAKER_THRESHOLD tries in a row, across calls), the client stops
+ * sending every call's retries and sends one probe at a time instead, with
+ * its own backoff (1 s doubling to 8 s); the others wait for it (within
+ * their own timeouts) and all go as soon as a probe gets an answer. An
+ * outage therefore costs a few calls, not a few per pending operation.
  *
  * The library never logs. Errors come back as a struct ram_error whose
  * message has been scrubbed (RAM echoes the string-to-sign in
@@ -50,6 +57,8 @@ struct ram_client_config {
 #define RAM_REQUEST_ID_MAX 80
 #define RAM_USER_NAME_MAX 64
 #define RAM_OP_MAX 32
+#define RAM_TRY_MAX_MS 10000
+#define RAM_BREAKER_THRESHOLD 5
 
 enum ram_error_kind {
 	RAM_ERRK_NONE = 0,
@@ -70,6 +79,8 @@ struct ram_error {
 	char request_id[RAM_REQUEST_ID_MAX]; /* RAM's RequestId, "" if none */
 	unsigned attempts;		     /* tries made */
 	bool transport_or_5xx;		     /* the last try failed that way */
+	/* An earlier try ended without a definite answer (see ram_result). */
+	bool earlier_try_unknown;
 };
 
 struct ram_access_key {
@@ -88,6 +99,13 @@ struct ram_access_key {
 
 struct ram_result {
 	char request_id[RAM_REQUEST_ID_MAX];
+	unsigned attempts; /* tries made */
+	/*
+	 * An earlier try failed without a definite answer (transport error,
+	 * timeout, 5xx): it may have been carried out by RAM all the same.
+	 * For CreateAccessKey this means a second key may exist.
+	 */
+	bool earlier_try_unknown;
 	/* CreateAccessKey */
 	struct ram_access_key key;
 	/* ListAccessKeys: owned by the client, valid during the callback */
@@ -156,6 +174,12 @@ void ram_call_cancel(struct ram_call *call);
  * failed for a transport or 5xx reason and no try has succeeded since.
  */
 bool ram_client_degraded(const struct ram_client *c);
+
+/*
+ * The error of the last finished try of any call, or NULL if it
+ * succeeded: for telling a waiting requester why RAM is slow.
+ */
+const struct ram_error *ram_client_last_error(const struct ram_client *c);
 
 /* Number of calls started and not yet completed. */
 size_t ram_client_in_flight(const struct ram_client *c);
