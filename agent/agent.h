@@ -90,7 +90,17 @@ struct intent {
 	char **snapshot;	/* key ids present before the mint */
 	size_t nsnapshot;
 	bool create_sent;	/* CreateAccessKey may have reached RAM */
+	/*
+	 * A try sent before this time may still be carried out by RAM:
+	 * until then, "no new key yet" is not an answer (memory only; after
+	 * a restart it counts from the start).
+	 */
+	int64_t settle_until_ms;
 };
+
+/* How long a CreateAccessKey try may still land after we stop waiting
+ * for it: one try's limit plus RAM's one-second dates and some slack. */
+#define INTENT_SETTLE_MS (RAM_TRY_MAX_MS + 3000)
 
 /* Per local user: their leases and an in-flight mint. */
 struct user_state {
@@ -166,8 +176,10 @@ struct agent {
 	struct conn *conns;
 	bool stopping;
 	int signal_fd;
-	uint64_t store_retry_at;
 	unsigned pending_revocations;
+	struct ev_timer accept_timer; /* resumes accepting after EMFILE */
+	uint64_t emfile_logged_at;
+	struct ev_timer store_timer;  /* retries a broken store */
 };
 
 /* ---- lease lifecycle: leases.c ---- */
@@ -220,6 +232,8 @@ void mints_free_all(struct agent *a);
 /* ---- recovery: recovery.c ---- */
 int recovery_load(struct agent *a);
 void reconcile_intent(struct agent *a, struct ram_user_state *rs);
+void clear_gone_ambiguous(struct agent *a, const char *ram_user,
+    const struct ram_result *res);
 
 /* ---- connections: conn.c ---- */
 int listener_open(struct agent *a, char **errp);
@@ -228,6 +242,7 @@ void conn_reply(struct conn *c, struct ramkey_reply *rep);
 /* At exit: free every connection and its request. */
 void conns_free_all(struct agent *a);
 void agent_flush(void *arg);
+void agent_store_retry(void *arg);
 
 /* ---- requests: handlers.c ---- */
 enum request_wait {
@@ -264,6 +279,7 @@ struct request {
 	int64_t old_ttl_expires;/* fetch: to undo a TTL holder change */
 	bool last_session;	/* close_session */
 	uint32_t revoked;	/* revoke */
+	struct ev_timer deadline; /* the requester's timeout_ms */
 };
 void request_dispatch(struct conn *c, struct ramkey_request *msg);
 /* The requester hung up before the answer. */

@@ -480,6 +480,23 @@ int config_load(const char *path, bool must_exist, struct config **ret,
 		r = fail(errp, "%s: cannot open: %s", path, strerror(errno));
 		goto out;
 	}
+	/* It decides who is trusted and where keys come from: only root or
+	 * the agent's user may be able to change it. */
+	{
+		struct stat st;
+
+		if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+			r = fail(errp, "%s: not a regular file", path);
+			goto out;
+		}
+		if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
+		    (st.st_mode & 0022) != 0) {
+			r = fail(errp, "%s: must belong to root or the agent's "
+			    "user and not be writable by group or others "
+			    "(chmod go-w %s)", path, path);
+			goto out;
+		}
+	}
 	for (;;) {
 		ssize_t n = getline(&line, &cap, f);
 		char *s, *eq, *k, *v;

@@ -28,6 +28,7 @@
 #define REQUEST_DEADLINE_MS 5000
 #define LISTEN_BACKLOG 512
 #define ACCEPT_BATCH 64
+#define STORE_RETRY_MS 5000
 
 static struct uid_stats *uid_stats_get(struct agent *a, uid_t uid)
 {
@@ -263,7 +264,8 @@ void conn_reply(struct conn *c, struct ramkey_reply *rep)
 		conn_kill(c);
 		return;
 	}
-	ramkey_frame_put_header(c->out, len);
+	/* The encoder kept the body within the op's limit. */
+	ramkey_frame_put_header_max(c->out, len, RAMKEY_STATUS_FRAME_MAX);
 	memcpy(c->out + RAMKEY_FRAME_HDR, text, len);
 	sodium_memzero(text, len);
 	free(text);
@@ -301,10 +303,19 @@ void agent_flush(void *arg)
 		if (c->out != NULL)
 			write_out(c);
 	}
-	if (store_broken(a->store) && evloop_now() >= a->store_retry_at) {
-		a->store_retry_at = evloop_now() + 5000;
-		(void)store_resync(a->store, a);
-	}
+	if (store_broken(a->store) && !ev_timer_armed(&a->store_timer))
+		(void)evloop_timer_arm(a->loop, &a->store_timer,
+		    evloop_now() + STORE_RETRY_MS);
+}
+
+/* While the store is broken, try every few seconds to rewrite it. */
+void agent_store_retry(void *arg)
+{
+	struct agent *a = arg;
+
+	if (store_broken(a->store) && store_resync(a->store, a) != 0)
+		(void)evloop_timer_arm(a->loop, &a->store_timer,
+		    evloop_now() + STORE_RETRY_MS);
 }
 
 void conns_free_all(struct agent *a)
@@ -331,6 +342,33 @@ static char *peer_account(uid_t uid)
 	return strdup(res->pw_name);
 }
 
+static void accept_resume(void *arg)
+{
+	struct agent *a = arg;
+
+	if (a->listen_fd >= 0)
+		(void)evloop_mod(a->loop, a->listen_fd, EPOLLIN);
+}
+
+/*
+ * Out of file descriptors: a waiting connection would make the listening
+ * socket readable forever. Stop listening for a moment instead of
+ * spinning, and say so once.
+ */
+static void accept_pause(struct agent *a)
+{
+	uint64_t now = evloop_now();
+
+	if (now >= a->emfile_logged_at + 60000) {
+		log_err("accept: %s; pausing new connections (raise "
+		    "LimitNOFILE / ulimit -n?)", strerror(errno));
+		a->emfile_logged_at = now;
+	}
+	(void)evloop_mod(a->loop, a->listen_fd, 0);
+	ev_timer_init(&a->accept_timer, accept_resume, a);
+	(void)evloop_timer_arm(a->loop, &a->accept_timer, now + 100);
+}
+
 static void accept_ready(void *arg, int fd, uint32_t events)
 {
 	struct agent *a = arg;
@@ -346,7 +384,10 @@ static void accept_ready(void *arg, int fd, uint32_t events)
 
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(a);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("accept: %s", strerror(errno));
 			return;

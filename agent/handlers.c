@@ -34,6 +34,7 @@ static void request_free(struct request *req)
 {
 	if (req == NULL)
 		return;
+	evloop_timer_cancel(req->agent->loop, &req->deadline);
 	ramkey_request_free(req->msg);
 	pgp_key_free(req->pgp);
 	free(req->own);
@@ -181,6 +182,10 @@ static int authorize(struct request *req, bool for_keys)
 	req->gid = pw.pw_gid;
 	if (!for_keys)
 		return 0;
+	if (pw.pw_uid >= 65534)
+		return deny(req, RAMKEY_ERR_EXCLUDED, target, "%s (uid %lu) is "
+		    "the nobody/overflow account: it never gets keys", target,
+		    (unsigned long)pw.pw_uid);
 	if (pw.pw_uid < a->cfg->min_uid)
 		return deny(req, RAMKEY_ERR_EXCLUDED, target, "%s (uid %lu) is "
 		    "below min_uid %lu: system accounts never get keys", target,
@@ -460,6 +465,14 @@ static void start_key_request(struct request *req)
 
 static void handle_open(struct request *req)
 {
+	/* Sessions are the PAM module's business (it runs as root); anyone
+	 * else holds keys through fetch, whose holder has a deadline. */
+	if (!req->trusted) {
+		deny(req, RAMKEY_ERR_DENIED, req->msg->user, "open_session is "
+		    "for the PAM module; uid %lu is not in trusted_uids (use "
+		    "ramkey-agent-client fetch)", (unsigned long)req->peer.uid);
+		return;
+	}
 	if (authorize(req, true) != 0)
 		return;
 	start_key_request(req);
@@ -517,10 +530,10 @@ static void handle_close(struct request *req)
 		close_committed(req, true);
 		return;
 	}
-	if (!req->trusted && req->peer.uid != s->lease->uid) {
-		deny(req, RAMKEY_ERR_DENIED, s->lease->user, "uid %lu may not "
-		    "close a session of %s", (unsigned long)req->peer.uid,
-		    s->lease->user);
+	if (!req->trusted) {
+		deny(req, RAMKEY_ERR_DENIED, s->lease->user, "close_session is "
+		    "for the PAM module; uid %lu is not in trusted_uids",
+		    (unsigned long)req->peer.uid);
 		return;
 	}
 	if ((owner = strdup(s->lease->user)) == NULL) {
@@ -695,6 +708,46 @@ static void handle_set_status(struct request *req)
 	}
 }
 
+/*
+ * The requester's timeout_ms is about to run out while we still wait for
+ * RAM or Keybase: answer now, with the reason, instead of letting it give
+ * up blind. A mint under way goes on for any other waiter (and its key is
+ * revoked at once if there is none).
+ */
+static void deadline_reached(void *arg)
+{
+	struct request *req = arg;
+	struct agent *a = req->agent;
+	const struct ram_error *e = ram_client_last_error(a->ram);
+	char last[RAM_CODE_MAX + RAM_MESSAGE_MAX + 32] = "";
+
+	if (e != NULL)
+		snprintf(last, sizeof(last), "; last RAM error: %s%s%s",
+		    e->code, e->code[0] ? ": " : "", e->message);
+	switch (req->waiting) {
+	case W_MINT:
+		mint_requester_gone(a, req);
+		req->waiting = W_NONE;
+		request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, e ? e->code : NULL,
+		    "RAM did not complete the mint for %s within %u ms%s; "
+		    "the agent keeps trying, try again later",
+		    req->ram_user ? req->ram_user : "this user",
+		    req->msg->timeout_ms, last);
+		break;
+	case W_PGP_KEY:
+		pgp_job_cancel(req->job);
+		req->job = NULL;
+		req->waiting = W_NONE;
+		request_fail(req, RAMKEY_ERR_KEYBASE, NULL, "the PGP key could "
+		    "not be checked within %u ms (Keybase slow?)",
+		    req->msg->timeout_ms);
+		break;
+	default:
+		/* Committing or encrypting: moments away; let it finish. */
+		break;
+	}
+}
+
 void request_dispatch(struct conn *c, struct ramkey_request *msg)
 {
 	struct agent *a = c->agent;
@@ -712,7 +765,19 @@ void request_dispatch(struct conn *c, struct ramkey_request *msg)
 	req->trusted = c->trusted;
 	if (c->peer_name != NULL)
 		req->own = strdup(c->peer_name);
+	ev_timer_init(&req->deadline, deadline_reached, req);
+	if (msg->has_timeout)
+		(void)evloop_timer_arm(a->loop, &req->deadline,
+		    evloop_now() + msg->timeout_ms);
 	c->req = req;
+	/* rhost, tty and service go into audit lines: only the PAM module
+	 * (a trusted peer) may set them. */
+	if (!req->trusted) {
+		free(msg->rhost);
+		free(msg->tty);
+		free(msg->service);
+		msg->rhost = msg->tty = msg->service = NULL;
+	}
 	if (!rate_ok(a, req)) {
 		request_fail(req, RAMKEY_ERR_RATE, NULL, "too many requests "
 		    "from uid %lu; slow down", (unsigned long)req->peer.uid);

@@ -340,11 +340,16 @@ int session_attach(struct agent *a, struct lease *l,
 		session_free(s);
 		return r;
 	}
-	/* Watch the opening process: a SIGKILLed sshd never calls close. */
+	/* Watch the opening process: a SIGKILLed sshd never calls close.
+	 * A session nobody can watch could outlive its login: refuse it. */
 	if (s->pid <= 0 || proc_start_time(s->pid, &s->start_time) != 0 ||
-	    session_watch(a, s) != 0)
-		log_warn("cannot watch process %ld of a session of %s; the "
-		    "session ends at close or max_ttl", (long)s->pid, l->user);
+	    (r = session_watch(a, s)) != 0) {
+		log_warn("cannot watch process %ld of a session of %s; "
+		    "refusing the session", (long)s->pid, l->user);
+		strmap_del(a->sessions, s->token);
+		session_free(s);
+		return RAMKEY_ERR_UNAVAILABLE;
+	}
 	s->next_in_lease = l->sessions;
 	l->sessions = s;
 	l->nsessions++;
@@ -403,7 +408,10 @@ static void remove_stale_file(struct agent *a, const char *user, uid_t uid,
 
 void session_end_dead(struct agent *a, struct session *s, const char *why)
 {
-	char *path = s->secret_file != NULL ? strdup(s->secret_file) : NULL;
+	/* Only a path the root PAM module registered is removed: other
+	 * trusted peers must not gain "unlink as any user" from this. */
+	char *path = s->secret_file != NULL && s->peer_uid == 0 ?
+	    strdup(s->secret_file) : NULL;
 	char *user = strdup(s->lease->user);
 	uid_t uid = s->lease->uid;
 	gid_t gid = s->lease->gid;
@@ -442,10 +450,8 @@ void lease_end(struct agent *a, struct lease *l, const char *why)
 	l->ttl_expires_ms = 0;
 	evloop_timer_cancel(a->loop, &l->max_ttl_timer);
 	evloop_timer_cancel(a->loop, &l->ttl_timer);
-	if (l->status_call != NULL) {
-		ram_call_cancel(l->status_call);
-		l->status_call = NULL;
-	}
+	/* A set-status in flight finishes first (the revoker waits for it),
+	 * so its UpdateAccessKey cannot land after the revocation's. */
 	secret_arena_release(a->arena, l->secret_slot);
 	l->secret_slot = 0;
 	l->state = LEASE_REVOKING;

@@ -214,6 +214,20 @@ static void harden(void)
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	(void)setrlimit(RLIMIT_CORE, &rl);
 	umask(0077);
+	/* Every session holds a pidfd: take all the descriptors we may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void scrub_env(const char *name)
+{
+	char *v = getenv(name);
+
+	if (v != NULL)
+		sodium_memzero(v, strlen(v));
+	unsetenv(name);
 }
 
 static void agent_free(struct agent *a)
@@ -287,6 +301,10 @@ static void agent_free(struct agent *a)
 	strmap_free(a->ambiguous);
 	lease_store_close(a->store);
 	secret_arena_free(a->arena);
+	if (a->loop != NULL) {
+		evloop_timer_cancel(a->loop, &a->accept_timer);
+		evloop_timer_cancel(a->loop, &a->store_timer);
+	}
 	if (a->signal_fd > 0)
 		close(a->signal_fd);
 	evloop_free(a->loop);
@@ -372,6 +390,7 @@ int main(int argc, char **argv)
 		log_err("cannot initialise libsodium or libcurl");
 		goto out;
 	}
+	ev_timer_init(&a.store_timer, agent_store_retry, &a);
 	if (evloop_new(&a.loop) != 0 || secret_arena_new(&a.arena) != 0 ||
 	    (a.users = strmap_new()) == NULL ||
 	    (a.ram_users = strmap_new()) == NULL ||
@@ -423,6 +442,10 @@ int main(int argc, char **argv)
 		log_err("cannot load the state store in %s", a.cfg->state_dir);
 		goto out;
 	}
+	/* The admin secret has been copied into locked memory: do not
+	 * leave it in the environment for children (gpg) to inherit. */
+	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
 	if (listener_open(&a, &err) != 0) {
 		log_err("%s", err);
 		free(err);

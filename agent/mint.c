@@ -235,6 +235,7 @@ static void list_done(void *arg, int rc, const struct ram_result *res,
 		mint_finish(a, m);
 		return;
 	}
+	clear_gone_ambiguous(a, m->ram_user, res);
 	if (m->waiters == NULL) {
 		mint_finish(a, m);
 		return;
@@ -351,8 +352,28 @@ static void create_done(void *arg, int rc, const struct ram_result *res,
 		    res->key.status[0] ? res->key.status : "Active");
 		lease_link(a, l);
 		store_put_lease(a->store, l);
-		store_del_intent(a->store, m->intent->id);
 		lease_arm_timers(a, l);
+		if (res->earlier_try_unknown) {
+			/* An earlier try may have minted a second key: keep
+			 * the intent, with this key in its snapshot, and look
+			 * for the other one. */
+			char **snap = realloc(m->intent->snapshot,
+			    (m->intent->nsnapshot + 2) * sizeof(char *));
+
+			if (snap != NULL) {
+				m->intent->snapshot = snap;
+				snap[m->intent->nsnapshot] = strdup(l->key_id);
+				if (snap[m->intent->nsnapshot] != NULL)
+					m->intent->nsnapshot++;
+			}
+			m->intent->settle_until_ms = wall_ms() +
+			    INTENT_SETTLE_MS;
+			store_put_intent(a->store, m->intent);
+			m->rs->intent = m->intent;
+			m->intent = NULL;
+		} else {
+			store_del_intent(a->store, m->intent->id);
+		}
 		/* The audit line names who asked first. */
 		{
 			const struct request *w = m->waiters;
@@ -363,10 +384,17 @@ static void create_done(void *arg, int rc, const struct ram_result *res,
 			    w != NULL ? w->msg->tty : NULL, NULL);
 		}
 		deliver(a, m, l);
-		mint_finish(a, m);
+		{
+			struct ram_user_state *rs = m->rs;
+
+			mint_finish(a, m);
+			if (rs->intent != NULL)
+				reconcile_intent(a, rs);
+		}
 		return;
 	}
-	if (err != NULL && err->kind == RAM_ERRK_API) {
+	if (err != NULL && err->kind == RAM_ERRK_API &&
+	    !err->earlier_try_unknown) {
 		/* RAM answered: no key was created. */
 		store_del_intent(a->store, m->intent->id);
 		fail_ram(m, "CreateAccessKey", rc, err);
@@ -376,6 +404,7 @@ static void create_done(void *arg, int rc, const struct ram_result *res,
 	/* No definite answer: a key may exist. Keep the intent and find
 	 * out before this RAM user mints again. */
 	fail_ram(m, "CreateAccessKey", rc, err);
+	m->intent->settle_until_ms = wall_ms() + INTENT_SETTLE_MS;
 	m->rs->intent = m->intent;
 	m->intent = NULL;
 	{

@@ -15,6 +15,35 @@
 #include "util.h"
 
 #define RECONCILE_RETRY_MS 5000
+#define RECONCILE_POLL_MS 2000
+
+/* Ambiguous keys that RAM no longer lists need no more attention. */
+void clear_gone_ambiguous(struct agent *a, const char *ram_user,
+    const struct ram_result *res)
+{
+	struct strmap_iter it;
+	const char *kid;
+	void *v;
+	char *gone[16];
+	size_t ngone = 0, i, j;
+
+	strmap_iter_init(&it);
+	while (ngone < 16 && strmap_next(a->ambiguous, &it, &kid, &v)) {
+		bool listed = false;
+
+		if (strcmp(v, ram_user) != 0)
+			continue;
+		for (j = 0; j < res->nkeys && !listed; j++)
+			listed = strcmp(res->keys[j].id, kid) == 0;
+		if (!listed && (gone[ngone] = strdup(kid)) != NULL)
+			ngone++;
+	}
+	for (i = 0; i < ngone; i++) {
+		free(strmap_del(a->ambiguous, gone[i]));
+		store_del_ambiguous(a->store, gone[i]);
+		free(gone[i]);
+	}
+}
 
 static void reconcile_done(void *arg, int rc, const struct ram_result *res,
     const struct ram_error *err)
@@ -54,6 +83,17 @@ static void reconcile_done(void *arg, int rc, const struct ram_result *res,
 		if (nfound < sizeof(found) / sizeof(found[0]))
 			found[nfound] = k;
 		nfound++;
+	}
+	clear_gone_ambiguous(a, rs->name, res);
+	if (nfound == 0 && wall_ms() < in->settle_until_ms) {
+		/* A try of the lost CreateAccessKey may still land: look
+		 * again before declaring that none was made. */
+		int64_t left = in->settle_until_ms - wall_ms();
+
+		evloop_timer_arm(a->loop, &rs->reconcile_timer, evloop_now() +
+		    (uint64_t)(left < RECONCILE_POLL_MS ? left :
+		    RECONCILE_POLL_MS));
+		return;
 	}
 	if (nfound == 1) {
 		char masked[RAMKEY_MASKED_MAX];
@@ -170,6 +210,8 @@ int recovery_load(struct agent *a)
 		struct ram_user_state *rs = v;
 
 		if (rs->intent != NULL) {
+			/* The crashed agent's last try may still land. */
+			rs->intent->settle_until_ms = now + INTENT_SETTLE_MS;
 			log_warn("RAM user %s has an unfinished mint from "
 			    "before a crash; checking RAM for a lost key",
 			    rs->name);

@@ -29,6 +29,14 @@ static void revoke_timer_fired(void *arg)
 	revoke_try(l->agent, l);
 }
 
+static void arm_revoke_timer(struct agent *a, struct lease *l, uint64_t when)
+{
+	/* Leases loaded from the store start with a zeroed timer. */
+	if (!ev_timer_armed(&l->revoke_timer))
+		ev_timer_init(&l->revoke_timer, revoke_timer_fired, l);
+	evloop_timer_arm(a->loop, &l->revoke_timer, when);
+}
+
 static bool key_gone(const struct ram_error *err)
 {
 	return err != NULL && err->kind == RAM_ERRK_API &&
@@ -55,8 +63,7 @@ static void schedule_retry(struct agent *a, struct lease *l,
 	    err != NULL ? ": " : "",
 	    err != NULL ? (err->code[0] ? err->code : err->message) : "error",
 	    (unsigned long long)delay);
-	ev_timer_init(&l->revoke_timer, revoke_timer_fired, l);
-	evloop_timer_arm(a->loop, &l->revoke_timer, evloop_now() + delay);
+	arm_revoke_timer(a, l, evloop_now() + delay);
 }
 
 static void confirmed(struct agent *a, struct lease *l, const char *how)
@@ -122,6 +129,11 @@ static void revoke_try(struct agent *a, struct lease *l)
 
 	if (l->revoke_call != NULL || a->stopping)
 		return;
+	if (l->status_call != NULL) {
+		/* Let the user's set-status land first, then override it. */
+		arm_revoke_timer(a, l, evloop_now() + 200);
+		return;
+	}
 	if (l->state == LEASE_PARKED || l->revoke_deleting ||
 	    strcmp(l->status, "Inactive") == 0) {
 		if (l->state == LEASE_REVOKING &&

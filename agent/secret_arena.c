@@ -56,8 +56,9 @@ static int add_chunk(struct secret_arena *a)
 	if ((nc = realloc(a->chunks, (a->nchunks + 1) * sizeof(*nc))) == NULL)
 		goto fail;
 	a->chunks = nc;
-	if (a->nfree + SLOTS_PER_CHUNK > a->free_cap) {
-		size_t cap = a->free_cap + SLOTS_PER_CHUNK;
+	/* Every slot may be free at once: room for all of them. */
+	if ((a->nchunks + 1) * SLOTS_PER_CHUNK > a->free_cap) {
+		size_t cap = (a->nchunks + 1) * SLOTS_PER_CHUNK;
 
 		if ((nf = realloc(a->free_slots, cap * sizeof(*nf))) == NULL)
 			goto fail;
@@ -130,6 +131,8 @@ void secret_arena_release(struct secret_arena *a, uint32_t slot)
 	if (p == NULL || p[0] == 0)
 		return;
 	sodium_memzero(p, SLOT_SIZE);
+	if (a->nfree >= a->free_cap)
+		abort(); /* cannot happen: free_cap covers every slot */
 	a->free_slots[a->nfree++] = slot;
 	a->used--;
 }
