@@ -391,6 +391,10 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 	}
 	req->pgp_key = pgp;
 	pgp = NULL;
+	/* The agent answers before this runs out, with the reason. */
+	req->has_timeout = true;
+	req->timeout_ms = (uint32_t)(g->timeout_ms > 1000 ?
+	    g->timeout_ms - 250 : g->timeout_ms / 2);
 	if (ttl != 0) {
 		req->has_ttl = true;
 		req->ttl = ttl;

@@ -19,14 +19,14 @@ uint64_t ramkey_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-int ramkey_frame_parse_header(const uint8_t hdr[RAMKEY_FRAME_HDR],
-    size_t *lenp)
+int ramkey_frame_parse_header_max(const uint8_t hdr[RAMKEY_FRAME_HDR],
+    size_t max, size_t *lenp)
 {
 	uint32_t len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
 	    ((uint32_t)hdr[2] << 8) | (uint32_t)hdr[3];
 
 	*lenp = 0;
-	if (len > RAMKEY_FRAME_MAX)
+	if (len > max)
 		return RAMKEY_ERR_TOO_LARGE;
 	if (len == 0)
 		return RAMKEY_ERR_PROTOCOL;
@@ -34,9 +34,21 @@ int ramkey_frame_parse_header(const uint8_t hdr[RAMKEY_FRAME_HDR],
 	return 0;
 }
 
+int ramkey_frame_parse_header(const uint8_t hdr[RAMKEY_FRAME_HDR],
+    size_t *lenp)
+{
+	return ramkey_frame_parse_header_max(hdr, RAMKEY_FRAME_MAX, lenp);
+}
+
 int ramkey_frame_put_header(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len)
 {
-	if (len == 0 || len > RAMKEY_FRAME_MAX)
+	return ramkey_frame_put_header_max(hdr, len, RAMKEY_FRAME_MAX);
+}
+
+int ramkey_frame_put_header_max(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len,
+    size_t max)
+{
+	if (len == 0 || len > max || len > UINT32_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
 	hdr[0] = (uint8_t)(len >> 24);
 	hdr[1] = (uint8_t)(len >> 16);
@@ -136,7 +148,7 @@ int ramkey_frame_send(int fd, const void *body, size_t len,
 	return send_all(fd, body, len, deadline_ms);
 }
 
-int ramkey_frame_recv(int fd, uint8_t **bodyp, size_t *lenp,
+int ramkey_frame_recv(int fd, size_t max, uint8_t **bodyp, size_t *lenp,
     uint64_t deadline_ms)
 {
 	uint8_t hdr[RAMKEY_FRAME_HDR];
@@ -148,7 +160,7 @@ int ramkey_frame_recv(int fd, uint8_t **bodyp, size_t *lenp,
 	*lenp = 0;
 	if ((r = recv_all(fd, hdr, sizeof(hdr), deadline_ms)) != 0)
 		goto out;
-	if ((r = ramkey_frame_parse_header(hdr, &len)) != 0)
+	if ((r = ramkey_frame_parse_header_max(hdr, max, &len)) != 0)
 		goto out;
 	if ((body = malloc(len + 1)) == NULL) {
 		r = RAMKEY_ERR_NOMEM;

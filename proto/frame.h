@@ -10,15 +10,23 @@
 #include <stdint.h>
 
 #define RAMKEY_FRAME_MAX (64 * 1024)
+/* The one exception: a `status` reply lists every lease of the agent
+ * (about 250 bytes each), and only flows from the agent to a requester
+ * that asked for it. */
+#define RAMKEY_STATUS_FRAME_MAX (16 * 1024 * 1024)
 #define RAMKEY_FRAME_HDR 4
 
-/* Decode and check a header. Returns 0 or RAMKEY_ERR_TOO_LARGE /
- * RAMKEY_ERR_PROTOCOL (an empty frame). */
+/* Decode and check a header against max (RAMKEY_FRAME_MAX unless stated).
+ * Returns 0 or RAMKEY_ERR_TOO_LARGE / RAMKEY_ERR_PROTOCOL (empty frame). */
 int ramkey_frame_parse_header(const uint8_t hdr[RAMKEY_FRAME_HDR],
     size_t *lenp);
+int ramkey_frame_parse_header_max(const uint8_t hdr[RAMKEY_FRAME_HDR],
+    size_t max, size_t *lenp);
 
-/* Encode a header for a body of len bytes (len <= RAMKEY_FRAME_MAX). */
+/* Encode a header for a body of len bytes (1..RAMKEY_FRAME_MAX, or max). */
 int ramkey_frame_put_header(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len);
+int ramkey_frame_put_header_max(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len,
+    size_t max);
 
 /*
  * Blocking I/O with a deadline (CLOCK_MONOTONIC milliseconds, see
@@ -30,8 +38,8 @@ int ramkey_frame_put_header(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len);
 int ramkey_frame_send(int fd, const void *body, size_t len,
     uint64_t deadline_ms);
 /* *bodyp is malloc'd and NUL-terminated (not counted in *lenp); the caller
- * wipes and frees it. */
-int ramkey_frame_recv(int fd, uint8_t **bodyp, size_t *lenp,
+ * wipes and frees it. Frames over max are refused before allocating. */
+int ramkey_frame_recv(int fd, size_t max, uint8_t **bodyp, size_t *lenp,
     uint64_t deadline_ms);
 
 /* Milliseconds on CLOCK_MONOTONIC. */

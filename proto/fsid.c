@@ -117,9 +117,13 @@ int ramkey_fsid_restore(struct ramkey_fsid *saved)
 
 	if (!saved->active)
 		return 0;
-	if (set_fsuid_checked(saved->saved_fsuid) != 0 ||
-	    set_fsgid_checked(saved->saved_fsgid) != 0 ||
-	    setgroups((size_t)saved->saved_ngroups, saved->saved_groups) != 0)
+	/* Try all three even if one fails: leave as little changed as
+	 * possible; the caller treats any failure as fatal. */
+	if (set_fsuid_checked(saved->saved_fsuid) != 0)
+		r = RAMKEY_ERR_SYSTEM;
+	if (set_fsgid_checked(saved->saved_fsgid) != 0)
+		r = RAMKEY_ERR_SYSTEM;
+	if (setgroups((size_t)saved->saved_ngroups, saved->saved_groups) != 0)
 		r = RAMKEY_ERR_SYSTEM;
 	free(saved->saved_groups);
 	memset(saved, 0, sizeof(*saved));

@@ -57,6 +57,7 @@ enum {
 	F_KEY_ID = 1 << 8,
 	F_STATUS = 1 << 9,
 	F_TTL = 1 << 10,
+	F_TIMEOUT = 1 << 11,
 };
 
 static unsigned allowed_fields(enum ramkey_op op)
@@ -64,11 +65,11 @@ static unsigned allowed_fields(enum ramkey_op op)
 	switch (op) {
 	case RAMKEY_OP_OPEN_SESSION:
 		return F_USER | F_SEAL | F_PGP | F_FILE | F_RHOST | F_TTY |
-		    F_SERVICE;
+		    F_SERVICE | F_TIMEOUT;
 	case RAMKEY_OP_CLOSE_SESSION:
 		return F_USER | F_SESSION;
 	case RAMKEY_OP_FETCH:
-		return F_USER | F_SEAL | F_PGP | F_TTL;
+		return F_USER | F_SEAL | F_PGP | F_TTL | F_TIMEOUT;
 	case RAMKEY_OP_REVOKE:
 		return F_USER | F_KEY_ID;
 	case RAMKEY_OP_STATUS:
@@ -273,14 +274,15 @@ static bool valid_utf8(const uint8_t *s, size_t len)
 	return true;
 }
 
-static int parse_json(const uint8_t *buf, size_t len, struct json_object **ret)
+static int parse_json(const uint8_t *buf, size_t len, size_t max,
+    struct json_object **ret)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
 	int r = RAMKEY_ERR_PROTOCOL;
 
 	*ret = NULL;
-	if (len > RAMKEY_FRAME_MAX)
+	if (len > max)
 		return RAMKEY_ERR_TOO_LARGE;
 	if (len == 0 || memchr(buf, '\0', len) != NULL ||
 	    !valid_utf8(buf, len))
@@ -440,6 +442,19 @@ static int decode_request_field(struct ramkey_request *req, const char *k,
 		req->has_ttl = true;
 		return 0;
 	}
+	if (strcmp(k, "timeout_ms") == 0) {
+		int64_t t;
+
+		*seen |= F_TIMEOUT;
+		if (!json_object_is_type(v, json_type_int))
+			return RAMKEY_ERR_PROTOCOL;
+		t = json_object_get_int64(v);
+		if (t <= 0 || t > RAMKEY_TIMEOUT_MS_MAX)
+			return RAMKEY_ERR_PROTOCOL;
+		req->timeout_ms = (uint32_t)t;
+		req->has_timeout = true;
+		return 0;
+	}
 	return RAMKEY_ERR_PROTOCOL; /* unknown field */
 }
 
@@ -453,7 +468,7 @@ int ramkey_request_decode(const uint8_t *buf, size_t len,
 	int r;
 
 	*ret = NULL;
-	if ((r = parse_json(buf, len, &o)) != 0)
+	if ((r = parse_json(buf, len, RAMKEY_FRAME_MAX, &o)) != 0)
 		goto out;
 	if ((r = check_version(o)) != 0 || (r = get_op(o, &op)) != 0)
 		goto out;
@@ -526,7 +541,8 @@ static int add_bool(struct json_object *o, const char *k, bool b)
 	return 0;
 }
 
-static int to_text(struct json_object *o, char **out, size_t *lenp)
+static int to_text(struct json_object *o, size_t max, char **out,
+    size_t *lenp)
 {
 	const char *s;
 	size_t n;
@@ -536,7 +552,7 @@ static int to_text(struct json_object *o, char **out, size_t *lenp)
 	if (s == NULL)
 		return RAMKEY_ERR_NOMEM;
 	n = strlen(s);
-	if (n > RAMKEY_FRAME_MAX)
+	if (n > max)
 		return RAMKEY_ERR_TOO_LARGE;
 	if ((*out = strdup(s)) == NULL)
 		return RAMKEY_ERR_NOMEM;
@@ -578,7 +594,10 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 		goto out;
 	if (req->has_ttl && (r = add_int(o, "ttl", (int64_t)req->ttl)) != 0)
 		goto out;
-	if ((r = to_text(o, out, lenp)) != 0)
+	if (req->has_timeout &&
+	    (r = add_int(o, "timeout_ms", (int64_t)req->timeout_ms)) != 0)
+		goto out;
+	if ((r = to_text(o, RAMKEY_FRAME_MAX, out, lenp)) != 0)
 		goto out;
 	/* Validate by the receiver's own rules. */
 	{
@@ -664,7 +683,8 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 			goto out;
 		}
 		e = NULL;
-		r = to_text(o, out, lenp);
+		r = to_text(o, rep->op == RAMKEY_OP_STATUS && rep->error == 0 ?
+	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, out, lenp);
 		goto out;
 	}
 	switch (rep->op) {
@@ -703,7 +723,8 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 		r = RAMKEY_ERR_INVALID;
 		goto out;
 	}
-	r = to_text(o, out, lenp);
+	r = to_text(o, rep->op == RAMKEY_OP_STATUS && rep->error == 0 ?
+	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, out, lenp);
 out:
 	if (e != NULL)
 		json_object_put(e);
@@ -924,7 +945,8 @@ int ramkey_reply_decode(const uint8_t *buf, size_t len, enum ramkey_op expect,
 	int r;
 
 	*ret = NULL;
-	if ((r = parse_json(buf, len, &o)) != 0)
+	if ((r = parse_json(buf, len, expect == RAMKEY_OP_STATUS ?
+	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, &o)) != 0)
 		goto out;
 	if ((r = check_version(o)) != 0 || (r = get_op(o, &op)) != 0)
 		goto out;

@@ -50,7 +50,11 @@ struct ramkey_request {
 	char *status;	   /* set-status: "Active" or "Inactive" */
 	bool has_ttl;
 	uint64_t ttl;	   /* fetch --ttl, seconds */
+	bool has_timeout;
+	uint32_t timeout_ms; /* how long the requester will wait for a key */
 };
+
+#define RAMKEY_TIMEOUT_MS_MAX 3600000
 
 /* The key handed to a requester (open_session, fetch). */
 struct ramkey_key_info {

@@ -187,12 +187,14 @@ int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
 		    "deadline" : ramkey_strerror(r));
 		goto out;
 	}
-	if ((r = ramkey_frame_recv(fd, &body, &blen, deadline_ms)) != 0) {
+	if ((r = ramkey_frame_recv(fd, req->op == RAMKEY_OP_STATUS ?
+	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, &body, &blen,
+	    deadline_ms)) != 0) {
 		if (r == RAMKEY_ERR_TIMEOUT)
 			say(why, whylen, "the agent did not answer in time");
 		else if (r == RAMKEY_ERR_TOO_LARGE)
-			say(why, whylen, "the agent's reply is larger than %d "
-			    "bytes", RAMKEY_FRAME_MAX);
+			say(why, whylen, "the agent's reply is larger than the "
+			    "protocol allows");
 		else
 			say(why, whylen, "reading the agent's reply: %s",
 			    ramkey_strerror(r));
