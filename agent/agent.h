@@ -102,11 +102,20 @@ struct intent {
  * for it: one try's limit plus RAM's one-second dates and some slack. */
 #define INTENT_SETTLE_MS (RAM_TRY_MAX_MS + 3000)
 
-/* Per local user: their leases and an in-flight mint. */
+/* Which key was written last to a secret file path (see file_written). */
+struct file_rec {
+	struct file_rec *next;
+	char *path;
+	char key_id[RAM_KEY_ID_MAX + 1];
+	char token[RAMKEY_SESSION_TOKEN_LEN + 1]; /* writer session, or "" */
+};
+
+/* Per local user: their leases, an in-flight mint, their files. */
 struct user_state {
 	char *name;
 	struct lease *leases;	/* newest first */
 	struct mint *mint;	/* single-flight */
+	struct file_rec *files;
 };
 
 /* Per RAM user: mints are serialised, and none starts while an intent is
@@ -211,6 +220,20 @@ void session_free(struct session *s);
 unsigned user_pam_sessions(struct agent *a, const char *user);
 struct session *user_latest_session(struct agent *a, const char *user);
 int session_watch(struct agent *a, struct session *s);
+
+/*
+ * Secret files shared by several sessions of a user (one user, one file):
+ * the agent remembers which key was written last to each path. When that
+ * key's lease loses its last holder while other live sessions of the user
+ * use the same path, they read that key now: they move to its lease, and
+ * the lease they held before ends instead.
+ */
+void file_written(struct agent *a, const char *user, const char *path,
+    const char *key_id, const char *token);
+/* The writer never wrote it (PAM close with "aborted"). */
+void file_unwritten(struct agent *a, const char *user, const char *path,
+    const char *token);
+void file_rec_free(struct file_rec *f);
 
 /* ---- revocation: revoke.c ---- */
 void revoke_start(struct agent *a, struct lease *l);

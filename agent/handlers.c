@@ -387,6 +387,17 @@ void request_lease_ready(struct request *req, struct lease *l)
 	}
 	audit("attach", l->user, l->ram_user, l->key_id, &req->peer,
 	    req->msg->rhost, req->msg->tty, extra);
+	if (req->msg->secret_file != NULL) {
+		file_written(a, l->user, req->msg->secret_file, l->key_id,
+		    req->session != NULL ? req->session->token : NULL);
+	} else if (req->msg->default_file) {
+		/* fetch writes the file of the user's login session. */
+		struct session *s = user_latest_session(a, l->user);
+
+		if (s != NULL)
+			file_written(a, l->user, s->secret_file, l->key_id,
+			    NULL);
+	}
 	req->waiting = W_COMMIT;
 	if (store_after_commit(a->store, lease_committed, req) != 0) {
 		req->waiting = W_NONE;
@@ -540,7 +551,10 @@ static void handle_close(struct request *req)
 		request_fail(req, RAMKEY_ERR_NOMEM, NULL, "out of memory");
 		return;
 	}
-	session_end(a, s, "closed");
+	if (req->msg->aborted)
+		file_unwritten(a, owner, s->secret_file, s->token);
+	session_end(a, s, req->msg->aborted ? "aborted by the module" :
+	    "closed");
 	req->last_session = user_pam_sessions(a, owner) == 0;
 	free(owner);
 	req->waiting = W_COMMIT;

@@ -36,6 +36,9 @@ static const char schema[] =
     " id INTEGER PRIMARY KEY, ram_user TEXT NOT NULL, user TEXT NOT NULL,"
     " started_ms INTEGER NOT NULL, create_sent INTEGER NOT NULL,"
     " snapshot TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS files ("
+    " user TEXT NOT NULL, path TEXT NOT NULL, key_id TEXT NOT NULL,"
+    " token TEXT NOT NULL, PRIMARY KEY (user, path));"
     "CREATE TABLE IF NOT EXISTS ambiguous ("
     " key_id TEXT PRIMARY KEY, ram_user TEXT NOT NULL,"
     " found_ms INTEGER NOT NULL);";
@@ -50,6 +53,8 @@ enum stmt_id {
 	S_DEL_INTENT,
 	S_PUT_AMBIG,
 	S_DEL_AMBIG,
+	S_PUT_FILE,
+	S_DEL_FILE,
 	S_COUNT
 };
 
@@ -70,6 +75,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PUT_AMBIG] = "INSERT OR REPLACE INTO ambiguous (key_id, ram_user,"
 	    " found_ms) VALUES (?,?,?)",
 	[S_DEL_AMBIG] = "DELETE FROM ambiguous WHERE key_id = ?",
+	[S_PUT_FILE] = "INSERT OR REPLACE INTO files (user, path, key_id,"
+	    " token) VALUES (?,?,?,?)",
+	[S_DEL_FILE] = "DELETE FROM files WHERE user = ? AND path = ?",
 };
 
 struct waiter {
@@ -370,6 +378,30 @@ void store_del_ambiguous(struct lease_store *s, const char *key_id)
 	run_stmt(s, s->stmt[S_DEL_AMBIG]);
 }
 
+void store_put_file(struct lease_store *s, const char *user,
+    const struct file_rec *f)
+{
+	sqlite3_stmt *st = s->stmt[S_PUT_FILE];
+
+	if (!batch_begin(s))
+		return;
+	bind_text(st, 1, user);
+	bind_text(st, 2, f->path);
+	bind_text(st, 3, f->key_id);
+	bind_text(st, 4, f->token);
+	run_stmt(s, st);
+}
+
+void store_del_file(struct lease_store *s, const char *user,
+    const char *path)
+{
+	if (!batch_begin(s))
+		return;
+	bind_text(s->stmt[S_DEL_FILE], 1, user);
+	bind_text(s->stmt[S_DEL_FILE], 2, path);
+	run_stmt(s, s->stmt[S_DEL_FILE]);
+}
+
 int store_after_commit(struct lease_store *s, store_commit_fn fn, void *arg)
 {
 	if (s->nwaiters == s->cap) {
@@ -450,7 +482,8 @@ int store_resync(struct lease_store *s, struct agent *a)
 		return RAMKEY_ERR_STORE;
 	}
 	if (exec(s->db, "DELETE FROM sessions; DELETE FROM leases; "
-	    "DELETE FROM intents; DELETE FROM ambiguous;") != 0)
+	    "DELETE FROM intents; DELETE FROM ambiguous; "
+	    "DELETE FROM files;") != 0)
 		s->failed_batch = true;
 	strmap_iter_init(&it);
 	while (!s->failed_batch && strmap_next(a->leases, &it, &k, &v)) {
@@ -465,10 +498,18 @@ int store_resync(struct lease_store *s, struct agent *a)
 	while (!s->failed_batch && strmap_next(a->ram_users, &it, &k, &v)) {
 		struct ram_user_state *rs = v;
 
+		/* A running mint's own intent is not durable yet: mint.c
+		 * stages it, and waits for its commit, before sending. */
 		if (rs->intent != NULL)
 			store_put_intent(s, rs->intent);
-		if (rs->running != NULL)
-			continue; /* its intent is staged by mint.c */
+	}
+	strmap_iter_init(&it);
+	while (!s->failed_batch && strmap_next(a->users, &it, &k, &v)) {
+		struct file_rec *f;
+
+		for (f = ((struct user_state *)v)->files; f != NULL;
+		    f = f->next)
+			store_put_file(s, k, f);
 	}
 	strmap_iter_init(&it);
 	while (!s->failed_batch && strmap_next(a->ambiguous, &it, &k, &v))
@@ -683,12 +724,48 @@ static int load_ambiguous(struct lease_store *s, struct agent *a)
 	return rc == SQLITE_DONE ? 0 : RAMKEY_ERR_STORE;
 }
 
+static int load_files(struct lease_store *s, struct agent *a)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT user, path, key_id, token FROM"
+	    " files", -1, &st, NULL) != SQLITE_OK)
+		return RAMKEY_ERR_STORE;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *user = (const char *)sqlite3_column_text(st, 0);
+		const char *path = (const char *)sqlite3_column_text(st, 1);
+		const char *kid = (const char *)sqlite3_column_text(st, 2);
+		const char *token = (const char *)sqlite3_column_text(st, 3);
+		struct user_state *u;
+		struct file_rec *f;
+
+		if (user == NULL || path == NULL || kid == NULL ||
+		    token == NULL || !ramkey_valid_key_id(kid) ||
+		    strlen(token) > RAMKEY_SESSION_TOKEN_LEN ||
+		    (u = agent_user(a, user)) == NULL ||
+		    (f = calloc(1, sizeof(*f))) == NULL)
+			continue;
+		if ((f->path = strdup(path)) == NULL) {
+			free(f);
+			continue;
+		}
+		snprintf(f->key_id, sizeof(f->key_id), "%s", kid);
+		snprintf(f->token, sizeof(f->token), "%s", token);
+		f->next = u->files;
+		u->files = f;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : RAMKEY_ERR_STORE;
+}
+
 int store_load(struct lease_store *s, struct agent *a)
 {
 	int r;
 
 	if ((r = load_leases(s, a)) != 0 || (r = load_sessions(s, a)) != 0 ||
-	    (r = load_intents(s, a)) != 0 || (r = load_ambiguous(s, a)) != 0)
+	    (r = load_intents(s, a)) != 0 || (r = load_ambiguous(s, a)) != 0 ||
+	    (r = load_files(s, a)) != 0)
 		return r;
 	if (a->next_lease_id == 0)
 		a->next_lease_id = 1;

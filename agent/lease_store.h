@@ -36,6 +36,10 @@ void store_put_session(struct lease_store *s, const struct session *ss);
 void store_del_session(struct lease_store *s, const char *token);
 void store_put_intent(struct lease_store *s, const struct intent *in);
 void store_del_intent(struct lease_store *s, uint64_t id);
+void store_put_file(struct lease_store *s, const char *user,
+    const struct file_rec *f);
+void store_del_file(struct lease_store *s, const char *user,
+    const char *path);
 void store_put_ambiguous(struct lease_store *s, const char *key_id,
     const char *ram_user);
 void store_del_ambiguous(struct lease_store *s, const char *key_id);

@@ -86,6 +86,8 @@ static void reconcile_timer_fired(void *arg)
 
 static void max_ttl_fired(void *arg);
 static void ttl_fired(void *arg);
+static void holders_gone(struct agent *a, struct lease *l, const char *why);
+static void files_forget_key(struct agent *a, const struct lease *l);
 
 struct lease *lease_new(struct agent *a, const char *user, uid_t uid,
     gid_t gid, const char *ram_user)
@@ -257,11 +259,9 @@ static void ttl_fired(void *arg)
 		return;
 	}
 	l->ttl_expires_ms = 0;
-	if (l->nsessions == 0) {
-		lease_end(a, l, "TTL holder expired");
-		return;
-	}
 	store_put_lease(a->store, l);
+	if (l->nsessions == 0)
+		holders_gone(a, l, "TTL holder expired");
 }
 
 void lease_set_ttl_holder(struct agent *a, struct lease *l, int64_t until_ms)
@@ -436,7 +436,7 @@ void session_end(struct agent *a, struct session *s, const char *why)
 	session_detach(a, s);
 	if (l->state == LEASE_LIVE && l->nsessions == 0 &&
 	    (l->ttl_expires_ms == 0 || l->ttl_expires_ms <= wall_ms()))
-		lease_end(a, l, "last holder gone");
+		holders_gone(a, l, "last holder gone");
 }
 
 void lease_end(struct agent *a, struct lease *l, const char *why)
@@ -477,7 +477,163 @@ void lease_forget(struct agent *a, struct lease *l)
 	secret_arena_release(a->arena, l->secret_slot);
 	if (l->state == LEASE_REVOKING && a->pending_revocations > 0)
 		a->pending_revocations--;
+	files_forget_key(a, l);
 	lease_unlink(a, l);
 	store_del_lease(a->store, l->id);
 	lease_free(l);
+}
+
+/* ---- secret files shared by sessions ---- */
+
+void file_rec_free(struct file_rec *f)
+{
+	if (f == NULL)
+		return;
+	free(f->path);
+	free(f);
+}
+
+void file_written(struct agent *a, const char *user, const char *path,
+    const char *key_id, const char *token)
+{
+	struct user_state *u = agent_user(a, user);
+	struct file_rec *f;
+
+	if (u == NULL || path == NULL)
+		return;
+	for (f = u->files; f != NULL; f = f->next)
+		if (strcmp(f->path, path) == 0)
+			break;
+	if (f == NULL) {
+		if ((f = calloc(1, sizeof(*f))) == NULL ||
+		    (f->path = strdup(path)) == NULL) {
+			free(f);
+			return;
+		}
+		f->next = u->files;
+		u->files = f;
+	}
+	snprintf(f->key_id, sizeof(f->key_id), "%s", key_id);
+	snprintf(f->token, sizeof(f->token), "%s", token ? token : "");
+	store_put_file(a->store, user, f);
+}
+
+static void file_drop(struct agent *a, struct user_state *u,
+    struct file_rec **pp)
+{
+	struct file_rec *f = *pp;
+
+	*pp = f->next;
+	store_del_file(a->store, u->name, f->path);
+	file_rec_free(f);
+}
+
+void file_unwritten(struct agent *a, const char *user, const char *path,
+    const char *token)
+{
+	struct user_state *u = strmap_get(a->users, user);
+	struct file_rec **pp;
+
+	if (u == NULL || path == NULL)
+		return;
+	for (pp = &u->files; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->path, path) == 0) {
+			if (strcmp((*pp)->token, token) == 0)
+				file_drop(a, u, pp);
+			return;
+		}
+}
+
+/* A key that is gone is no longer in any file we care about. */
+static void files_forget_key(struct agent *a, const struct lease *l)
+{
+	struct user_state *u = strmap_get(a->users, l->user);
+	struct file_rec **pp;
+
+	if (u == NULL)
+		return;
+	for (pp = &u->files; *pp != NULL;) {
+		if (strcmp((*pp)->key_id, l->key_id) == 0)
+			file_drop(a, u, pp);
+		else
+			pp = &(*pp)->next;
+	}
+}
+
+/* Move session s to lease to (its file now holds to's key). */
+static void session_move(struct agent *a, struct session *s,
+    struct lease *to)
+{
+	struct lease *from = s->lease;
+	struct session **pp;
+	char extra[96];
+
+	for (pp = &from->sessions; *pp != NULL; pp = &(*pp)->next_in_lease)
+		if (*pp == s) {
+			*pp = s->next_in_lease;
+			from->nsessions--;
+			break;
+		}
+	s->lease = to;
+	s->next_in_lease = to->sessions;
+	to->sessions = s;
+	to->nsessions++;
+	store_put_session(a->store, s);
+	snprintf(extra, sizeof(extra), "holder=session moved_from=%.4s****%s",
+	    from->key_id, from->key_id + (strlen(from->key_id) > 4 ?
+	    strlen(from->key_id) - 4 : 0));
+	audit("attach", to->user, to->ram_user, to->key_id, NULL, s->rhost,
+	    s->tty, extra);
+}
+
+/*
+ * Lease l lost its last holder. If its key is the one last written to a
+ * path that live sessions of the user (on other leases) share, those
+ * sessions use l's key now: they move to l, which lives on; the leases
+ * they leave end if nothing else holds them. Returns whether l lives on.
+ */
+static bool adopt_file_sessions(struct agent *a, struct lease *l)
+{
+	struct user_state *u = strmap_get(a->users, l->user);
+	struct lease *o, *emptied[16];
+	struct file_rec *f;
+	size_t nemptied = 0, i;
+	bool adopted = false;
+
+	if (u == NULL)
+		return false;
+	for (f = u->files; f != NULL; f = f->next) {
+		if (strcmp(f->key_id, l->key_id) != 0)
+			continue;
+		for (o = u->leases; o != NULL; o = o->next_of_user) {
+			struct session *s, *next;
+
+			if (o == l || o->state != LEASE_LIVE)
+				continue;
+			for (s = o->sessions; s != NULL; s = next) {
+				next = s->next_in_lease;
+				if (s->secret_file == NULL ||
+				    strcmp(s->secret_file, f->path) != 0)
+					continue;
+				session_move(a, s, l);
+				adopted = true;
+				if (o->nsessions == 0 && nemptied < 16)
+					emptied[nemptied++] = o;
+			}
+		}
+	}
+	for (i = 0; i < nemptied; i++)
+		if (emptied[i]->nsessions == 0 &&
+		    (emptied[i]->ttl_expires_ms == 0 ||
+		    emptied[i]->ttl_expires_ms <= wall_ms()))
+			lease_end(a, emptied[i], "its sessions read a newer key "
+			    "from their shared file");
+	return adopted;
+}
+
+static void holders_gone(struct agent *a, struct lease *l, const char *why)
+{
+	if (adopt_file_sessions(a, l))
+		return;
+	lease_end(a, l, why);
 }

@@ -268,8 +268,16 @@ static void agent_free(struct agent *a)
 	if (a->users != NULL) {
 		strmap_iter_init(&it);
 		while (strmap_next(a->users, &it, NULL, &v)) {
-			free(((struct user_state *)v)->name);
-			free(v);
+			struct user_state *u = v;
+
+			while (u->files != NULL) {
+				struct file_rec *f = u->files;
+
+				u->files = f->next;
+				file_rec_free(f);
+			}
+			free(u->name);
+			free(u);
 		}
 	}
 	if (a->ram_users != NULL) {

@@ -408,6 +408,15 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		memcpy(req->seal_pk, kp->pk, sizeof(req->seal_pk));
 		req->has_seal_pk = true;
 	}
+	/* Tell the agent where the key goes when we know already (a file
+	 * shared with login sessions then keeps a held key). */
+	if (!o->external && o->secret_file != NULL &&
+	    absolute_path(o->secret_file, &req->secret_file) != 0) {
+		code = die(EXIT_LOCAL_IO, "cannot work out the secret file "
+		    "path");
+		goto out;
+	}
+	req->default_file = !o->external && o->secret_file == NULL;
 	if ((code = call_agent(g, req, &rep)) != 0)
 		goto out;
 	if (rep->key.sealed != NULL) {

@@ -327,6 +327,7 @@ static void abort_session(pam_handle_t *pamh, const struct options *o,
 		return;
 	req->user = strdup(user);
 	req->session = strdup(token);
+	req->aborted = true; /* the file was not written: forget it */
 	if (req->user != NULL && req->session != NULL &&
 	    ramkey_agent_call(o->socket, req, ramkey_now_ms() + 2000, &rep,
 	    why, sizeof(why)) != 0)

@@ -58,6 +58,8 @@ enum {
 	F_STATUS = 1 << 9,
 	F_TTL = 1 << 10,
 	F_TIMEOUT = 1 << 11,
+	F_ABORTED = 1 << 12,
+	F_DEFAULT_FILE = 1 << 13,
 };
 
 static unsigned allowed_fields(enum ramkey_op op)
@@ -67,9 +69,10 @@ static unsigned allowed_fields(enum ramkey_op op)
 		return F_USER | F_SEAL | F_PGP | F_FILE | F_RHOST | F_TTY |
 		    F_SERVICE | F_TIMEOUT;
 	case RAMKEY_OP_CLOSE_SESSION:
-		return F_USER | F_SESSION;
+		return F_USER | F_SESSION | F_ABORTED;
 	case RAMKEY_OP_FETCH:
-		return F_USER | F_SEAL | F_PGP | F_TTL | F_TIMEOUT;
+		return F_USER | F_SEAL | F_PGP | F_FILE | F_DEFAULT_FILE |
+		    F_TTL | F_TIMEOUT;
 	case RAMKEY_OP_REVOKE:
 		return F_USER | F_KEY_ID;
 	case RAMKEY_OP_STATUS:
@@ -442,6 +445,20 @@ static int decode_request_field(struct ramkey_request *req, const char *k,
 		req->has_ttl = true;
 		return 0;
 	}
+	if (strcmp(k, "default_file") == 0) {
+		*seen |= F_DEFAULT_FILE;
+		if (!json_object_is_type(v, json_type_boolean))
+			return RAMKEY_ERR_PROTOCOL;
+		req->default_file = json_object_get_boolean(v);
+		return 0;
+	}
+	if (strcmp(k, "aborted") == 0) {
+		*seen |= F_ABORTED;
+		if (!json_object_is_type(v, json_type_boolean))
+			return RAMKEY_ERR_PROTOCOL;
+		req->aborted = json_object_get_boolean(v);
+		return 0;
+	}
 	if (strcmp(k, "timeout_ms") == 0) {
 		int64_t t;
 
@@ -596,6 +613,10 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 		goto out;
 	if (req->has_timeout &&
 	    (r = add_int(o, "timeout_ms", (int64_t)req->timeout_ms)) != 0)
+		goto out;
+	if (req->aborted && (r = add_bool(o, "aborted", true)) != 0)
+		goto out;
+	if (req->default_file && (r = add_bool(o, "default_file", true)) != 0)
 		goto out;
 	if ((r = to_text(o, RAMKEY_FRAME_MAX, out, lenp)) != 0)
 		goto out;

@@ -52,6 +52,8 @@ struct ramkey_request {
 	uint64_t ttl;	   /* fetch --ttl, seconds */
 	bool has_timeout;
 	uint32_t timeout_ms; /* how long the requester will wait for a key */
+	bool aborted;	     /* close_session: the file was never written */
+	bool default_file;   /* fetch: will write the default path */
 };
 
 #define RAMKEY_TIMEOUT_MS_MAX 3600000

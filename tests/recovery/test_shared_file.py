@@ -6,9 +6,9 @@ A user's sessions share one file. When a second lease is minted for the
 user while a session of the first lease is still open (after an agent
 restart, the first lease's secret is unknown; or past 80% of max_ttl,
 rotation), the second open overwrites the shared file with the new key. If
-that second session then closes first, the new lease ends and its key is
-revoked, but the file still holds it, while the first session is still open
-on a lease that has not ended: the open session's file holds a dead key.
+that second session then closes first, its lease must not end: the first
+session reads the new key from the shared file now, so it moves to the
+second lease, and the first lease (whose key is in no file any more) ends.
 
     python3 test_shared_file.py [SharedFile.test_...]
 """
@@ -63,20 +63,29 @@ class SharedFile(unittest.TestCase):
         rc, _ = s2.close()
         self.assertEqual(rc, "PAM_SUCCESS")
         s2.quit()
-        wait_for(lambda: self.emu.key(k2) is None, 10, what="the second lease's key to go")
+        # The first session reads the shared file, which holds the second
+        # key now: it moves to the second lease, which stays; the first
+        # lease, held by nobody any more, ends.
+        wait_for(lambda: self.emu.key(k1) is None, 10,
+                 what="the first lease's key (no longer in any file) to go")
         self.assertTrue(s1.alive())
-        self.assertTrue(check_key(self.emu, k1, sec1),
-                        "the first session's own lease should still be live")
+        self.assertTrue(check_key(self.emu, k2, sec2),
+                        "the second key, in the open session's file, was revoked")
         doc = self.agent.status(pw.pw_name)
-        self.assertEqual([l["sessions"] for l in doc["leases"]], [1], doc)
+        live = [l for l in doc["leases"] if not l["pending_revocation"]]
+        self.assertEqual([(l["access_key_id"], l["sessions"]) for l in live],
+                         [(k2[:4] + "****" + k2[-4:], 1)], doc)
         kf = read_key_file(self.path)
         self.assertIsNotNone(kf, "the first session's secret_file was removed")
-        log("first session still open on %s...; its secret_file holds %s..." %
-            (k1[:8], kf[0][:8]))
+        self.assertEqual(kf[0], k2)
         self.assertTrue(check_key(self.emu, kf[0], kf[1]),
-                        "session 1 is open and its lease (%s) has not ended, but its "
-                        "secret_file holds %s, the key of the second lease, revoked when "
-                        "session 2 closed" % (k1, kf[0]))
+                        "session 1 is open but its secret_file holds a dead key")
+        self.assertIn("moved_from=", self.agent.log())
+        # The last close ends it all.
+        rc, _ = s1.close()
+        self.assertEqual(rc, "PAM_SUCCESS")
+        wait_for(lambda: self.emu.key(k2) is None, 10, what="the last key to go")
+        self.assertIsNone(read_key_file(self.path))
 
     def test_after_agent_restart(self):
         self.start()
@@ -95,6 +104,33 @@ class SharedFile(unittest.TestCase):
         t0 = time.monotonic()
         wait_for(lambda: time.monotonic() - t0 > 16.5, 30, interval=0.1)
         self.second_lease_closes_first(pw, first)
+
+
+    def test_fetch_into_the_session_file_after_restart(self):
+        # fetch writes the login session's file (its default path) with a
+        # new key; when that fetch's TTL holder expires, the session, which
+        # now reads the new key, must keep it.
+        self.start()
+        pw = self.users.add("c")
+        self.path = os.path.join(pw.pw_dir, ".alibabacloud", "ramkey.json")
+        s1, (k1, sec1) = self.open(pw)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent.start()
+        r = self.agent.client("fetch", "--user", pw.pw_name, "--ttl", "3s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(self.path, r.stdout)
+        k2, sec2 = read_key_file(self.path)
+        self.assertNotEqual(k1, k2)
+        wait_for(lambda: self.emu.key(k1) is None, 15,
+                 what="the first key to go once the fetch holder expired")
+        self.assertTrue(s1.alive())
+        kf = read_key_file(self.path)
+        self.assertEqual(kf[0], k2)
+        self.assertTrue(check_key(self.emu, k2, sec2),
+                        "the open session's file holds a dead key")
+        rc, _ = s1.close()
+        self.assertEqual(rc, "PAM_SUCCESS")
+        wait_for(lambda: self.emu.key(k2) is None, 10, what="the last key to go")
 
 
 if __name__ == "__main__":
