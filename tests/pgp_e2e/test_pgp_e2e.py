@@ -550,40 +550,31 @@ def _sanitizer_libs():
     return libs
 
 
-def _pam_wrapper_lib():
-    try:
-        out = subprocess.run(["pkg-config", "--libs", "pam_wrapper"], capture_output=True,
-                             text=True, check=True).stdout.split()
-        if out and out[0].startswith("/") and os.path.exists(out[0]):
-            return out[0]
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return None
+def _syslog_shim():
+    """tests/pam's LD_PRELOAD shim that prints the module's syslog lines on
+    stderr (the driver reads the service directory itself with -C, so no
+    pam_wrapper, whose private directories race under parallel tests)."""
+    path = os.path.join(BUILD_DIR, "tests", "pam", "libpam_test_syslog.so")
+    return path if os.path.exists(path) else None
 
 
 class PamDriver:
-    """tests/pam/pam_session_driver. With pam_wrapper installed it runs
-    under pam_wrapper (service files from PAM_WRAPPER_SERVICE_DIR), so the
-    module's pam_syslog lines come out on the driver's stderr and are
-    checked; without it, -C CONFDIR (pam_start_confdir) and no log checks.
-    (The two do not mix: -C under a preloaded pam_wrapper spins forever in
-    pam_wrapper's pam_open_session.)"""
+    """tests/pam/pam_session_driver with -C CONFDIR (pam_start_confdir); the
+    syslog shim puts the module's pam_syslog lines on the driver's stderr,
+    where they are checked."""
 
     def __init__(self, pctx, service, pw):
         self.errpath = pctx.ctx.wd.join("pam-%s-%d.err" % (service, len(pctx.drivers)))
         self.errf = open(self.errpath, "w")
         env = dict(os.environ)
+        for k in [k for k in env if k.startswith("PAM_WRAPPER")]:
+            del env[k]
         preload = _sanitizer_libs()
         if pctx.wrapper_lib:
             preload.append(pctx.wrapper_lib)
-            env["PAM_WRAPPER"] = "1"
-            env["PAM_WRAPPER_SERVICE_DIR"] = pctx.confdir
-            env["PAM_WRAPPER_DEBUGLEVEL"] = "2"
         if preload:
             env["LD_PRELOAD"] = ":".join(preload)
-        argv = [PAM_DRIVER, "-r", "192.0.2.7", "-t", "ssh"]
-        if not pctx.wrapper_lib:
-            argv += ["-C", pctx.confdir]
+        argv = [PAM_DRIVER, "-r", "192.0.2.7", "-t", "ssh", "-C", pctx.confdir]
         argv += [service, pw.pw_name]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.errf, env=env, text=True, bufsize=1)
@@ -646,7 +637,7 @@ class Pam:
             for t in ("auth", "account", "password", "session"):
                 f.write("%s required pam_deny.so\n" % t)
         self.drivers = []
-        self.wrapper_lib = _pam_wrapper_lib()
+        self.wrapper_lib = _syslog_shim()
         ctx.stack.callback(self._kill_all)
 
     def _kill_all(self):
