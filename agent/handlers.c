@@ -182,7 +182,7 @@ static int authorize(struct request *req, bool for_keys)
 	req->gid = pw.pw_gid;
 	if (!for_keys)
 		return 0;
-	if (pw.pw_uid >= 65534)
+	if (pw.pw_uid == 65534 || pw.pw_uid == (uid_t)-1)
 		return deny(req, RAMKEY_ERR_EXCLUDED, target, "%s (uid %lu) is "
 		    "the nobody/overflow account: it never gets keys", target,
 		    (unsigned long)pw.pw_uid);

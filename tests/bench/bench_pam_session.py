@@ -45,8 +45,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import (BUILD_DIR, UID_BASE, Emulator, Holder, Workdir, cpu_note, fail, figure,
-                      nss_env, nss_files, parse_mode, start_agent)
+from benchlib import (BUILD_DIR, UID_BASE, Emulator, Holder, SubWorkdir, Workdir, cpu_note,
+                      fail, figure, nss_env, nss_files, parse_mode, start_agent)
 from ramkey_fixture import PAM_MODULE
 
 B = "pam_session"
@@ -145,10 +145,8 @@ def main():
             if holder.result["ok"] != 1:
                 fail("holder session: %s" % holder.result["first_error"])
             if tmp_root is not None:
-                wd2 = Workdir(prefix="ramkey-bench-pam2-")
-                shm_agent = start_agent(wd2, emu, passwd, group, log_to_null=True,
-                                        state_dir=os.path.join(rt_root, "state"))
-                shm_agent.wd2 = wd2
+                shm_agent = start_agent(SubWorkdir(wd, "second"), emu, passwd, group,
+                                        log_to_null=True, state_dir=os.path.join(rt_root, "state"))
                 shm_holder = Holder(shm_agent.socket, 0, 1, 1)
                 if shm_holder.result["ok"] != 1:
                     fail("holder session (tmpfs agent): %s" % shm_holder.result["first_error"])
@@ -211,8 +209,6 @@ def main():
             for h in (holder, shm_holder):
                 if h is not None:
                     h.stop()
-            if shm_agent is not None:
-                shm_agent.wd2.cleanup()
             shutil.rmtree(rt_root, ignore_errors=True)
             emu.stop()
     print(cpu_note(), flush=True)

@@ -34,9 +34,9 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import (BENCH_LOAD, Emulator, Holder, PREFIX, Workdir, bench_load,
-                      cpu_note, figure, fail, nss_files, parse_mode, raise_nofile,
-                      rss_kb, start_agent)
+from benchlib import (BENCH_LOAD, PREFIX, Emulator, Holder, SubWorkdir, Workdir, bench_load,
+                      cpu_note, fail, figure, nss_files, parse_mode, raise_nofile, rss_kb,
+                      start_agent)
 
 B = "throughput"
 
@@ -118,10 +118,8 @@ def main():
                      % (holder.result["ok"], users, holder.result["first_error"]))
             if os.path.isdir("/dev/shm"):
                 shm_dir = tempfile.mkdtemp(prefix="ramkey-bench-state-", dir="/dev/shm")
-                wd2 = Workdir(prefix="ramkey-bench-tp2-")
-                shm_agent = start_agent(wd2, emu, passwd, group, log_to_null=True,
-                                        state_dir=os.path.join(shm_dir, "state"))
-                shm_agent.wd2 = wd2
+                shm_agent = start_agent(SubWorkdir(wd, "second"), emu, passwd, group,
+                                        log_to_null=True, state_dir=os.path.join(shm_dir, "state"))
                 shm_holder = Holder(shm_agent.socket, users, users, 16)
                 if shm_holder.result["ok"] != users:
                     fail("holder sessions (tmpfs agent): %s" % shm_holder.result["first_error"])
@@ -185,8 +183,6 @@ def main():
             for h in (holder, shm_holder):
                 if h is not None:
                     h.stop()
-            if shm_agent is not None:
-                shm_agent.wd2.cleanup()
             if shm_dir is not None:
                 shutil.rmtree(shm_dir, ignore_errors=True)
             emu.stop()

@@ -10,8 +10,9 @@ agent did not start, requests failed).
 
 Many users without real accounts: the agent runs under nss_wrapper
 (LD_PRELOAD=libnss_wrapper.so, NSS_WRAPPER_PASSWD/GROUP) with a passwd
-file listing PREFIX0 .. PREFIX<n-1>, uids from 20000 up (below 65534, which the agent refuses); the requests
-name those users (trusted_uids holds the uid running the benchmark).
+file listing PREFIX0 .. PREFIX<n-1>, uids from 20000 up (the agent refuses
+uids from 65534 up); the requests name those users (trusted_uids holds the
+uid running the benchmark).
 """
 
 import json
@@ -37,7 +38,8 @@ PREFIX = "rkb"
 __all__ = ["Emulator", "Agent", "Workdir", "BENCH_LOAD", "AGENT_BIN",
            "CLIENT_BIN", "SOURCE_DIR", "BUILD_DIR", "PREFIX", "UID_BASE",
            "figure", "nss_files", "nss_env", "start_agent", "bench_load",
-           "rss_kb", "smaps", "mem_detail", "Holder", "parse_mode", "cpu_note", "fail"]
+           "rss_kb", "smaps", "mem_detail", "Holder", "SubWorkdir", "parse_mode",
+           "cpu_note", "fail"]
 
 
 def figure(bench, name, value, unit="", goal=None, met=None, detail=""):
@@ -75,6 +77,19 @@ def cpu_note():
     except OSError:
         la = ["?"] * 3
     return "ncpu=%d loadavg=%s" % (os.cpu_count() or 0, "/".join(la))
+
+
+class SubWorkdir:
+    """A directory inside a Workdir, usable where a Workdir is (a second
+    Agent needs its own); removed with the Workdir."""
+
+    def __init__(self, wd, name):
+        self.path = wd.join(name)
+        os.makedirs(self.path, mode=0o755, exist_ok=True)
+        os.chmod(self.path, 0o755)
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
 
 
 def nss_files(wd, count, prefix=PREFIX, homes=False):

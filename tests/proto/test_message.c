@@ -464,7 +464,11 @@ static void test_request_field_not_allowed_for_op_refused(void **state)
 	               "\",\"seal_key\":\"" SEAL_KEY_B64 "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"status\":\"Active\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"secret_file\":\"/tmp/x\"}");
+	               "\",\"session\":\"" TOKEN "\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"open_session\",\"user\":\"a\","
+	               "\"seal_key\":\"" SEAL_KEY_B64 "\",\"default_file\":true}");
+	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
+	               "\",\"aborted\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
 	               "\",\"tty\":\"pts/0\"}");
 }
