@@ -156,6 +156,7 @@ struct conn {
 	uint8_t *out;
 	size_t out_len, out_off;
 	bool dead;		/* peer gone; free once req is done */
+	bool want_out;		/* watching EPOLLOUT for a partial write */
 	bool close_after_write;
 	struct conn *next_flush;
 	bool queued;

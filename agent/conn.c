@@ -177,8 +177,6 @@ static void read_request(struct conn *c)
 		conn_kill(c);
 		return;
 	}
-	/* While busy, only watch for the peer hanging up. */
-	evloop_mod(c->agent->loop, c->fd, EPOLLRDHUP);
 	request_dispatch(c, msg);
 }
 
@@ -194,6 +192,7 @@ static void write_out(struct conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				evloop_mod(c->agent->loop, c->fd,
 				    EPOLLOUT | EPOLLRDHUP);
+				c->want_out = true;
 				return;
 			}
 			conn_kill(c);
@@ -210,7 +209,10 @@ static void write_out(struct conn *c)
 		return;
 	}
 	/* Ready for the next request, with a fresh deadline. */
-	evloop_mod(c->agent->loop, c->fd, EPOLLIN | EPOLLRDHUP);
+	if (c->want_out) {
+		evloop_mod(c->agent->loop, c->fd, EPOLLIN | EPOLLRDHUP);
+		c->want_out = false;
+	}
 	evloop_timer_arm(c->agent->loop, &c->idle_timer,
 	    evloop_now() + REQUEST_DEADLINE_MS);
 }
@@ -225,9 +227,10 @@ static void conn_io(void *arg, int fd, uint32_t events)
 		return;
 	}
 	if (c->req != NULL || c->out != NULL) {
-		/* Busy: any readiness here means the peer hung up (or sent
-		 * more than one request at a time, which we do not allow). */
-		if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		/* Busy: any readiness here means the peer hung up, or sent
+		 * another request before reading the reply to this one,
+		 * which the protocol treats as hanging up. */
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			conn_kill(c);
 		return;
 	}

@@ -1,7 +1,16 @@
+/*
+ * The lease store. Writes are staged as operations into the current batch
+ * on the event loop; a committer thread runs each batch as one SQLite
+ * transaction and syncs it, while the loop goes on serving (a pipelined
+ * group commit). When a batch is durable, its after-commit callbacks run
+ * on the loop. Loading happens on the loop before the committer starts.
+ */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +26,7 @@
 #include "util.h"
 
 #define SCHEMA_VERSION "1"
+#define OP_VALUES_MAX 12
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
@@ -55,6 +65,7 @@ enum stmt_id {
 	S_DEL_AMBIG,
 	S_PUT_FILE,
 	S_DEL_FILE,
+	S_CLEAR_ALL,
 	S_COUNT
 };
 
@@ -78,6 +89,20 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PUT_FILE] = "INSERT OR REPLACE INTO files (user, path, key_id,"
 	    " token) VALUES (?,?,?,?)",
 	[S_DEL_FILE] = "DELETE FROM files WHERE user = ? AND path = ?",
+	/* Not prepared: run with sqlite3_exec (several statements). */
+	[S_CLEAR_ALL] = "DELETE FROM sessions; DELETE FROM leases; "
+	    "DELETE FROM intents; DELETE FROM ambiguous; DELETE FROM files;",
+};
+
+/* One bound statement, its values copied (the loop's objects change). */
+struct op {
+	enum stmt_id stmt;
+	int n;
+	struct {
+		enum { V_NULL, V_INT, V_TEXT } type;
+		int64_t i;
+		char *s;
+	} v[OP_VALUES_MAX];
 };
 
 struct waiter {
@@ -85,20 +110,227 @@ struct waiter {
 	void *arg;
 };
 
+struct batch {
+	struct op *ops;
+	size_t nops, cap;
+	struct waiter *waiters;
+	size_t nwaiters, wcap;
+	bool nomem;	/* an operation could not be staged */
+	bool ok;	/* set by the committer */
+};
+
+enum store_state {
+	ST_OK = 0,
+	ST_BROKEN,	/* writes fail; nothing is staged */
+	ST_RESYNCING,	/* a full rewrite is in flight */
+};
+
 struct lease_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
-	bool in_txn;
-	bool failed_batch; /* a write in the open batch failed */
-	bool broken;
-	struct waiter *waiters;
-	size_t nwaiters, cap;
+	enum store_state state;
+	struct batch *open;	/* being filled on the loop */
+	struct batch *flying;	/* with the committer */
+	bool flying_is_resync;
+	/* The committer thread. */
+	struct evloop *loop;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct batch *todo;	/* handed over, not taken yet */
+	struct batch *done;	/* committed (or not), not collected yet */
+	bool quit;
+	int efd;
 };
 
 static int exec(sqlite3 *db, const char *sql)
 {
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 :
 	    RAMKEY_ERR_STORE;
+}
+
+static void batch_free(struct batch *b)
+{
+	size_t i;
+	int k;
+
+	if (b == NULL)
+		return;
+	for (i = 0; i < b->nops; i++)
+		for (k = 0; k < b->ops[i].n; k++)
+			free(b->ops[i].v[k].s);
+	free(b->ops);
+	free(b->waiters);
+	free(b);
+}
+
+static bool batch_empty(const struct batch *b)
+{
+	return b == NULL || (b->nops == 0 && b->nwaiters == 0 && !b->nomem);
+}
+
+/* ---- on the committer thread ---- */
+
+static bool run_op(struct lease_store *s, const struct op *op)
+{
+	sqlite3_stmt *st;
+	int k, rc;
+
+	if (op->stmt == S_CLEAR_ALL)
+		return exec(s->db, stmt_sql[S_CLEAR_ALL]) == 0;
+	st = s->stmt[op->stmt];
+	for (k = 0; k < op->n; k++) {
+		switch (op->v[k].type) {
+		case V_INT:
+			sqlite3_bind_int64(st, k + 1, op->v[k].i);
+			break;
+		case V_TEXT:
+			sqlite3_bind_text(st, k + 1, op->v[k].s, -1,
+			    SQLITE_STATIC);
+			break;
+		default:
+			sqlite3_bind_null(st, k + 1);
+			break;
+		}
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE;
+}
+
+/* Run a batch as one transaction; logging is thread-safe (syslog or
+ * stderr lines). */
+static bool commit_batch(struct lease_store *s, const struct batch *b)
+{
+	size_t i;
+
+	if (b->nomem)
+		return false;
+	if (b->nops == 0)
+		return true;
+	if (exec(s->db, "BEGIN IMMEDIATE") != 0) {
+		log_err("state store: cannot begin a transaction: %s",
+		    sqlite3_errmsg(s->db));
+		return false;
+	}
+	for (i = 0; i < b->nops; i++)
+		if (!run_op(s, &b->ops[i])) {
+			log_err("state store write failed: %s",
+			    sqlite3_errmsg(s->db));
+			(void)exec(s->db, "ROLLBACK");
+			return false;
+		}
+	if (exec(s->db, "COMMIT") != 0) {
+		log_err("state store commit failed: %s", sqlite3_errmsg(s->db));
+		(void)exec(s->db, "ROLLBACK");
+		return false;
+	}
+	return true;
+}
+
+static void *committer(void *arg)
+{
+	struct lease_store *s = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct batch *b;
+
+		while (s->todo == NULL && !s->quit)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->todo == NULL)
+			break;
+		b = s->todo;
+		s->todo = NULL;
+		pthread_mutex_unlock(&s->lock);
+		b->ok = commit_batch(s, b);
+		pthread_mutex_lock(&s->lock);
+		s->done = b;
+		pthread_cond_broadcast(&s->cond);
+		if (write(s->efd, &one, sizeof(one)) < 0) {
+			/* The counter cannot overflow here; nothing to do. */
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---- on the loop ---- */
+
+static void handoff(struct lease_store *s, struct batch *b, bool resync)
+{
+	s->flying = b;
+	s->flying_is_resync = resync;
+	if (!s->thread_started) {
+		/* Before start (loading) or after close: commit inline. */
+		b->ok = commit_batch(s, b);
+		s->done = b;
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->todo = b;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void run_waiters(struct batch *b, bool ok)
+{
+	size_t i;
+
+	for (i = 0; i < b->nwaiters; i++)
+		if (b->waiters[i].fn != NULL)
+			b->waiters[i].fn(b->waiters[i].arg, ok);
+}
+
+/* A batch came back: account for it, tell its waiters, send the next. */
+static void collect(struct lease_store *s)
+{
+	struct batch *b;
+	bool resync;
+
+	pthread_mutex_lock(&s->lock);
+	b = s->done;
+	s->done = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (b == NULL)
+		return;
+	resync = s->flying_is_resync;
+	s->flying = NULL;
+	if (!b->ok) {
+		if (s->state != ST_BROKEN)
+			log_err("state store is not writable; no new keys "
+			    "until it is (revocations go on)");
+		s->state = ST_BROKEN;
+		/* Later changes assumed this batch: drop them too; a full
+		 * rewrite from memory catches up once writes work. */
+		if (s->open != NULL) {
+			run_waiters(s->open, false);
+			batch_free(s->open);
+			s->open = NULL;
+		}
+	} else if (resync) {
+		s->state = ST_OK;
+		log_info("state store is writable again; state rewritten "
+		    "from memory");
+	}
+	run_waiters(b, b->ok);
+	batch_free(b);
+}
+
+static void efd_ready(void *arg, int fd, uint32_t events)
+{
+	struct lease_store *s = arg;
+	uint64_t n;
+
+	(void)events;
+	if (read(fd, &n, sizeof(n)) < 0) {
+		/* EAGAIN: another wake-up consumed it. */
+	}
+	collect(s);
+	evloop_wake(s->loop);
 }
 
 int lease_store_open(const char *state_dir, struct lease_store **ret,
@@ -134,6 +366,9 @@ int lease_store_open(const char *state_dir, struct lease_store **ret,
 		snprintf(msg, sizeof(msg), "out of memory");
 		goto fail;
 	}
+	s->efd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
 	old = umask(0077);
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -143,12 +378,18 @@ int lease_store_open(const char *state_dir, struct lease_store **ret,
 		    s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		goto fail;
 	}
-	/* Exclusive locking: a second agent on the same state_dir fails
-	 * here instead of corrupting the first one's view. */
+	/*
+	 * Exclusive locking: a second agent on the same state_dir fails here
+	 * instead of corrupting the first one's view. WAL with FULL sync:
+	 * a commit is durable when COMMIT returns. The WAL keeps its size
+	 * between checkpoints (journal_size_limit) so a commit does not have
+	 * to grow the file, which would make every sync a metadata sync.
+	 */
 	if (exec(s->db, "PRAGMA locking_mode=EXCLUSIVE") != 0 ||
 	    exec(s->db, "PRAGMA journal_mode=WAL") != 0 ||
 	    exec(s->db, "PRAGMA synchronous=FULL") != 0 ||
-	    exec(s->db, "PRAGMA journal_size_limit=0") != 0 ||
+	    exec(s->db, "PRAGMA journal_size_limit=8388608") != 0 ||
+	    exec(s->db, "PRAGMA cache_size=-512") != 0 ||
 	    exec(s->db, "BEGIN IMMEDIATE") != 0) {
 		snprintf(msg, sizeof(msg), "%s: %s (is another ramkey-agent "
 		    "using this state_dir?)", path, sqlite3_errmsg(s->db));
@@ -163,8 +404,8 @@ int lease_store_open(const char *state_dir, struct lease_store **ret,
 		goto fail;
 	}
 	for (i = 0; i < S_COUNT; i++)
-		if (sqlite3_prepare_v2(s->db, stmt_sql[i], -1, &s->stmt[i],
-		    NULL) != SQLITE_OK) {
+		if (i != S_CLEAR_ALL && sqlite3_prepare_v2(s->db, stmt_sql[i],
+		    -1, &s->stmt[i], NULL) != SQLITE_OK) {
 			snprintf(msg, sizeof(msg), "%s: %s", path,
 			    sqlite3_errmsg(s->db));
 			goto fail;
@@ -177,66 +418,128 @@ fail:
 	return RAMKEY_ERR_STORE;
 }
 
+int lease_store_start(struct lease_store *s, struct evloop *loop)
+{
+	int r;
+
+	s->loop = loop;
+	if ((s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		return RAMKEY_ERR_SYSTEM;
+	if ((r = evloop_add(loop, s->efd, EPOLLIN, efd_ready, s)) != 0)
+		return r;
+	if (pthread_create(&s->thread, NULL, committer, s) != 0)
+		return RAMKEY_ERR_SYSTEM;
+	s->thread_started = true;
+	return 0;
+}
+
+/* Wait until nothing is in flight or staged (exit). */
+void store_flush(struct lease_store *s)
+{
+	for (;;) {
+		if (s->flying != NULL) {
+			pthread_mutex_lock(&s->lock);
+			while (s->done == NULL && s->thread_started)
+				pthread_cond_wait(&s->cond, &s->lock);
+			pthread_mutex_unlock(&s->lock);
+			collect(s);
+			continue;
+		}
+		if (batch_empty(s->open))
+			return;
+		store_commit(s);
+	}
+}
+
 void lease_store_close(struct lease_store *s)
 {
 	int i;
 
 	if (s == NULL)
 		return;
+	if (s->thread_started) {
+		store_flush(s);
+		pthread_mutex_lock(&s->lock);
+		s->quit = true;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->thread, NULL);
+		s->thread_started = false;
+		evloop_del(s->loop, s->efd);
+	}
+	if (s->efd >= 0)
+		close(s->efd);
+	batch_free(s->open);
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
-	if (s->db != NULL) {
-		if (s->in_txn)
-			(void)exec(s->db, "ROLLBACK");
+	if (s->db != NULL)
 		sqlite3_close(s->db);
-	}
-	free(s->waiters);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
 	free(s);
 }
 
 bool store_broken(const struct lease_store *s)
 {
-	return s->broken;
+	return s->state == ST_BROKEN;
 }
 
 bool store_has_pending(const struct lease_store *s)
 {
-	return s->in_txn || s->nwaiters > 0 || s->failed_batch;
+	/* Something staged that could be handed over now; while a batch is
+	 * in flight, its completion wakes the loop instead. */
+	return s->flying == NULL && !batch_empty(s->open);
 }
 
-/* Begin the batch's transaction if needed; false if writes are off. */
-static bool batch_begin(struct lease_store *s)
+static struct batch *open_batch(struct lease_store *s)
 {
-	if (s->broken || s->failed_batch)
-		return false;
-	if (s->in_txn)
-		return true;
-	if (exec(s->db, "BEGIN IMMEDIATE") != 0) {
-		s->failed_batch = true;
-		return false;
+	if (s->open == NULL)
+		s->open = calloc(1, sizeof(*s->open));
+	return s->open;
+}
+
+/* A new operation in the open batch; NULL if writes are off. */
+static struct op *stage(struct lease_store *s, enum stmt_id stmt)
+{
+	struct batch *b;
+	struct op *op;
+
+	if (s->state == ST_BROKEN || (b = open_batch(s)) == NULL)
+		return NULL;
+	if (b->nops == b->cap) {
+		size_t n = b->cap ? b->cap * 2 : 32;
+		struct op *o = realloc(b->ops, n * sizeof(*o));
+
+		if (o == NULL) {
+			b->nomem = true;
+			return NULL;
+		}
+		b->ops = o;
+		b->cap = n;
 	}
-	s->in_txn = true;
-	return true;
+	op = &b->ops[b->nops++];
+	memset(op, 0, sizeof(*op));
+	op->stmt = stmt;
+	return op;
 }
 
-static void run_stmt(struct lease_store *s, sqlite3_stmt *st)
+static void put_int(struct op *op, int64_t i)
 {
-	int rc = sqlite3_step(st);
+	op->v[op->n].type = V_INT;
+	op->v[op->n].i = i;
+	op->n++;
+}
 
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		log_err("state store write failed: %s", sqlite3_errmsg(s->db));
-		s->failed_batch = true;
+static void put_text(struct lease_store *s, struct op *op, const char *t)
+{
+	if (t == NULL) {
+		op->v[op->n].type = V_NULL;
+	} else {
+		op->v[op->n].type = V_TEXT;
+		if ((op->v[op->n].s = strdup(t)) == NULL)
+			s->open->nomem = true;
 	}
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v != NULL)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
+	op->n++;
 }
 
 static const char *state_name(enum lease_state st)
@@ -253,62 +556,59 @@ static const char *state_name(enum lease_state st)
 
 void store_put_lease(struct lease_store *s, const struct lease *l)
 {
-	sqlite3_stmt *st = s->stmt[S_PUT_LEASE];
+	struct op *op = stage(s, S_PUT_LEASE);
 
-	if (!batch_begin(s))
+	if (op == NULL)
 		return;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)l->id);
-	bind_text(st, 2, l->user);
-	sqlite3_bind_int64(st, 3, l->uid);
-	sqlite3_bind_int64(st, 4, l->gid);
-	bind_text(st, 5, l->ram_user);
-	bind_text(st, 6, l->key_id);
-	bind_text(st, 7, l->create_date);
-	sqlite3_bind_int64(st, 8, l->received_ms);
-	bind_text(st, 9, l->status);
-	bind_text(st, 10, state_name(l->state));
-	sqlite3_bind_int64(st, 11, l->ttl_expires_ms);
-	bind_text(st, 12, l->key_fingerprint);
-	run_stmt(s, st);
+	put_int(op, (int64_t)l->id);
+	put_text(s, op, l->user);
+	put_int(op, l->uid);
+	put_int(op, l->gid);
+	put_text(s, op, l->ram_user);
+	put_text(s, op, l->key_id);
+	put_text(s, op, l->create_date);
+	put_int(op, l->received_ms);
+	put_text(s, op, l->status);
+	put_text(s, op, state_name(l->state));
+	put_int(op, l->ttl_expires_ms);
+	put_text(s, op, l->key_fingerprint);
 }
 
 void store_del_lease(struct lease_store *s, uint64_t id)
 {
-	if (!batch_begin(s))
-		return;
-	sqlite3_bind_int64(s->stmt[S_DEL_LEASE_SESSIONS], 1,
-	    (sqlite3_int64)id);
-	run_stmt(s, s->stmt[S_DEL_LEASE_SESSIONS]);
-	sqlite3_bind_int64(s->stmt[S_DEL_LEASE], 1, (sqlite3_int64)id);
-	run_stmt(s, s->stmt[S_DEL_LEASE]);
+	struct op *op;
+
+	if ((op = stage(s, S_DEL_LEASE_SESSIONS)) != NULL)
+		put_int(op, (int64_t)id);
+	if ((op = stage(s, S_DEL_LEASE)) != NULL)
+		put_int(op, (int64_t)id);
 }
 
 void store_put_session(struct lease_store *s, const struct session *ss)
 {
-	sqlite3_stmt *st = s->stmt[S_PUT_SESSION];
+	struct op *op = stage(s, S_PUT_SESSION);
 
-	if (!batch_begin(s))
+	if (op == NULL)
 		return;
-	bind_text(st, 1, ss->token);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)ss->lease->id);
-	sqlite3_bind_int64(st, 3, ss->pid);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)ss->start_time);
-	bind_text(st, 5, ss->boot_id);
-	sqlite3_bind_int64(st, 6, ss->peer_uid);
-	bind_text(st, 7, ss->secret_file);
-	bind_text(st, 8, ss->rhost);
-	bind_text(st, 9, ss->tty);
-	bind_text(st, 10, ss->service);
-	sqlite3_bind_int64(st, 11, ss->opened_ms);
-	run_stmt(s, st);
+	put_text(s, op, ss->token);
+	put_int(op, (int64_t)ss->lease->id);
+	put_int(op, ss->pid);
+	put_int(op, (int64_t)ss->start_time);
+	put_text(s, op, ss->boot_id);
+	put_int(op, ss->peer_uid);
+	put_text(s, op, ss->secret_file);
+	put_text(s, op, ss->rhost);
+	put_text(s, op, ss->tty);
+	put_text(s, op, ss->service);
+	put_int(op, ss->opened_ms);
 }
 
 void store_del_session(struct lease_store *s, const char *token)
 {
-	if (!batch_begin(s))
-		return;
-	bind_text(s->stmt[S_DEL_SESSION], 1, token);
-	run_stmt(s, s->stmt[S_DEL_SESSION]);
+	struct op *op = stage(s, S_DEL_SESSION);
+
+	if (op != NULL)
+		put_text(s, op, token);
 }
 
 static char *snapshot_json(const struct intent *in)
@@ -330,163 +630,162 @@ static char *snapshot_json(const struct intent *in)
 
 void store_put_intent(struct lease_store *s, const struct intent *in)
 {
-	sqlite3_stmt *st = s->stmt[S_PUT_INTENT];
+	struct op *op = stage(s, S_PUT_INTENT);
 	char *snap;
 
-	if (!batch_begin(s))
+	if (op == NULL)
 		return;
+	put_int(op, (int64_t)in->id);
+	put_text(s, op, in->ram_user);
+	put_text(s, op, in->user);
+	put_int(op, in->started_ms);
+	put_int(op, in->create_sent ? 1 : 0);
 	if ((snap = snapshot_json(in)) == NULL) {
-		s->failed_batch = true;
+		s->open->nomem = true;
 		return;
 	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)in->id);
-	bind_text(st, 2, in->ram_user);
-	bind_text(st, 3, in->user);
-	sqlite3_bind_int64(st, 4, in->started_ms);
-	sqlite3_bind_int(st, 5, in->create_sent ? 1 : 0);
-	bind_text(st, 6, snap);
-	run_stmt(s, st);
-	free(snap);
+	op->v[op->n].type = V_TEXT;
+	op->v[op->n].s = snap;
+	op->n++;
 }
 
 void store_del_intent(struct lease_store *s, uint64_t id)
 {
-	if (!batch_begin(s))
-		return;
-	sqlite3_bind_int64(s->stmt[S_DEL_INTENT], 1, (sqlite3_int64)id);
-	run_stmt(s, s->stmt[S_DEL_INTENT]);
+	struct op *op = stage(s, S_DEL_INTENT);
+
+	if (op != NULL)
+		put_int(op, (int64_t)id);
 }
 
 void store_put_ambiguous(struct lease_store *s, const char *key_id,
     const char *ram_user)
 {
-	sqlite3_stmt *st = s->stmt[S_PUT_AMBIG];
+	struct op *op = stage(s, S_PUT_AMBIG);
 
-	if (!batch_begin(s))
+	if (op == NULL)
 		return;
-	bind_text(st, 1, key_id);
-	bind_text(st, 2, ram_user);
-	sqlite3_bind_int64(st, 3, wall_ms());
-	run_stmt(s, st);
+	put_text(s, op, key_id);
+	put_text(s, op, ram_user);
+	put_int(op, wall_ms());
 }
 
 void store_del_ambiguous(struct lease_store *s, const char *key_id)
 {
-	if (!batch_begin(s))
-		return;
-	bind_text(s->stmt[S_DEL_AMBIG], 1, key_id);
-	run_stmt(s, s->stmt[S_DEL_AMBIG]);
+	struct op *op = stage(s, S_DEL_AMBIG);
+
+	if (op != NULL)
+		put_text(s, op, key_id);
 }
 
 void store_put_file(struct lease_store *s, const char *user,
     const struct file_rec *f)
 {
-	sqlite3_stmt *st = s->stmt[S_PUT_FILE];
+	struct op *op = stage(s, S_PUT_FILE);
 
-	if (!batch_begin(s))
+	if (op == NULL)
 		return;
-	bind_text(st, 1, user);
-	bind_text(st, 2, f->path);
-	bind_text(st, 3, f->key_id);
-	bind_text(st, 4, f->token);
-	run_stmt(s, st);
+	put_text(s, op, user);
+	put_text(s, op, f->path);
+	put_text(s, op, f->key_id);
+	put_text(s, op, f->token);
 }
 
 void store_del_file(struct lease_store *s, const char *user,
     const char *path)
 {
-	if (!batch_begin(s))
+	struct op *op = stage(s, S_DEL_FILE);
+
+	if (op == NULL)
 		return;
-	bind_text(s->stmt[S_DEL_FILE], 1, user);
-	bind_text(s->stmt[S_DEL_FILE], 2, path);
-	run_stmt(s, s->stmt[S_DEL_FILE]);
+	put_text(s, op, user);
+	put_text(s, op, path);
 }
 
 int store_after_commit(struct lease_store *s, store_commit_fn fn, void *arg)
 {
-	if (s->nwaiters == s->cap) {
-		size_t n = s->cap ? s->cap * 2 : 16;
-		struct waiter *w = realloc(s->waiters, n * sizeof(*w));
+	struct batch *b;
+
+	if (s->state == ST_BROKEN) {
+		/* Nothing can be recorded: say so at the next commit. */
+		if ((b = open_batch(s)) == NULL)
+			return RAMKEY_ERR_NOMEM;
+		b->nomem = true;
+	} else if ((b = open_batch(s)) == NULL) {
+		return RAMKEY_ERR_NOMEM;
+	}
+	if (b->nwaiters == b->wcap) {
+		size_t n = b->wcap ? b->wcap * 2 : 16;
+		struct waiter *w = realloc(b->waiters, n * sizeof(*w));
 
 		if (w == NULL)
 			return RAMKEY_ERR_NOMEM;
-		s->waiters = w;
-		s->cap = n;
+		b->waiters = w;
+		b->wcap = n;
 	}
-	s->waiters[s->nwaiters].fn = fn;
-	s->waiters[s->nwaiters].arg = arg;
-	s->nwaiters++;
+	b->waiters[b->nwaiters].fn = fn;
+	b->waiters[b->nwaiters].arg = arg;
+	b->nwaiters++;
 	return 0;
+}
+
+static void cancel_in(struct batch *b, void *arg)
+{
+	size_t i;
+
+	for (i = 0; b != NULL && i < b->nwaiters; i++)
+		if (b->waiters[i].arg == arg)
+			b->waiters[i].fn = NULL;
 }
 
 void store_cancel_after_commit(struct lease_store *s, void *arg)
 {
-	size_t i;
-
-	for (i = 0; i < s->nwaiters; i++)
-		if (s->waiters[i].arg == arg)
-			s->waiters[i].fn = NULL;
+	/* The flying batch's waiters are only read on this thread. */
+	cancel_in(s->open, arg);
+	cancel_in(s->flying, arg);
 }
 
 void store_commit(struct lease_store *s)
 {
-	struct waiter *w;
-	size_t n, i;
-	bool ok;
+	struct batch *b;
 
-	if (s->in_txn && !s->failed_batch) {
-		if (exec(s->db, "COMMIT") != 0) {
-			log_err("state store commit failed: %s",
-			    sqlite3_errmsg(s->db));
-			s->failed_batch = true;
-		} else {
-			s->in_txn = false;
-		}
+	if (s->flying != NULL || batch_empty(s->open))
+		return; /* the next handoff takes everything staged so far */
+	b = s->open;
+	s->open = NULL;
+	if (s->state == ST_BROKEN) {
+		/* Writes are off: only waiters were staged; they learn it. */
+		run_waiters(b, false);
+		batch_free(b);
+		return;
 	}
-	if (s->failed_batch) {
-		if (s->in_txn)
-			(void)exec(s->db, "ROLLBACK");
-		s->in_txn = false;
-		if (!s->broken)
-			log_err("state store is not writable; no new keys "
-			    "until it is (revocations go on)");
-		s->broken = true;
-		s->failed_batch = false;
-	}
-	ok = !s->broken;
-	/* Callbacks may stage more writes and register more waiters for
-	 * the next batch; take this batch's list first. */
-	w = s->waiters;
-	n = s->nwaiters;
-	s->waiters = NULL;
-	s->nwaiters = s->cap = 0;
-	for (i = 0; i < n; i++)
-		if (w[i].fn != NULL)
-			w[i].fn(w[i].arg, ok);
-	free(w);
+	handoff(s, b, false);
+	if (!s->thread_started)
+		collect(s);
 }
 
 int store_resync(struct lease_store *s, struct agent *a)
 {
 	struct strmap_iter it;
+	struct batch *pending;
 	void *v;
 	const char *k;
-	bool was = s->broken;
 
-	if (s->in_txn)
+	if (s->state != ST_BROKEN || s->flying != NULL)
 		return 0;
-	s->broken = false;
-	s->failed_batch = false;
-	if (!batch_begin(s)) {
-		s->broken = was;
-		return RAMKEY_ERR_STORE;
+	/* Whoever waits on a commit since the store broke learns it did
+	 * not happen; then the whole state goes as one batch, and anything
+	 * staged meanwhile follows in the next one. */
+	pending = s->open;
+	s->open = NULL;
+	if (pending != NULL) {
+		run_waiters(pending, false);
+		batch_free(pending);
+		pending = NULL;
 	}
-	if (exec(s->db, "DELETE FROM sessions; DELETE FROM leases; "
-	    "DELETE FROM intents; DELETE FROM ambiguous; "
-	    "DELETE FROM files;") != 0)
-		s->failed_batch = true;
+	s->state = ST_RESYNCING;
+	(void)stage(s, S_CLEAR_ALL);
 	strmap_iter_init(&it);
-	while (!s->failed_batch && strmap_next(a->leases, &it, &k, &v)) {
+	while (strmap_next(a->leases, &it, &k, &v)) {
 		struct lease *l = v;
 		struct session *ss;
 
@@ -495,7 +794,7 @@ int store_resync(struct lease_store *s, struct agent *a)
 			store_put_session(s, ss);
 	}
 	strmap_iter_init(&it);
-	while (!s->failed_batch && strmap_next(a->ram_users, &it, &k, &v)) {
+	while (strmap_next(a->ram_users, &it, &k, &v)) {
 		struct ram_user_state *rs = v;
 
 		/* A running mint's own intent is not durable yet: mint.c
@@ -504,7 +803,7 @@ int store_resync(struct lease_store *s, struct agent *a)
 			store_put_intent(s, rs->intent);
 	}
 	strmap_iter_init(&it);
-	while (!s->failed_batch && strmap_next(a->users, &it, &k, &v)) {
+	while (strmap_next(a->users, &it, &k, &v)) {
 		struct file_rec *f;
 
 		for (f = ((struct user_state *)v)->files; f != NULL;
@@ -512,22 +811,25 @@ int store_resync(struct lease_store *s, struct agent *a)
 			store_put_file(s, k, f);
 	}
 	strmap_iter_init(&it);
-	while (!s->failed_batch && strmap_next(a->ambiguous, &it, &k, &v))
+	while (strmap_next(a->ambiguous, &it, &k, &v))
 		store_put_ambiguous(s, k, v);
-	if (!s->failed_batch && exec(s->db, "COMMIT") == 0) {
-		s->in_txn = false;
-		log_info("state store is writable again; state rewritten "
-		    "from memory");
-		return 0;
+	if (s->open == NULL) {
+		s->state = ST_BROKEN;
+		s->open = pending;
+		return RAMKEY_ERR_NOMEM;
 	}
-	(void)exec(s->db, "ROLLBACK");
-	s->in_txn = false;
-	s->failed_batch = false;
-	s->broken = true;
-	return RAMKEY_ERR_STORE;
+	{
+		struct batch *b = s->open;
+
+		s->open = NULL;
+		handoff(s, b, true);
+		if (!s->thread_started)
+			collect(s);
+	}
+	return 0;
 }
 
-/* ---- loading ---- */
+/* ---- loading (on the loop, before the committer starts) ---- */
 
 static char *col_dup(sqlite3_stmt *st, int i)
 {

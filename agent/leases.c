@@ -342,8 +342,10 @@ int session_attach(struct agent *a, struct lease *l,
 	}
 	/* Watch the opening process: a SIGKILLed sshd never calls close.
 	 * A session nobody can watch could outlive its login: refuse it. */
-	if (s->pid <= 0 || proc_start_time(s->pid, &s->start_time) != 0 ||
-	    (r = session_watch(a, s)) != 0) {
+	if ((r = proc_watch_new(s->pid, &s->pidfd, &s->start_time)) != 0 ||
+	    (r = evloop_add(a->loop, s->pidfd, EPOLLIN, pidfd_ready, s)) != 0) {
+		if (s->pidfd >= 0)
+			close(s->pidfd);
 		log_warn("cannot watch process %ld of a session of %s; "
 		    "refusing the session", (long)s->pid, l->user);
 		strmap_del(a->sessions, s->token);
@@ -566,7 +568,7 @@ static void session_move(struct agent *a, struct session *s,
 {
 	struct lease *from = s->lease;
 	struct session **pp;
-	char extra[96];
+	char extra[96], masked[RAMKEY_MASKED_MAX];
 
 	for (pp = &from->sessions; *pp != NULL; pp = &(*pp)->next_in_lease)
 		if (*pp == s) {
@@ -579,9 +581,8 @@ static void session_move(struct agent *a, struct session *s,
 	to->sessions = s;
 	to->nsessions++;
 	store_put_session(a->store, s);
-	snprintf(extra, sizeof(extra), "holder=session moved_from=%.4s****%s",
-	    from->key_id, from->key_id + (strlen(from->key_id) > 4 ?
-	    strlen(from->key_id) - 4 : 0));
+	ramkey_mask_key_id(from->key_id, masked);
+	snprintf(extra, sizeof(extra), "holder=session moved_from=%s", masked);
 	audit("attach", to->user, to->ram_user, to->key_id, NULL, s->rhost,
 	    s->tty, extra);
 }

@@ -188,17 +188,30 @@ static void signal_ready(void *arg, int fd, uint32_t events)
 	}
 }
 
-static int setup_signals(struct agent *a)
+static void handled_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
+/* Before any thread starts: threads inherit the mask, and a signal must
+ * never reach one of them (the default action would kill the agent). */
+static int block_signals(void)
 {
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-		return RAMKEY_ERR_SYSTEM;
+	handled_signals(&set);
+	return sigprocmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : RAMKEY_ERR_SYSTEM;
+}
+
+static int setup_signals(struct agent *a)
+{
+	sigset_t set;
+
+	handled_signals(&set);
 	if ((a->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) <
 	    0)
 		return RAMKEY_ERR_SYSTEM;
@@ -394,6 +407,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_config(a.cfg);
+	if (block_signals() != 0) {
+		log_err("cannot block signals");
+		goto out;
+	}
 	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		log_err("cannot initialise libsodium or libcurl");
 		goto out;
@@ -454,6 +471,10 @@ int main(int argc, char **argv)
 	 * leave it in the environment for children (gpg) to inherit. */
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	if (lease_store_start(a.store, a.loop) != 0) {
+		log_err("cannot start the state store's committer");
+		goto out;
+	}
 	if (listener_open(&a, &err) != 0) {
 		log_err("%s", err);
 		free(err);
@@ -475,8 +496,9 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	listener_close(&a);
-	if (a.store != NULL && store_has_pending(a.store))
-		store_commit(a.store);
+	/* What is staged becomes durable before anything is freed. */
+	if (a.store != NULL)
+		store_flush(a.store);
 	credentials_free(cred);
 	agent_free(&a);
 	curl_global_cleanup();

@@ -163,6 +163,14 @@ static void intent_committed(void *arg, bool ok)
 	int r;
 
 	m->committing = false;
+	if (ok && a->stopping) {
+		/* Do not mint on the way out. */
+		store_del_intent(a->store, m->intent->id);
+		fail_waiters(m, RAMKEY_ERR_UNAVAILABLE, NULL, "the agent is "
+		    "stopping; try again when it is back");
+		mint_finish(a, m);
+		return;
+	}
 	if (ok && m->waiters == NULL) {
 		/* Everybody gave up: do not create a key nobody will hold. */
 		store_del_intent(a->store, m->intent->id);

@@ -87,3 +87,23 @@ int proc_watch_open(pid_t pid, uint64_t start_time, int *fdp)
 	*fdp = fd;
 	return 0;
 }
+
+int proc_watch_new(pid_t pid, int *fdp, uint64_t *start_time)
+{
+	int fd, r;
+
+	*fdp = -1;
+	*start_time = 0;
+	if (pid <= 0)
+		return RAMKEY_ERR_NOT_FOUND;
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return errno == ESRCH ? RAMKEY_ERR_NOT_FOUND :
+					RAMKEY_ERR_SYSTEM;
+	if ((r = proc_start_time(pid, start_time)) != 0) {
+		close(fd);
+		return r;
+	}
+	*fdp = fd;
+	return 0;
+}

@@ -27,4 +27,8 @@ int proc_start_time(pid_t pid, uint64_t *ticks);
  */
 int proc_watch_open(pid_t pid, uint64_t start_time, int *fdp);
 
+/* Open a pidfd for a live process and read its start time (once, after
+ * the pidfd pins the process). */
+int proc_watch_new(pid_t pid, int *fdp, uint64_t *start_time);
+
 #endif

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from ramkey_fixture import BUILD_DIR, PAM_MODULE, wait_for
+from ramkey_fixture import BUILD_DIR, PAM_MODULE, SANITIZED, wait_for
 
 DRIVER = os.path.join(BUILD_DIR, "tests", "pam", "pam_session_driver")
 
@@ -62,26 +62,26 @@ class PamConf:
         return name
 
 
-def pam_wrapper_env(svc_dir):
-    """Environment for a driver under pam_wrapper: the module's pam_syslog
-    lines go to the driver's stderr (PAM_WRAPPER_DEBUGLEVEL), so a test can
-    read the one line a failure logs."""
-    lib = "libpam_wrapper.so"
-    try:
-        out = subprocess.run(["pkg-config", "--libs", "pam_wrapper"],
-                             capture_output=True, text=True, check=True).stdout.split()
-        if out and out[0].startswith("/"):
-            lib = out[0]
-    except (OSError, subprocess.CalledProcessError):
-        pass
+def syslog_env():
+    """Environment for a driver whose module logs should be read: the
+    tests/pam syslog shim puts pam_syslog lines on the driver's stderr as
+    "SYSLOG(prio): ...". In a sanitizer build the sanitizer runtimes the
+    driver links must come first in LD_PRELOAD."""
+    preload = []
+    if SANITIZED:
+        out = subprocess.run(["ldd", DRIVER], capture_output=True, text=True).stdout
+        for name in ("libasan", "libubsan"):
+            for line in out.splitlines():
+                if name in line and "=>" in line:
+                    preload.append(line.split("=>")[1].split()[0])
+    preload.append(os.path.join(BUILD_DIR, "tests", "pam", "libpam_test_syslog.so"))
     env = dict(os.environ)
-    env.update({"LD_PRELOAD": lib, "PAM_WRAPPER": "1",
-                "PAM_WRAPPER_SERVICE_DIR": svc_dir, "PAM_WRAPPER_DEBUGLEVEL": "2"})
+    env["LD_PRELOAD"] = ":".join(preload)
     return env
 
 
 def syslog_lines(text):
-    """The module's syslog lines in a pam_wrapper driver's stderr."""
+    """The module's syslog lines in a driver's stderr (syslog_env)."""
     return [l.split("SYSLOG(", 1)[1].split(": ", 1)[1] for l in text.splitlines()
             if "SYSLOG(" in l and ": " in l.split("SYSLOG(", 1)[1]]
 

@@ -41,7 +41,7 @@ emulator's log).
 
 Knobs (environment): RAMKEY_SOAK_SEED=N repeats a run's random choices
 (users, hold times, kill points, emulator faults; not the thread timing);
-RAMKEY_SOAK_PAMWRAP=1 runs the drivers under pam_wrapper so open failures
+RAMKEY_SOAK_SYSLOG=1 gives the drivers the syslog shim so open failures
 are classified from the module's syslog lines (RAMKEY_SOAK_VERBOSE=1 prints
 each); RAMKEY_SOAK_ARTIFACTS=DIR keeps the agent log and the emulator's
 request log of a failed run; RAMKEY_SOAK_WAIT_CREATES=1 restarts the agent
@@ -61,7 +61,7 @@ import time
 from emulator import Emulator
 from ramkey_fixture import Agent, Users, Workdir, require_root, wait_for
 from reclib import (PamConf, PamSession, admin_keys, agent_entries, check_key, log,
-                    need_driver, pam_wrapper_env, read_key_file, syslog_lines, wait_drained)
+                    need_driver, syslog_env, read_key_file, syslog_lines, wait_drained)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_USERS = 50
@@ -142,12 +142,12 @@ class Soak:
         self.kills = []
         self.stop = threading.Event()
         self.agent_lock = threading.Lock()     # kill/restart vs. final checks
-        self.failures = collections.Counter()  # open failures by cause (pam_wrapper)
+        self.failures = collections.Counter()  # open failures by cause (syslog shim)
         self.verbose = os.environ.get("RAMKEY_SOAK_VERBOSE") == "1"
-        # With RAMKEY_SOAK_PAMWRAP=1 the drivers run under pam_wrapper so the
+        # With RAMKEY_SOAK_SYSLOG=1 the drivers get the syslog shim so the
         # module's syslog lines (why an open failed) are on their stderr.
-        self.driver_env = (pam_wrapper_env(os.path.join(wd.path, "pam.d"))
-                           if os.environ.get("RAMKEY_SOAK_PAMWRAP") == "1" else None)
+        self.driver_env = (syslog_env()
+                           if os.environ.get("RAMKEY_SOAK_SYSLOG") == "1" else None)
         os.makedirs(wd.join("drv"), exist_ok=True)
         # RAMKEY_SOAK_WAIT_CREATES=1: restart only once RAM has finished the
         # dead agent's CreateAccessKey calls (avoids the reconciliation

@@ -25,7 +25,7 @@ import unittest
 from emulator import Emulator
 from ramkey_fixture import Agent, Users, Workdir, require_root, wait_for
 from reclib import (PamConf, PamSession, agent_entries, check_key, log, need_driver,
-                    pam_wrapper_env, read_key_file, syslog_lines)
+                    syslog_env, read_key_file, syslog_lines)
 
 N_CLOSING = 20
 N_KEPT = 2
@@ -112,9 +112,8 @@ class RamOutage(unittest.TestCase):
 
         # A new login during the outage fails within the PAM timeout, with
         # one line that says RAM is the problem.
-        svc_dir = self.conf.dir
         s = PamSession(self.conf, self.svc, newcomer.pw_name,
-                       errpath=self.wd.join("drv-new.err"), env=pam_wrapper_env(svc_dir))
+                       errpath=self.wd.join("drv-new.err"), env=syslog_env())
         self.sessions.append(s)
         t0 = time.monotonic()
         rc, ms = s.open(timeout=PAM_TIMEOUT + 10)
