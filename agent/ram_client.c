@@ -36,8 +36,9 @@
 #define RAM_DEFAULT_ENDPOINT "https://ram.aliyuncs.com"
 #define RAM_USER_AGENT "ramkey/" RAMKEY_VERSION
 
-/* Connection cache: a wave of 100+ concurrent calls stays pooled. */
-#define RAM_MAXCONNECTS 256L
+/* Connection cache: kept-alive connections for reuse (each TLS connection
+ * costs about 80 KiB); a burst opens more, the pool keeps this many. */
+#define RAM_MAXCONNECTS 64L
 #define RAM_CONNECT_TIMEOUT_MS 10000
 /* Retry backoff (DESIGN §6): 500 ms doubling to 8 s, "equal jitter". */
 #define RAM_BACKOFF_INITIAL_MS 500

@@ -268,7 +268,7 @@ def test_faults():
         drivers = {sig: Driver(emu, sig, timeout_ms=timeout_ms) for sig in ("v1", "v3")}
         results = []
         for sig, d in drivers.items():
-            for i in range(2):
+            for i in range(1):
                 user = "fault-%s-%d" % (sig, i)
                 k1 = d.cmd("create " + user)
                 k2 = d.cmd("create " + user)
@@ -368,6 +368,8 @@ def test_concurrency():
         check(r["elapsed_ms"] < 2000, "finished in under 2 s")
         check(c1["in_flight_peak"] >= want, "in_flight_peak >= %d" % want)
         before = c1["connections_opened"]
+        # The second wave is about connection reuse, not latency.
+        emu.set_faults(latency_ms=0)
         r = d.cmd("sequential_create 100 seq")
         after = emu.counters()["connections_opened"]
         print("connections_opened before=%d after=%d (second wave: 100 sequential "
