@@ -250,6 +250,7 @@ int mint_request(struct agent *a, struct request *req);
 void mint_requester_gone(struct agent *a, struct request *req);
 void mint_ram_user_ready(struct agent *a, struct ram_user_state *rs);
 bool mint_rate_exceeded(struct agent *a, struct ram_user_state *rs);
+void intent_free(struct intent *in);
 /* At exit: free every mint and intent (RAM calls already cancelled). */
 void mints_free_all(struct agent *a);
 

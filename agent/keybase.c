@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "curl_loop.h"
 #include "evloop.h"
 #include "keybase.h"
 #include "ramkey_err.h"
@@ -59,11 +60,9 @@ struct kb_settings {
 struct keybase {
 	struct evloop *loop;
 	CURLM *multi;
-	struct ev_timer timer; /* libcurl's */
+	struct curl_loop cl;   /* libcurl on the event loop */
 	struct kb_settings set;
 	struct keybase_req *reqs;
-	unsigned char *fds; /* fds registered with the loop, by fd */
-	size_t nfds;
 	unsigned busy; /* > 0 while we dispatch; free is deferred */
 	bool dying;
 };
@@ -292,33 +291,6 @@ out:
 
 /* --- libcurl <-> evloop --- */
 
-static int fd_track(struct keybase *kb, int fd, bool on)
-{
-	if (fd < 0)
-		return RAMKEY_ERR_INVALID;
-	if ((size_t)fd >= kb->nfds) {
-		size_t n = kb->nfds ? kb->nfds : 64;
-		unsigned char *p;
-
-		if (!on)
-			return 0;
-		while (n <= (size_t)fd)
-			n *= 2;
-		if ((p = realloc(kb->fds, n)) == NULL)
-			return RAMKEY_ERR_NOMEM;
-		memset(p + kb->nfds, 0, n - kb->nfds);
-		kb->fds = p;
-		kb->nfds = n;
-	}
-	kb->fds[fd] = on;
-	return 0;
-}
-
-static bool fd_tracked(const struct keybase *kb, int fd)
-{
-	return fd >= 0 && (size_t)fd < kb->nfds && kb->fds[fd];
-}
-
 static void process_done(struct keybase *kb);
 static void kb_destroy(struct keybase *kb);
 
@@ -328,83 +300,16 @@ static void leave(struct keybase *kb)
 		kb_destroy(kb);
 }
 
-static void on_io(void *arg, int fd, uint32_t events)
+/* curl_loop's action: let libcurl move, then finish what completed. */
+static void on_curl(void *owner, curl_socket_t fd, int flags)
 {
-	struct keybase *kb = arg;
-	int flags = 0, running = 0;
+	struct keybase *kb = owner;
+	int running = 0;
 
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-		flags |= CURL_CSELECT_IN;
-	if (events & EPOLLOUT)
-		flags |= CURL_CSELECT_OUT;
-	if (events & EPOLLERR)
-		flags |= CURL_CSELECT_ERR;
 	kb->busy++;
 	curl_multi_socket_action(kb->multi, fd, flags, &running);
 	process_done(kb);
 	leave(kb);
-}
-
-static void on_curl_timer(void *arg)
-{
-	struct keybase *kb = arg;
-	int running = 0;
-
-	kb->busy++;
-	curl_multi_socket_action(kb->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	process_done(kb);
-	leave(kb);
-}
-
-static int multi_socket_cb(
-    CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct keybase *kb = userp;
-	uint32_t ev = 0;
-
-	if (what == CURL_POLL_REMOVE) {
-		if (fd_tracked(kb, s)) {
-			evloop_del(kb->loop, s);
-			fd_track(kb, s, false);
-		}
-		return 0;
-	}
-	if (what & CURL_POLL_IN)
-		ev |= EPOLLIN;
-	if (what & CURL_POLL_OUT)
-		ev |= EPOLLOUT;
-	if (fd_tracked(kb, s))
-		return evloop_mod(kb->loop, s, ev) == 0 ? 0 : -1;
-	if (fd_track(kb, s, true) != 0)
-		return -1;
-	if (evloop_add(kb->loop, s, ev, on_io, kb) != 0) {
-		fd_track(kb, s, false);
-		return -1;
-	}
-	return 0;
-}
-
-static int multi_timer_cb(CURLM *m, long timeout_ms, void *userp)
-{
-	struct keybase *kb = userp;
-
-	if (timeout_ms < 0) {
-		evloop_timer_cancel(kb->loop, &kb->timer);
-		return 0;
-	}
-	return evloop_timer_arm(kb->loop, &kb->timer,
-	           evloop_now() + (uint64_t)timeout_ms) == 0
-	    ? 0
-	    : -1;
-}
-
-/* Every socket libcurl opens is close-on-exec (the agent runs gpg). */
-static curl_socket_t open_socket_cb(
-    void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-
-	return fd == -1 ? CURL_SOCKET_BAD : fd;
 }
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
@@ -586,7 +491,7 @@ static int req_start(struct keybase *kb, struct keybase_req *req)
 	SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
 	SETOPT(e, CURLOPT_WRITEDATA, req);
 	SETOPT(e, CURLOPT_ERRORBUFFER, req->errbuf);
-	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, curl_loop_open_socket);
 	req->easy = e;
 	/* With the socket API this only arms the timer: no callback here. */
 	if (curl_multi_add_handle(kb->multi, e) != CURLM_OK) {
@@ -826,19 +731,13 @@ int keybase_new(
 	if ((kb = calloc(1, sizeof(*kb))) == NULL)
 		goto out;
 	kb->loop = loop;
-	ev_timer_init(&kb->timer, on_curl_timer, kb);
 	if ((r = settings_build(&kb->set, cfg)) != 0)
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
 	if ((kb->multi = curl_multi_init()) == NULL)
 		goto out;
 	r = RAMKEY_ERR_INTERNAL;
-	if (curl_multi_setopt(kb->multi, CURLMOPT_SOCKETFUNCTION,
-	        multi_socket_cb) != CURLM_OK ||
-	    curl_multi_setopt(kb->multi, CURLMOPT_SOCKETDATA, kb) != CURLM_OK ||
-	    curl_multi_setopt(kb->multi, CURLMOPT_TIMERFUNCTION,
-	        multi_timer_cb) != CURLM_OK ||
-	    curl_multi_setopt(kb->multi, CURLMOPT_TIMERDATA, kb) != CURLM_OK)
+	if (curl_loop_init(&kb->cl, loop, kb->multi, on_curl, kb) != 0)
 		goto out;
 	*ret = kb;
 	kb = NULL;
@@ -875,19 +774,12 @@ static void drop_requests(struct keybase *kb)
 
 static void kb_destroy(struct keybase *kb)
 {
-	size_t fd;
-
 	if (kb == NULL)
 		return;
 	drop_requests(kb);
 	if (kb->multi != NULL)
 		curl_multi_cleanup(kb->multi);
-	evloop_timer_cancel(kb->loop, &kb->timer);
-	/* Whatever libcurl did not report removed. */
-	for (fd = 0; fd < kb->nfds; fd++)
-		if (kb->fds[fd])
-			evloop_del(kb->loop, (int)fd);
-	free(kb->fds);
+	curl_loop_cleanup(&kb->cl);
 	settings_clear(&kb->set);
 	free(kb);
 }

@@ -989,12 +989,7 @@ static int load_intents(struct lease_store *s, struct agent *a)
 			/* Only one mint per RAM user runs at a time, so
 			 * there is at most one intent; keep the older. */
 			store_del_intent(s, in->id);
-			free(in->ram_user);
-			free(in->user);
-			for (i = 0; i < in->nsnapshot; i++)
-				free(in->snapshot[i]);
-			free(in->snapshot);
-			free(in);
+			intent_free(in);
 			continue;
 		}
 		rs->intent = in;

@@ -36,7 +36,7 @@ struct mint {
 	bool committing;
 };
 
-static void intent_free(struct intent *in)
+void intent_free(struct intent *in)
 {
 	size_t i;
 

@@ -67,19 +67,10 @@ int proc_watch_open(pid_t pid, uint64_t start_time, int *fdp)
 	int fd, r;
 
 	*fdp = -1;
-	if (pid <= 0)
-		return RAMKEY_ERR_NOT_FOUND;
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0)
-		return errno == ESRCH ? RAMKEY_ERR_NOT_FOUND :
-					RAMKEY_ERR_SYSTEM;
-	/* pidfd_open fds are close-on-exec already. The pidfd pins the
-	 * process; if it has the recorded start time now, it is the same
-	 * process (a reused pid would start later). */
-	if ((r = proc_start_time(pid, &now_start)) != 0) {
-		close(fd);
+	if ((r = proc_watch_new(pid, &fd, &now_start)) != 0)
 		return r;
-	}
+	/* The pidfd pins the process; if it has the recorded start time, it
+	 * is the same process (a reused pid would have started later). */
 	if (now_start != start_time) {
 		close(fd);
 		return RAMKEY_ERR_NOT_FOUND;

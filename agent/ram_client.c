@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "curl_loop.h"
 #include "evloop.h"
 #include "ram_client.h"
 #include "ram_response.h"
@@ -88,7 +89,7 @@ struct ram_client {
 	struct evloop *loop;
 	CURLM *multi;
 	CURLSH *share;
-	struct ev_timer timer;    /* libcurl's */
+	struct curl_loop cl;      /* libcurl on the event loop */
 	char *base_url;           /* scheme://host[:port]/ */
 	char *host;               /* host[:port] as the Host header */
 	const char *protocols;    /* "https" or "http,https" */
@@ -113,9 +114,6 @@ struct ram_client {
 	uint64_t probe_next;
 	struct ev_timer probe_timer;
 	struct ram_call *parked_head, *parked_tail;
-	/* fds registered with the loop, by fd */
-	unsigned char *fds;
-	size_t nfds;
 	unsigned busy; /* > 0 while we dispatch; free is deferred */
 	bool dying;
 };
@@ -160,33 +158,6 @@ static void copy_trunc(char *dst, size_t n, const char *src)
 	dst[len] = '\0';
 }
 
-static int fd_track(struct ram_client *c, int fd, bool on)
-{
-	if (fd < 0)
-		return RAMKEY_ERR_INVALID;
-	if ((size_t)fd >= c->nfds) {
-		size_t n = c->nfds ? c->nfds : 64;
-		unsigned char *p;
-
-		if (!on)
-			return 0;
-		while (n <= (size_t)fd)
-			n *= 2;
-		if ((p = realloc(c->fds, n)) == NULL)
-			return RAMKEY_ERR_NOMEM;
-		memset(p + c->nfds, 0, n - c->nfds);
-		c->fds = p;
-		c->nfds = n;
-	}
-	c->fds[fd] = on;
-	return 0;
-}
-
-static bool fd_tracked(const struct ram_client *c, int fd)
-{
-	return fd >= 0 && (size_t)fd < c->nfds && c->fds[fd];
-}
-
 /* --- libcurl <-> evloop --- */
 
 static void process_done(struct ram_client *c);
@@ -198,89 +169,16 @@ static void leave(struct ram_client *c)
 		client_destroy(c);
 }
 
-static void on_io(void *arg, int fd, uint32_t events)
+/* curl_loop's action: let libcurl move, then finish what completed. */
+static void on_curl(void *owner, curl_socket_t fd, int flags)
 {
-	struct ram_client *c = arg;
-	int flags = 0, running = 0;
+	struct ram_client *c = owner;
+	int running = 0;
 
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-		flags |= CURL_CSELECT_IN;
-	if (events & EPOLLOUT)
-		flags |= CURL_CSELECT_OUT;
-	if (events & EPOLLERR)
-		flags |= CURL_CSELECT_ERR;
 	c->busy++;
 	curl_multi_socket_action(c->multi, fd, flags, &running);
 	process_done(c);
 	leave(c);
-}
-
-static void on_curl_timer(void *arg)
-{
-	struct ram_client *c = arg;
-	int running = 0;
-
-	c->busy++;
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	process_done(c);
-	leave(c);
-}
-
-static int multi_socket_cb(
-    CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct ram_client *c = userp;
-	uint32_t ev = 0;
-
-	if (what == CURL_POLL_REMOVE) {
-		if (fd_tracked(c, s)) {
-			evloop_del(c->loop, s);
-			fd_track(c, s, false);
-		}
-		return 0;
-	}
-	if (what & CURL_POLL_IN)
-		ev |= EPOLLIN;
-	if (what & CURL_POLL_OUT)
-		ev |= EPOLLOUT;
-	if (fd_tracked(c, s)) {
-		if (evloop_mod(c->loop, s, ev) == 0)
-			return 0;
-		/* A stale registration (the number was closed and reused
-		 * without a REMOVE): start afresh. */
-		evloop_del(c->loop, s);
-		fd_track(c, s, false);
-	}
-	if (fd_track(c, s, true) != 0)
-		return -1;
-	if (evloop_add(c->loop, s, ev, on_io, c) != 0) {
-		fd_track(c, s, false);
-		return -1;
-	}
-	return 0;
-}
-
-static int multi_timer_cb(CURLM *m, long timeout_ms, void *userp)
-{
-	struct ram_client *c = userp;
-
-	if (timeout_ms < 0) {
-		evloop_timer_cancel(c->loop, &c->timer);
-		return 0;
-	}
-	return evloop_timer_arm(
-	           c->loop, &c->timer, evloop_now() + (uint64_t)timeout_ms) == 0
-	    ? 0
-	    : -1;
-}
-
-/* Every socket libcurl opens is close-on-exec (the agent runs gpg). */
-static curl_socket_t open_socket_cb(
-    void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-
-	return fd == -1 ? CURL_SOCKET_BAD : fd;
 }
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
@@ -633,7 +531,7 @@ static int try_start(struct ram_call *call)
 	SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
 	SETOPT(e, CURLOPT_WRITEDATA, call);
 	SETOPT(e, CURLOPT_ERRORBUFFER, call->errbuf);
-	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, curl_loop_open_socket);
 	if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
 		goto out;
 	call->easy = e;
@@ -1167,7 +1065,6 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 		goto out;
 	c->loop = loop;
 	c->signature = cfg->signature;
-	ev_timer_init(&c->timer, on_curl_timer, c);
 	ev_timer_init(&c->probe_timer, on_probe_timer, c);
 	c->timeout_ms[RAM_ACT_CREATE_ACCESS_KEY] = cfg->create_timeout_ms
 	    ? cfg->create_timeout_ms
@@ -1203,12 +1100,7 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 	        CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
 	    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
 	        CURLSHE_OK ||
-	    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION,
-	        multi_socket_cb) != CURLM_OK ||
-	    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-	    curl_multi_setopt(
-	        c->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb) != CURLM_OK ||
-	    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK ||
+	    curl_loop_init(&c->cl, loop, c->multi, on_curl, c) != 0 ||
 	    curl_multi_setopt(
 	        c->multi, CURLMOPT_MAXCONNECTS, RAM_MAXCONNECTS) != CURLM_OK)
 		goto out;
@@ -1222,8 +1114,6 @@ out:
 
 static void client_destroy(struct ram_client *c)
 {
-	size_t fd;
-
 	if (c == NULL)
 		return;
 	while (c->calls != NULL) {
@@ -1236,13 +1126,8 @@ static void client_destroy(struct ram_client *c)
 		curl_multi_cleanup(c->multi); /* closes pooled connections */
 	if (c->share != NULL)
 		curl_share_cleanup(c->share);
-	evloop_timer_cancel(c->loop, &c->timer);
+	curl_loop_cleanup(&c->cl);
 	evloop_timer_cancel(c->loop, &c->probe_timer);
-	/* Whatever libcurl did not report removed. */
-	for (fd = 0; fd < c->nfds; fd++)
-		if (c->fds[fd])
-			evloop_del(c->loop, (int)fd);
-	free(c->fds);
 	free(c->base_url);
 	free(c->host);
 	free(c->ca_file);

@@ -123,12 +123,7 @@ static void reconcile_done(void *arg, int rc, const struct ram_result *res,
 	store_del_intent(a->store, in->id);
 	rs->intent = NULL;
 	rs->reconciling = false;
-	free(in->ram_user);
-	free(in->user);
-	for (i = 0; i < in->nsnapshot; i++)
-		free(in->snapshot[i]);
-	free(in->snapshot);
-	free(in);
+	intent_free(in);
 	evloop_wake(a->loop);
 	mint_ram_user_ready(a, rs);
 }

@@ -430,14 +430,7 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		code = die(EXIT_AGENT, "the agent sent no secret");
 		goto out;
 	}
-	memset(&cred, 0, sizeof(cred));
-	cred.access_key_id = rep->key.access_key_id;
-	cred.secret = secret;
-	cred.create_date = rep->key.create_date;
-	cred.status = rep->key.status;
-	cred.encrypted_secret = rep->key.encrypted_secret;
-	cred.key_fingerprint = rep->key.key_fingerprint;
-	cred.region_id = rep->region_id;
+	ramkey_credential_from_reply(&cred, rep, secret);
 	if (o->external) {
 		if (secret == NULL) {
 			code = die(EXIT_USAGE, "credential-process needs the "

@@ -467,14 +467,7 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		    o.socket);
 		goto out;
 	}
-	memset(&cred, 0, sizeof(cred));
-	cred.access_key_id = rep->key.access_key_id;
-	cred.secret = secret;
-	cred.create_date = rep->key.create_date;
-	cred.status = rep->key.status;
-	cred.encrypted_secret = rep->key.encrypted_secret;
-	cred.key_fingerprint = rep->key.key_fingerprint;
-	cred.region_id = rep->region_id;
+	ramkey_credential_from_reply(&cred, rep, secret);
 	if (ramkey_format_render(o.format, &cred, &rendered,
 	    &rendered_len) != 0) {
 		abort_session(pamh, &o, pw->pw_name, rep->session);

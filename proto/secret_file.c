@@ -379,32 +379,6 @@ out:
 	return r;
 }
 
-int ramkey_secret_file_write(const char *path, const struct ramkey_owner *owner,
-    const void *data, size_t len, char *why, size_t whylen)
-{
-	struct walk w = { .dfd = -1, .why = why, .whylen = whylen };
-	struct ramkey_fsid fsid;
-	int r, e;
-
-	if (why != NULL && whylen > 0)
-		why[0] = '\0';
-	if ((r = ramkey_fsid_drop(owner->name, owner->uid, owner->gid,
-	    &fsid)) != 0) {
-		say(&w, "cannot act as uid %lu", (unsigned long)owner->uid);
-		return r;
-	}
-	r = write_as_user(&w, path, owner, data, len);
-	e = errno;
-	if (w.dfd >= 0)
-		close(w.dfd);
-	if (ramkey_fsid_restore(&fsid) != 0) {
-		say(&w, "cannot restore the file-system identity");
-		return RAMKEY_ERR_SYSTEM;
-	}
-	errno = e;
-	return r;
-}
-
 static int remove_as_user(struct walk *w, const char *path,
     const struct ramkey_owner *o, bool *removed)
 {
@@ -444,23 +418,35 @@ out:
 	return r;
 }
 
-int ramkey_secret_file_remove(const char *path,
-    const struct ramkey_owner *owner, bool *removed, char *why,
-    size_t whylen)
+/* What to do once we act as the owner. */
+struct job {
+	const char *path;
+	const struct ramkey_owner *owner;
+	const void *data; /* write */
+	size_t len;
+	bool *removed;	  /* remove */
+};
+
+/*
+ * Run the job with the owner's file-system identity, then restore ours
+ * (errno from the job is kept). A failed restore is reported as
+ * RAMKEY_ERR_SYSTEM whatever the job did: the caller must not go on.
+ */
+static int as_owner(const struct job *j, char *why, size_t whylen)
 {
 	struct walk w = { .dfd = -1, .why = why, .whylen = whylen };
 	struct ramkey_fsid fsid;
 	int r, e;
 
-	*removed = false;
 	if (why != NULL && whylen > 0)
 		why[0] = '\0';
-	if ((r = ramkey_fsid_drop(owner->name, owner->uid, owner->gid,
+	if ((r = ramkey_fsid_drop(j->owner->name, j->owner->uid, j->owner->gid,
 	    &fsid)) != 0) {
-		say(&w, "cannot act as uid %lu", (unsigned long)owner->uid);
+		say(&w, "cannot act as uid %lu", (unsigned long)j->owner->uid);
 		return r;
 	}
-	r = remove_as_user(&w, path, owner, removed);
+	r = j->removed != NULL ? remove_as_user(&w, j->path, j->owner,
+	    j->removed) : write_as_user(&w, j->path, j->owner, j->data, j->len);
 	e = errno;
 	if (w.dfd >= 0)
 		close(w.dfd);
@@ -470,4 +456,22 @@ int ramkey_secret_file_remove(const char *path,
 	}
 	errno = e;
 	return r;
+}
+
+int ramkey_secret_file_write(const char *path, const struct ramkey_owner *owner,
+    const void *data, size_t len, char *why, size_t whylen)
+{
+	struct job j = { path, owner, data, len, NULL };
+
+	return as_owner(&j, why, whylen);
+}
+
+int ramkey_secret_file_remove(const char *path,
+    const struct ramkey_owner *owner, bool *removed, char *why,
+    size_t whylen)
+{
+	struct job j = { path, owner, NULL, 0, removed };
+
+	*removed = false;
+	return as_owner(&j, why, whylen);
 }

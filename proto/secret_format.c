@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include "message.h"
 #include "ramkey_err.h"
 #include "seal.h"
 #include "secret_format.h"
@@ -198,6 +199,19 @@ static const char *const format_names[] = {
 	[RAMKEY_FORMAT_CLI] = "cli",
 	[RAMKEY_FORMAT_EXTERNAL] = "external",
 };
+
+void ramkey_credential_from_reply(struct ramkey_credential *cred,
+    const struct ramkey_reply *rep, const char *secret)
+{
+	memset(cred, 0, sizeof(*cred));
+	cred->access_key_id = rep->key.access_key_id;
+	cred->secret = secret;
+	cred->create_date = rep->key.create_date;
+	cred->status = rep->key.status;
+	cred->encrypted_secret = rep->key.encrypted_secret;
+	cred->key_fingerprint = rep->key.key_fingerprint;
+	cred->region_id = rep->region_id;
+}
 
 int ramkey_format_parse(const char *s, enum ramkey_format *fmt)
 {

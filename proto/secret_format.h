@@ -26,6 +26,13 @@ struct ramkey_credential {
 	const char *region_id; /* cli format */
 };
 
+struct ramkey_reply;
+
+/* The credential a reply hands out; secret is the opened sealed box, or
+ * NULL when the reply carries a PGP-encrypted secret. Borrows from rep. */
+void ramkey_credential_from_reply(struct ramkey_credential *cred,
+    const struct ramkey_reply *rep, const char *secret);
+
 /* "json", "ini", "env", "cli" -> format; RAMKEY_ERR_INVALID otherwise. */
 int ramkey_format_parse(const char *s, enum ramkey_format *fmt);
 const char *ramkey_format_name(enum ramkey_format fmt);

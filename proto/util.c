@@ -113,15 +113,8 @@ bool ramkey_valid_user_name(const char *s)
 
 bool ramkey_valid_ram_user(const char *s)
 {
-	size_t i, n;
-
-	if (s == NULL || (n = strlen(s)) == 0 || n > 64)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
-		    s[i] != '_' && s[i] != '-')
-			return false;
-	return true;
+	/* RAM's UserName rule happens to be the AccessKeyId alphabet. */
+	return ramkey_valid_key_id(s);
 }
 
 int ramkey_b64_encode(const uint8_t *in, size_t len, char **out)
