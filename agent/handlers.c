@@ -529,6 +529,7 @@ static void handle_close(struct request *req)
 {
 	struct agent *a = req->agent;
 	struct session *s = strmap_get(a->sessions, req->msg->session);
+	struct lease *l;
 	const char *user;
 	char *owner;
 
@@ -553,10 +554,21 @@ static void handle_close(struct request *req)
 	}
 	if (req->msg->aborted)
 		file_unwritten(a, owner, s->secret_file, s->token);
+	l = s->lease;
 	session_end(a, s, req->msg->aborted ? "aborted by the module" :
 	    "closed");
 	req->last_session = user_pam_sessions(a, owner) == 0;
 	free(owner);
+	if (l->state == LEASE_LIVE) {
+		/*
+		 * Nothing ended: the answer need not wait for the sync. Were
+		 * the agent to crash first, the stored session would be
+		 * ended at start when its process is gone, as it soon is.
+		 */
+		close_committed(req, true);
+		return;
+	}
+	/* A revocation is pending now: it is recorded before we answer. */
 	req->waiting = W_COMMIT;
 	if (store_after_commit(a->store, close_committed, req) != 0)
 		close_committed(req, false);
