@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "curl_loop.h"
+#include "curl_trust.h"
 #include "evloop.h"
 #include "keybase.h"
 #include "ramkey_err.h"
@@ -24,8 +25,6 @@
 #define KEYBASE_USER_AGENT "ramkey/" RAMKEY_VERSION
 #define KEYBASE_LOOKUP_PATH "/_/api/1.0/user/lookup.json"
 #define KEYBASE_URL_MAX 2048
-/* A system CA bundle read into memory (only if libcurl knows no CA dir). */
-#define KEYBASE_CA_BUNDLE_MAX (16 * 1024 * 1024)
 #define WHY_MAX 256
 
 struct kb_buf {
@@ -51,9 +50,7 @@ struct keybase_req {
 struct kb_settings {
 	char *base; /* scheme://host[:port][/path], no trailing '/' */
 	const char *protocols;
-	char *ca_file;
-	char *ca_path;
-	struct curl_blob ca_blob;
+	struct curl_trust trust;
 	char *proxy;
 };
 
@@ -465,21 +462,8 @@ static int req_start(struct keybase *kb, struct keybase_req *req)
 	SETOPT(e, CURLOPT_PROTOCOLS_STR, s->protocols);
 	SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, s->protocols);
 	SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
-	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
-	if (s->ca_blob.data != NULL) {
-		SETOPT(e, CURLOPT_CAINFO_BLOB, &s->ca_blob);
-		SETOPT(e, CURLOPT_PROXY_CAINFO_BLOB, &s->ca_blob);
-	} else if (s->ca_file != NULL) {
-		SETOPT(e, CURLOPT_CAINFO, s->ca_file);
-		SETOPT(e, CURLOPT_PROXY_CAINFO, s->ca_file);
-		if (s->ca_path != NULL) {
-			SETOPT(e, CURLOPT_CAPATH, s->ca_path);
-			SETOPT(e, CURLOPT_PROXY_CAPATH, s->ca_path);
-		}
-	}
+	if (curl_trust_apply(e, &s->trust) != CURLE_OK)
+		goto out;
 	if (s->proxy != NULL)
 		SETOPT(e, CURLOPT_PROXY, s->proxy);
 	SETOPT(e, CURLOPT_TIMEOUT_MS, (long)KEYBASE_TIMEOUT_MS);
@@ -548,101 +532,9 @@ void keybase_cancel(struct keybase_req *req)
 static void settings_clear(struct kb_settings *s)
 {
 	free(s->base);
-	free(s->ca_file);
-	free(s->ca_path);
-	free(s->ca_blob.data);
+	curl_trust_clear(&s->trust);
 	free(s->proxy);
 	memset(s, 0, sizeof(*s));
-}
-
-static int check_readable_file(const char *path)
-{
-	struct stat st;
-	int fd, r = RAMKEY_ERR_CONFIG;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return RAMKEY_ERR_CONFIG;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		r = 0;
-	close(fd);
-	return r;
-}
-
-static int read_file(const char *path, struct kb_buf *b)
-{
-	char chunk[8192];
-	ssize_t n;
-	int fd, r = 0;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return RAMKEY_ERR_CONFIG;
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = RAMKEY_ERR_CONFIG;
-			break;
-		}
-		if ((r = buf_append(b, chunk, (size_t)n)) != 0)
-			break;
-	}
-	close(fd);
-	return r;
-}
-
-static bool is_dir(const char *path)
-{
-	struct stat st;
-
-	return path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/*
- * ca_file ADDS a CA to the system store (as in ram_client.c): next to
- * CURLOPT_CAINFO = ca_file goes CURLOPT_CAPATH = the system's hashed CA
- * directory; only if there is none, one in-memory bundle of the system
- * bundle and ca_file.
- */
-static int setup_ca(struct kb_settings *s, const char *ca_file)
-{
-	struct kb_buf b = {0};
-	CURL *e = NULL;
-	char *def_path = NULL, *def_file = NULL;
-	int r;
-
-	if (ca_file == NULL || ca_file[0] == '\0')
-		return 0;
-	if ((r = check_readable_file(ca_file)) != 0)
-		return r;
-	if ((s->ca_file = strdup(ca_file)) == NULL)
-		return RAMKEY_ERR_NOMEM;
-	if ((e = curl_easy_init()) == NULL)
-		return RAMKEY_ERR_NOMEM;
-	curl_easy_getinfo(e, CURLINFO_CAPATH, &def_path);
-	curl_easy_getinfo(e, CURLINFO_CAINFO, &def_file);
-	r = 0;
-	if (is_dir(def_path) || is_dir("/etc/ssl/certs")) {
-		if ((s->ca_path = strdup(
-		         is_dir(def_path) ? def_path : "/etc/ssl/certs")) ==
-		    NULL)
-			r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	if (def_file == NULL || check_readable_file(def_file) != 0)
-		goto out; /* no system store to keep */
-	b.max = KEYBASE_CA_BUNDLE_MAX;
-	if ((r = read_file(def_file, &b)) != 0 ||
-	    (r = buf_append(&b, "\n", 1)) != 0 ||
-	    (r = read_file(ca_file, &b)) != 0)
-		goto out;
-	s->ca_blob.data = b.data;
-	s->ca_blob.len = b.len;
-	s->ca_blob.flags = CURL_BLOB_COPY;
-	b.data = NULL;
-out:
-	buf_free(&b);
-	curl_easy_cleanup(e);
-	return r;
 }
 
 /* Check the base URL; keep it without trailing slashes. */
@@ -706,7 +598,7 @@ static int settings_build(
 
 	memset(s, 0, sizeof(*s));
 	if ((r = setup_url(s, cfg->url, cfg->allow_http)) != 0 ||
-	    (r = setup_ca(s, cfg->ca_file)) != 0)
+	    (r = curl_trust_init(&s->trust, cfg->ca_file)) != 0)
 		goto out;
 	if (cfg->proxy != NULL && cfg->proxy[0] != '\0' &&
 	    (s->proxy = strdup(cfg->proxy)) == NULL) {

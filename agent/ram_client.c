@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "curl_loop.h"
+#include "curl_trust.h"
 #include "evloop.h"
 #include "ram_client.h"
 #include "ram_response.h"
@@ -50,8 +51,6 @@
 #define RAM_DEFAULT_READ_TIMEOUT_MS (60 * 1000ULL)
 #define RAM_TIMEOUT_MAX_MS (7 * 24 * 3600 * 1000ULL)
 #define RAM_SECRET_IN_MAX 1024
-/* Largest CA bundle read when ca_file has to be merged in memory. */
-#define RAM_CA_BUNDLE_MAX (16 * 1024 * 1024)
 
 enum timer_action { TIMER_TRY, TIMER_DEADLINE };
 
@@ -93,9 +92,7 @@ struct ram_client {
 	char *base_url;           /* scheme://host[:port]/ */
 	char *host;               /* host[:port] as the Host header */
 	const char *protocols;    /* "https" or "http,https" */
-	char *ca_file;            /* extra CA file, or NULL */
-	char *ca_path;            /* system CA directory kept next to it */
-	struct curl_blob ca_blob; /* or: system bundle + extra, in memory */
+	struct curl_trust trust;  /* verification and the CA store */
 	char *proxy;
 	enum ram_signature signature;
 	uint64_t timeout_ms[5]; /* by enum ram_action */
@@ -500,21 +497,8 @@ static int try_start(struct ram_call *call)
 	SETOPT(e, CURLOPT_PROTOCOLS_STR, c->protocols);
 	SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, c->protocols);
 	SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
-	SETOPT(e, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
-	if (c->ca_blob.data != NULL) {
-		SETOPT(e, CURLOPT_CAINFO_BLOB, &c->ca_blob);
-		SETOPT(e, CURLOPT_PROXY_CAINFO_BLOB, &c->ca_blob);
-	} else if (c->ca_file != NULL) {
-		SETOPT(e, CURLOPT_CAINFO, c->ca_file);
-		SETOPT(e, CURLOPT_PROXY_CAINFO, c->ca_file);
-		if (c->ca_path != NULL) {
-			SETOPT(e, CURLOPT_CAPATH, c->ca_path);
-			SETOPT(e, CURLOPT_PROXY_CAPATH, c->ca_path);
-		}
-	}
+	if (curl_trust_apply(e, &c->trust) != CURLE_OK)
+		goto out;
 	if (c->proxy != NULL)
 		SETOPT(e, CURLOPT_PROXY, c->proxy);
 	SETOPT(e, CURLOPT_TIMEOUT_MS,
@@ -893,104 +877,6 @@ static void process_done(struct ram_client *c)
 
 /* --- Client --- */
 
-static int check_readable_file(const char *path)
-{
-	struct stat st;
-	int fd, r = RAMKEY_ERR_CONFIG;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return RAMKEY_ERR_CONFIG;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		r = 0;
-	close(fd);
-	return r;
-}
-
-static int read_file(const char *path, struct ram_buf *b)
-{
-	char chunk[8192];
-	ssize_t n;
-	int fd, r = 0;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return RAMKEY_ERR_CONFIG;
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = RAMKEY_ERR_CONFIG;
-			break;
-		}
-		if ((r = ram_buf_append(b, chunk, (size_t)n)) != 0)
-			break;
-	}
-	close(fd);
-	return r;
-}
-
-static bool is_dir(const char *path)
-{
-	struct stat st;
-
-	return path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/*
- * ca_file ADDS a CA to the system store; it never replaces it.
- *
- * CURLOPT_CAINFO alone would replace libcurl's default bundle, so next to
- * it we set CURLOPT_CAPATH to the system's hashed CA directory (libcurl's
- * built-in default, /etc/ssl/certs on Debian, maintained by
- * update-ca-certificates): OpenSSL then trusts the union of the file and
- * the directory, and libcurl can still cache the small file's store.
- * Only if libcurl knows no CA directory do we build one in-memory bundle,
- * system bundle + ca_file, and pass it as CURLOPT_CAINFO_BLOB.
- */
-static int setup_ca(struct ram_client *c, const char *ca_file)
-{
-	struct ram_buf b = {0};
-	CURL *e = NULL;
-	char *def_path = NULL, *def_file = NULL;
-	int r;
-
-	if (ca_file == NULL || ca_file[0] == '\0')
-		return 0;
-	if ((r = check_readable_file(ca_file)) != 0)
-		return r;
-	if ((c->ca_file = strdup(ca_file)) == NULL)
-		return RAMKEY_ERR_NOMEM;
-	if ((e = curl_easy_init()) == NULL)
-		return RAMKEY_ERR_NOMEM;
-	curl_easy_getinfo(e, CURLINFO_CAPATH, &def_path);
-	curl_easy_getinfo(e, CURLINFO_CAINFO, &def_file);
-	r = 0;
-	if (is_dir(def_path)) {
-		if ((c->ca_path = strdup(def_path)) == NULL)
-			r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	if (is_dir("/etc/ssl/certs")) {
-		if ((c->ca_path = strdup("/etc/ssl/certs")) == NULL)
-			r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	if (def_file == NULL || check_readable_file(def_file) != 0)
-		goto out; /* no system store to keep */
-	b.max = RAM_CA_BUNDLE_MAX;
-	if ((r = read_file(def_file, &b)) != 0 ||
-	    (r = ram_buf_append(&b, "\n", 1)) != 0 ||
-	    (r = read_file(ca_file, &b)) != 0)
-		goto out;
-	c->ca_blob.len = b.len;
-	c->ca_blob.flags = CURL_BLOB_NOCOPY;
-	if ((r = ram_buf_steal(&b, (char **)&c->ca_blob.data)) != 0)
-		goto out;
-out:
-	ram_buf_free(&b);
-	curl_easy_cleanup(e);
-	return r;
-}
-
 /* Check the endpoint and derive the base URL and the Host header. */
 static int setup_endpoint(
     struct ram_client *c, const char *endpoint, bool allow_http)
@@ -1086,7 +972,7 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 	if ((r = setup_endpoint(c,
 	         cfg->endpoint ? cfg->endpoint : RAM_DEFAULT_ENDPOINT,
 	         cfg->allow_http)) != 0 ||
-	    (r = setup_ca(c, cfg->ca_file)) != 0)
+	    (r = curl_trust_init(&c->trust, cfg->ca_file)) != 0)
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
 	if (cfg->proxy != NULL && cfg->proxy[0] != '\0' &&
@@ -1130,9 +1016,7 @@ static void client_destroy(struct ram_client *c)
 	evloop_timer_cancel(c->loop, &c->probe_timer);
 	free(c->base_url);
 	free(c->host);
-	free(c->ca_file);
-	free(c->ca_path);
-	free(c->ca_blob.data);
+	curl_trust_clear(&c->trust);
 	free(c->proxy);
 	free(c->key_id);
 	if (c->secret != NULL)
