@@ -172,10 +172,14 @@ bool lease_past_rotation(struct agent *a, const struct lease *l)
 	    (int64_t)a->cfg->max_ttl * 800;
 }
 
+/*
+ * Status is the holder's choice (set-status): an Inactive key is handed out
+ * as it is, not replaced behind their back by a second one.
+ */
 bool lease_usable(struct agent *a, const struct lease *l)
 {
 	return l->state == LEASE_LIVE && l->secret_slot != 0 &&
-	    strcmp(l->status, "Active") == 0 && !lease_past_rotation(a, l);
+	    !lease_past_rotation(a, l);
 }
 
 struct lease *user_newest_live_lease(struct agent *a, const char *user)

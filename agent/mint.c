@@ -33,8 +33,18 @@ struct mint {
 	struct mint *next_in_queue;
 	struct intent *intent;
 	struct ram_call *call;
+	struct ev_timer relist; /* waiting for a slot being freed */
+	unsigned relists;
 	bool committing;
 };
+
+/*
+ * At the two-key limit with one of our own keys on its way out (parked or
+ * being revoked), wait for it to go rather than fail with LimitExceeded.
+ * The requester's deadline bounds the wait; this bounds a stuck revocation.
+ */
+#define SLOT_RELIST_MS 300
+#define SLOT_RELIST_MAX 40
 
 void intent_free(struct intent *in)
 {
@@ -54,6 +64,8 @@ static void mint_free(struct mint *m)
 {
 	if (m == NULL)
 		return;
+	if (ev_timer_armed(&m->relist))
+		evloop_timer_cancel(m->agent->loop, &m->relist);
 	intent_free(m->intent);
 	free(m->user);
 	free(m->ram_user);
@@ -230,12 +242,14 @@ nomem_noin:
 	mint_finish(a, m);
 }
 
+static bool free_own_slot(struct agent *a, const char *ram_user,
+    const struct ram_result *res);
+
 static void list_done(void *arg, int rc, const struct ram_result *res,
     const struct ram_error *err)
 {
 	struct mint *m = arg;
 	struct agent *a = m->agent;
-	size_t i;
 
 	m->call = NULL;
 	if (rc != 0) {
@@ -255,23 +269,61 @@ static void list_done(void *arg, int rc, const struct ram_result *res,
 		mint_finish(a, m);
 		return;
 	}
-	/* revoke = deactivate keeps Inactive keys until their slot is
-	 * needed: it is needed now if the user is at the limit. */
-	if (res->nkeys >= 2) {
-		for (i = 0; i < res->nkeys; i++) {
-			struct lease *l = strmap_get(a->leases,
-			    res->keys[i].id);
-
-			if (l != NULL && l->state == LEASE_PARKED &&
-			    strcmp(l->ram_user, m->ram_user) == 0) {
-				log_info("deleting a parked Inactive key of "
-				    "RAM user %s to free its slot", m->ram_user);
-				revoke_parked(a, l);
-				break;
-			}
-		}
+	if (res->nkeys >= 2 && m->relists < SLOT_RELIST_MAX &&
+	    free_own_slot(a, m->ram_user, res)) {
+		m->relists++;
+		if (evloop_timer_arm(a->loop, &m->relist, evloop_now() +
+		    SLOT_RELIST_MS) == 0)
+			return;
 	}
 	write_intent(a, m, res);
+}
+
+/*
+ * revoke = deactivate keeps Inactive keys until their slot is needed, and a
+ * key whose session just ended may still be on its way out. Start deleting
+ * a parked one and tell whether a slot of ours is being freed.
+ */
+static bool free_own_slot(struct agent *a, const char *ram_user,
+    const struct ram_result *res)
+{
+	struct lease *oldest = NULL;
+	size_t i;
+
+	for (i = 0; i < res->nkeys; i++) {
+		struct lease *l = strmap_get(a->leases, res->keys[i].id);
+
+		if (l == NULL || strcmp(l->ram_user, ram_user) != 0)
+			continue;
+		if (l->state == LEASE_REVOKING)
+			return true;
+		if (l->state == LEASE_PARKED && (oldest == NULL ||
+		    l->create_time < oldest->create_time))
+			oldest = l;
+	}
+	if (oldest == NULL)
+		return false;
+	log_info("deleting a parked Inactive key of RAM user %s to free its "
+	    "slot", ram_user);
+	revoke_parked(a, oldest);
+	return true;
+}
+
+static void relist(void *arg)
+{
+	struct mint *m = arg;
+	struct agent *a = m->agent;
+
+	if (m->waiters == NULL) {
+		mint_finish(a, m);
+		return;
+	}
+	if (ram_list_access_keys(a->ram, m->ram_user, list_done, m,
+	    &m->call) != 0) {
+		fail_waiters(m, RAMKEY_ERR_INTERNAL, NULL, "cannot start "
+		    "ListAccessKeys");
+		mint_finish(a, m);
+	}
 }
 
 static void start_mint(struct agent *a, struct mint *m)
@@ -462,6 +514,7 @@ int mint_request(struct agent *a, struct request *req)
 		return RAMKEY_ERR_NOMEM;
 	}
 	m->agent = a;
+	ev_timer_init(&m->relist, relist, m);
 	m->us = us;
 	m->rs = rs;
 	m->uid = req->uid;

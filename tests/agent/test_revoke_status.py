@@ -60,6 +60,35 @@ class RevokeStatus(unittest.TestCase):
             finally:
                 agent.stop()
 
+    def test_deactivate_mode_frees_a_parked_slot_before_minting(self):
+        # Two parked Inactive keys fill the user's two RAM slots. The next
+        # fetch must delete one and wait for it, even when the delete is
+        # slow, instead of failing with LimitExceeded.
+        with Workdir() as wd:
+            agent = Agent(wd, self.emu, revoke="deactivate")
+            agent.start()
+            try:
+                pw = self.users.add("slot")
+                parked = []
+                for _ in range(2):
+                    kid = self.fetch(pw, agent)
+                    r = agent.client("revoke", "--user", pw.pw_name)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    wait_for(lambda: (self.emu.key(kid) or {}).get(
+                        "Status") == "Inactive", 10, what="key Inactive")
+                    parked.append(kid)
+                self.emu.set_faults(latency_by_action={"DeleteAccessKey": 700})
+                try:
+                    kid = self.fetch(pw, agent)
+                finally:
+                    self.emu.set_faults(latency_by_action={})
+                self.assertNotIn(kid, parked)
+                self.assertEqual(self.emu.key(kid)["Status"], "Active")
+                gone = [k for k in parked if self.emu.key(k) is None]
+                self.assertEqual(len(gone), 1, parked)
+            finally:
+                agent.stop()
+
     def test_set_status_toggles_and_status_shows_it(self):
         pw = self.users.add("tog")
         kid = self.fetch(pw)
@@ -74,6 +103,21 @@ class RevokeStatus(unittest.TestCase):
             self.assertEqual(lease[0]["status"], want)
         r = self.agent.client("set-status", "--key-id", kid, "Bogus", user=pw)
         self.assertEqual(r.returncode, 2)
+
+    def test_fetch_hands_out_a_key_set_inactive_instead_of_minting(self):
+        # set-status Inactive is the holder's choice: the next fetch gets
+        # the same key, not a second one in the user's other RAM slot.
+        pw = self.users.add("paus")
+        kid = self.fetch(pw)
+        r = self.agent.client("set-status", "--key-id", kid, "Inactive", user=pw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        path = os.path.join(pw.pw_dir, "k2.json")
+        r = self.agent.client("fetch", "--user", pw.pw_name, "--secret-file", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        again, _, doc = read_json_secret_file(path)
+        self.assertEqual(again, kid)
+        self.assertEqual(doc.get("Status"), "Inactive", doc)
+        self.assertEqual(len(self.emu.keys_of(pw.pw_name)), 1)
 
     def test_status_json_shape(self):
         pw = self.users.add("shape")
