@@ -56,6 +56,8 @@ struct options {
 	enum ramkey_format format;
 	const char *pgp_key;
 	const char *pgp_key_file; /* template */
+	const char *allowed_group; /* local pre-check, NULL = none */
+	uid_t min_uid;		   /* local pre-check, 0 = none */
 	unsigned timeout_s;
 	enum on_error on_error;
 	bool export_env;
@@ -159,6 +161,27 @@ static void parse_options(pam_handle_t *pamh, int argc, const char **argv,
 			} else {
 				o->timeout_s = (unsigned)t;
 			}
+		} else if ((v = skip_prefix(a, "min_uid=")) != NULL) {
+			char *end;
+			unsigned long long u;
+
+			errno = 0;
+			u = strtoull(v, &end, 10);
+			if (errno != 0 || *end != '\0' || *v < '0' || *v > '9' ||
+			    u >= (uid_t)-1) {
+				pam_syslog(pamh, LOG_ERR, "min_uid=%s: give a "
+				    "uid number", v);
+				o->invalid = true;
+			} else {
+				o->min_uid = (uid_t)u;
+			}
+		} else if ((v = skip_prefix(a, "allowed_group=")) != NULL) {
+			if (!ramkey_valid_user_name(v)) {
+				pam_syslog(pamh, LOG_ERR, "allowed_group=%s: "
+				    "give a local group name", v);
+				o->invalid = true;
+			}
+			o->allowed_group = v;
 		} else if ((v = skip_prefix(a, "on_error=")) != NULL) {
 			if (strcmp(v, "fail") == 0) {
 				o->on_error = ON_ERROR_FAIL;
@@ -370,6 +393,20 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 	if (o.invalid)
 		return failed(pamh, &o, "invalid module options (see the "
 		    "lines above); fix the PAM configuration");
+	/* The agent applies the same policy; deciding it here too keeps
+	 * these logins independent of the agent being up. */
+	if (pw->pw_uid < o.min_uid) {
+		pam_syslog(pamh, LOG_INFO, "%s: uid %lu is below min_uid=%lu "
+		    "(the module does not apply)", user,
+		    (unsigned long)pw->pw_uid, (unsigned long)o.min_uid);
+		return PAM_IGNORE;
+	}
+	if (o.allowed_group != NULL && pam_modutil_user_in_group_nam_nam(pamh,
+	    pw->pw_name, o.allowed_group) != 1) {
+		pam_syslog(pamh, LOG_INFO, "%s: not in allowed_group=%s (the "
+		    "module does not apply)", user, o.allowed_group);
+		return PAM_IGNORE;
+	}
 	/* Before any sodium_malloc (the rendered file): libsodium aborts the
 	 * process when it is used uninitialised. The sealing key pair used
 	 * to do this, but a PGP request makes none. */

@@ -1405,6 +1405,33 @@ def case_group_excluded(ctx):
     check(not os.path.lexists(os.path.join(run, "ramkey")), "a file was written")
 
 
+def case_module_policy(ctx):
+    """min_uid= and allowed_group= module options exclude users locally:
+    PAM_IGNORE with the agent down, nothing asked of it; users the options
+    let through still go to the agent (and fail here, as it is down)."""
+    alice = ctx.user("alice")
+    run = ctx.runtime_dir(alice)
+    down = ctx.wd.join("none", "sock")
+    mine = grp.getgrgid(alice.pw_gid).gr_name
+    cases = [("min_uid=%d" % (alice.pw_uid + 1), "PAM_IGNORE", "below min_uid="),
+             ("allowed_group=root", "PAM_IGNORE", "not in allowed_group=root"),
+             ("min_uid=%d" % alice.pw_uid, "PAM_SESSION_ERR", "ramkey-agent is running"),
+             ("allowed_group=%s" % mine, "PAM_SESSION_ERR", "ramkey-agent is running")]
+    for i, (opt, want, line) in enumerate(cases):
+        svc = ctx.service("pol%d" % i, opt, socket_path=down, alone=True)
+        rc, ms, crc, err = ctx.one_open(svc, alice, [xdg(run)], close=False)
+        log("  %s: %s" % (opt, rc))
+        expect_eq(rc, want, "open with %s and the agent down" % opt)
+        check(line in err, "no log line %r for %s:\n%s" % (line, opt, err))
+    for opt in ("min_uid=abc", "min_uid=-1", "min_uid=", "allowed_group=", "allowed_group=a:b"):
+        svc = ctx.service("polbad", opt, socket_path=down, alone=True)
+        rc, ms, crc, err = ctx.one_open(svc, alice, [xdg(run)], close=False)
+        expect_eq(rc, "PAM_SESSION_ERR", "open with %s (invalid)" % opt)
+        check(re.search(r"SYSLOG\(3\).*%s" % re.escape(opt.split("=")[0]), err),
+              "no LOG_ERR line about %s:\n%s" % (opt, err))
+    check(not os.path.lexists(os.path.join(run, "ramkey")), "a file was written")
+
+
 def case_invalid_options(ctx):
     """A bad value for a known option: on_error applies (PAM_SESSION_ERR,
     or PAM_IGNORE with on_error=ignore), nothing is asked of the agent;
@@ -1516,6 +1543,7 @@ CASES = {
     "root_excluded": (case_root_excluded, "q"),
     "system_user_excluded": (case_system_user_excluded, "r"),
     "group_excluded": (case_group_excluded, "v"),
+    "module_policy": (case_module_policy, "y"),
     "invalid_options": (case_invalid_options, "s"),
     "on_error": (case_on_error, "t"),
     "unknown_option": (case_unknown_option, "u"),
