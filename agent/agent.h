@@ -139,6 +139,8 @@ struct uid_stats {
 	uint32_t connections;
 	double tokens;		/* request-rate bucket */
 	uint64_t last_refill_ms;
+	uint64_t flood_audit_ms; /* last throttled deny line */
+	uint32_t flood_suppressed;
 };
 
 struct conn {
@@ -323,6 +325,15 @@ struct json_object *status_document(struct agent *a, const char *user);
 bool agent_healthy(struct agent *a);
 
 /* ---- audit ---- */
+/*
+ * A deny line for a flood (request rate, connection limit): at most one per
+ * uid every few seconds, counting those left out, so a flood cannot flood
+ * the log too.
+ */
+/* Log the fix for a clock-skew refusal from RAM (throttled). */
+void ram_error_clock_hint(const struct ram_error *err);
+void audit_flood_deny(struct uid_stats *u, const char *user,
+    const struct ucred *peer, const char *op, const char *reason);
 void audit(const char *event, const char *user, const char *ram_user,
     const char *key_id, const struct ucred *peer, const char *rhost,
     const char *tty, const char *extra);

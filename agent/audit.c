@@ -23,3 +23,23 @@ void audit(const char *event, const char *user, const char *ram_user,
 	    tty != NULL ? " tty=" : "", tty ? tty : "", extra ? " " : "",
 	    extra ? extra : "");
 }
+
+#define FLOOD_AUDIT_MS 10000
+
+void audit_flood_deny(struct uid_stats *u, const char *user,
+    const struct ucred *peer, const char *op, const char *reason)
+{
+	uint64_t now = evloop_now();
+	char extra[256];
+
+	if (u->flood_audit_ms != 0 && now - u->flood_audit_ms <
+	    FLOOD_AUDIT_MS) {
+		u->flood_suppressed++;
+		return;
+	}
+	snprintf(extra, sizeof(extra), "op=%s reason=\"%s\" suppressed=%lu",
+	    op, reason, (unsigned long)u->flood_suppressed);
+	audit("deny", user, NULL, NULL, peer, NULL, NULL, extra);
+	u->flood_audit_ms = now;
+	u->flood_suppressed = 0;
+}

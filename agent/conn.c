@@ -407,10 +407,8 @@ static void accept_ready(void *arg, int fd, uint32_t events)
 		}
 		if (!config_uid_trusted(a->cfg, cred.uid) &&
 		    u->connections >= a->cfg->max_connections_per_uid) {
-			log_warn("refusing a connection from uid %lu pid %ld: "
-			    "it already has %u (max_connections_per_uid)",
-			    (unsigned long)cred.uid, (long)cred.pid,
-			    u->connections);
+			audit_flood_deny(u, NULL, &cred, "connect",
+			    "max_connections_per_uid reached");
 			close(cfd);
 			continue;
 		}

@@ -231,8 +231,11 @@ static bool rate_ok(struct agent *a, struct request *req)
 	if (u->tokens > REQUEST_BURST)
 		u->tokens = REQUEST_BURST;
 	u->last_refill_ms = now;
-	if (u->tokens < 1.0)
+	if (u->tokens < 1.0) {
+		audit_flood_deny(u, req->own, &req->peer,
+		    ramkey_op_name(req->msg->op), "request rate");
 		return false;
+	}
 	u->tokens -= 1.0;
 	return true;
 }
@@ -756,7 +759,7 @@ static void deadline_reached(void *arg)
 		req->waiting = W_NONE;
 		request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, e ? e->code : NULL,
 		    "RAM did not complete the mint for %s within %u ms%s; "
-		    "the agent keeps trying, try again later",
+		    "try again later",
 		    req->ram_user ? req->ram_user : "this user",
 		    req->msg->timeout_ms, last);
 		break;

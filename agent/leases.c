@@ -429,16 +429,23 @@ void session_end_dead(struct agent *a, struct session *s, const char *why)
 	free(user);
 }
 
-void session_end(struct agent *a, struct session *s, const char *why)
+static void audit_detach(const struct session *s, const char *why)
 {
-	struct lease *l = s->lease;
+	const struct lease *l = s->lease;
 	struct ucred peer = { .pid = s->pid, .uid = s->peer_uid, .gid = 0 };
-	char extra[160];
+	char extra[192];
 
 	snprintf(extra, sizeof(extra), "reason=\"%s\" sessions_left=%u", why,
 	    l->nsessions > 0 ? l->nsessions - 1 : 0);
 	audit("detach", l->user, l->ram_user, l->key_id, &peer, s->rhost,
 	    s->tty, extra);
+}
+
+void session_end(struct agent *a, struct session *s, const char *why)
+{
+	struct lease *l = s->lease;
+
+	audit_detach(s, why);
 	session_detach(a, s);
 	if (l->state == LEASE_LIVE && l->nsessions == 0 &&
 	    (l->ttl_expires_ms == 0 || l->ttl_expires_ms <= wall_ms()))
@@ -451,8 +458,13 @@ void lease_end(struct agent *a, struct lease *l, const char *why)
 
 	if (l->state != LEASE_LIVE)
 		return;
-	while (l->sessions != NULL)
+	while (l->sessions != NULL) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "lease ended: %s", why);
+		audit_detach(l->sessions, reason);
 		session_detach(a, l->sessions);
+	}
 	l->ttl_expires_ms = 0;
 	evloop_timer_cancel(a->loop, &l->max_ttl_timer);
 	evloop_timer_cancel(a->loop, &l->ttl_timer);

@@ -131,6 +131,22 @@ static void mint_finish(struct agent *a, struct mint *m)
 	mint_ram_user_ready(a, rs);
 }
 
+/* RAM refuses every signed call from a host whose clock is off: say so in
+ * words, at most once a minute, whichever call hit it. */
+void ram_error_clock_hint(const struct ram_error *err)
+{
+	static uint64_t last_ms;
+	uint64_t now = evloop_now();
+
+	if (err == NULL || err->kind != RAM_ERRK_API ||
+	    strcmp(err->code, "InvalidTimeStamp.Expired") != 0 ||
+	    (last_ms != 0 && now - last_ms < 60000))
+		return;
+	last_ms = now;
+	log_err("RAM says our timestamp is expired: this host's clock is off "
+	    "by more than 15 minutes; fix time synchronisation");
+}
+
 static void fail_ram(struct mint *m, const char *what, int rc,
     const struct ram_error *err)
 {
@@ -157,9 +173,7 @@ static void fail_ram(struct mint *m, const char *what, int rc,
 		    err != NULL && err->message[0] ? err->message :
 		    ram_error_kind_name(err != NULL ? err->kind :
 		    RAM_ERRK_LOCAL));
-	if (err != NULL && strcmp(err->code, "InvalidTimeStamp.Expired") == 0)
-		log_err("RAM says our timestamp is expired: this host's clock "
-		    "is off by more than 15 minutes; fix time synchronisation");
+	ram_error_clock_hint(err);
 	log_warn("%s", msg);
 	fail_waiters(m, rc == RAMKEY_ERR_LIMIT ? RAMKEY_ERR_LIMIT :
 	    RAMKEY_ERR_RAM, code, msg);

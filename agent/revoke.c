@@ -57,6 +57,7 @@ static void schedule_retry(struct agent *a, struct lease *l,
 		delay = RETRY_CAP_MS;
 	delay = delay / 2 + randombytes_uniform((uint32_t)(delay / 2) + 1);
 	l->revoke_attempts++;
+	ram_error_clock_hint(err);
 	ramkey_mask_key_id(l->key_id, masked);
 	log_warn("revoking %s of RAM user %s failed (%s%s%s); retrying in "
 	    "%llu ms", masked, l->ram_user, err != NULL ? err->op : "",

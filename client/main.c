@@ -393,8 +393,7 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 	pgp = NULL;
 	/* The agent answers before this runs out, with the reason. */
 	req->has_timeout = true;
-	req->timeout_ms = (uint32_t)(g->timeout_ms > 1000 ?
-	    g->timeout_ms - 250 : g->timeout_ms / 2);
+	req->timeout_ms = ramkey_request_timeout_ms(g->timeout_ms);
 	if (ttl != 0) {
 		req->has_ttl = true;
 		req->ttl = ttl;

@@ -463,8 +463,8 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		    RAMKEY_SERVICE_MAX);
 	/* The agent answers before this runs out, with the reason. */
 	req->has_timeout = true;
-	req->timeout_ms = o.timeout_s * 1000 > 500 ?
-	    o.timeout_s * 1000 - 250 : o.timeout_s * 1000 / 2;
+	req->timeout_ms = ramkey_request_timeout_ms((uint64_t)o.timeout_s *
+	    1000);
 	if (req->pgp_key == NULL) {
 		if (ramkey_seal_keypair_new(&kp) != 0) {
 			ret = failed(pamh, &o, "cannot make a sealing key");

@@ -98,6 +98,15 @@ static unsigned required_fields(enum ramkey_op op)
 	}
 }
 
+uint32_t ramkey_request_timeout_ms(uint64_t wait_ms)
+{
+	uint64_t margin = wait_ms / 4 < 250 ? wait_ms / 4 : 250;
+
+	if (wait_ms - margin > RAMKEY_TIMEOUT_MS_MAX)
+		return RAMKEY_TIMEOUT_MS_MAX;
+	return wait_ms - margin < 1 ? 1 : (uint32_t)(wait_ms - margin);
+}
+
 struct ramkey_request *ramkey_request_new(enum ramkey_op op)
 {
 	struct ramkey_request *req = calloc(1, sizeof(*req));

@@ -93,6 +93,12 @@ struct ramkey_reply {
 
 /* Allocate an empty request/reply. */
 struct ramkey_request *ramkey_request_new(enum ramkey_op op);
+/*
+ * The timeout_ms to send when the caller waits wait_ms in all: a little
+ * less (a quarter of it, at most 250 ms), so the agent's answer, with its
+ * reason, arrives before the caller gives up.
+ */
+uint32_t ramkey_request_timeout_ms(uint64_t wait_ms);
 void ramkey_request_free(struct ramkey_request *req);
 struct ramkey_reply *ramkey_reply_new(enum ramkey_op op);
 void ramkey_reply_free(struct ramkey_reply *rep);

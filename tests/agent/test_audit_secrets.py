@@ -63,6 +63,12 @@ class AuditAndSecrets(unittest.TestCase):
             run("set-status", "--key-id", rep["key"]["access_key_id"], "Inactive")
             run("set-status", "--key-id", rep["key"]["access_key_id"], "Active")
             close_session_raw(agent.socket, rep["session"])
+            # A session still open when revoke ends its lease gets its own
+            # detach line.
+            rep2 = open_session_raw(agent.socket, alice.pw_name, rhost="192.0.2.8",
+                                    tty="pts/9")
+            self.assertTrue(rep2["ok"], rep2)
+            outputs.append(str(rep2))
             for _ in range(2):
                 emu.create_key(full.pw_name)
             collect()
@@ -94,6 +100,8 @@ class AuditAndSecrets(unittest.TestCase):
                           "event=revoked", "event=detach", "event=deny"):
                 self.assertIn(event, log)
             self.assertIn("rhost=192.0.2.7 tty=ssh", log)
+            self.assertRegex(log, r"event=detach user=%s .*rhost=192\.0\.2\.8 "
+                             r'tty=pts/9 reason="lease ended: ' % alice.pw_name)
             mints = [l for l in log.splitlines() if "event=mint " in l]
             self.assertEqual(len(mints), 2, mints)  # alice, bob (full refused)
 

@@ -44,11 +44,42 @@ class Connections(unittest.TestCase):
             # While the user holds its 4 connections, root is served.
             r = self.agent.client("fetch", "--user", target.pw_name)
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertIn("max_connections_per_uid", self.agent.log())
+            self.assertRegex(self.agent.log(),
+                             r"audit: event=deny user=- ram_user=- key=- "
+                             r"peer_uid=%d .*op=connect "
+                             r'reason="max_connections_per_uid reached"' % pw.pw_uid)
         finally:
             p.stdin.close()
             p.stdout.close()
             p.wait(10)
+
+    def test_request_flood_is_refused_and_audited_once(self):
+        # 500 requests at once from one user: past the burst of 100 the
+        # agent answers "rate" (exit 4's code) and writes one deny line
+        # for the flood, not one per request.
+        pw = self.users.add("flood")
+        code = ("import json, sys\n"
+                "from ramkey_fixture import raw_call\n"
+                "errs = [raw_call(sys.argv[1], {'v': 1, 'op': 'status'})"
+                ".get('error', {}).get('code') for _ in range(500)]\n"
+                "print(json.dumps(errs))\n")
+        env = dict(os.environ)
+        r = subprocess.run(as_user_cmd(pw, ["env", "PYTHONPATH=" +
+                                            os.environ.get("PYTHONPATH", ""),
+                                            "python3", "-c", code,
+                                            self.agent.socket]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        errs = json.loads(r.stdout)
+        refused = [e for e in errs if e == "rate_limited"]
+        print("refused %d of %d" % (len(refused), len(errs)))
+        self.assertIsNone(errs[0])
+        self.assertGreater(len(refused), 0)
+        lines = [l for l in self.agent.log().splitlines()
+                 if "event=deny" in l and "peer_uid=%d " % pw.pw_uid in l]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn('op=status reason="request rate" suppressed=0', lines[0])
 
     def test_half_a_frame_is_closed_after_five_seconds(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -69,6 +69,39 @@ class TtlHealth(unittest.TestCase):
             finally:
                 agent.stop()
 
+    def test_clock_skew_is_named_on_mint_and_revocation(self):
+        # RAM refuses a timestamp 15 minutes off. The agent says so in
+        # words (once a minute at most), and revocations keep retrying
+        # until the clock is right again.
+        pw = self.users.add("sk1")
+        pw2 = self.users.add("sk2")
+        with Emulator(https=True, auto_users=True) as emu:
+            agent = Agent(self.wd, emu)
+            agent.start()
+            try:
+                r = agent.client("fetch", "--user", pw.pw_name)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                (kid,) = [k["AccessKeyId"] for k in emu.keys_of(pw.pw_name)]
+                emu.set_faults(clock_skew=3600)
+                # The revocation hits it first, then a mint.
+                r = agent.client("revoke", "--user", pw.pw_name)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                wait_for(lambda: "this host's clock is off" in agent.log(), 10,
+                         what="the clock hint from the revocation")
+                self.assertIn("revoking %s" % (kid[:4] + "****" + kid[-4:]),
+                              agent.log())
+                r = agent.client("fetch", "--user", pw2.pw_name)
+                self.assertEqual(r.returncode, 5, r.stderr)
+                self.assertIn("InvalidTimeStamp.Expired", r.stderr)
+                log = agent.log()
+                self.assertEqual(log.count("this host's clock is off"), 1, log)
+                self.assertIsNotNone(emu.key(kid))
+                emu.clear_faults()
+                wait_for(lambda: emu.key(kid) is None, 20,
+                         what="the revocation once the clock is right")
+            finally:
+                agent.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1530,6 +1530,21 @@ static void test_reply_nul_and_bad_utf8_refused(void **state)
 	    rep_rc_n("", 0, RAMKEY_OP_SET_STATUS), RAMKEY_ERR_PROTOCOL);
 }
 
+/* The agent must answer before the caller gives up: a quarter of the
+ * wait, at most 250 ms, is left for the answer to travel. */
+static void test_request_timeout_leaves_a_margin(void **state)
+{
+	(void)state;
+	assert_int_equal(ramkey_request_timeout_ms(10000), 9750);
+	assert_int_equal(ramkey_request_timeout_ms(1000), 750);
+	assert_int_equal(ramkey_request_timeout_ms(800), 600);
+	assert_int_equal(ramkey_request_timeout_ms(4), 3);
+	assert_int_equal(ramkey_request_timeout_ms(1), 1);
+	assert_int_equal(ramkey_request_timeout_ms(0), 1);
+	assert_int_equal(ramkey_request_timeout_ms(UINT64_C(1) << 40),
+	    RAMKEY_TIMEOUT_MS_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1589,6 +1604,7 @@ int main(void)
 	    cmocka_unit_test(test_reply_status_document_shape_checked),
 	    cmocka_unit_test(test_reply_nesting_too_deep_refused),
 	    cmocka_unit_test(test_reply_nul_and_bad_utf8_refused),
+	    cmocka_unit_test(test_request_timeout_leaves_a_margin),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
