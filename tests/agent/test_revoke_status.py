@@ -89,6 +89,29 @@ class RevokeStatus(unittest.TestCase):
             finally:
                 agent.stop()
 
+    def test_key_minted_after_the_requester_gave_up_is_revoked_at_once(self):
+        # CreateAccessKey answers after the client's --timeout: the client
+        # gets the agent's reason in time, and the key nobody holds is
+        # deleted as soon as it arrives.
+        pw = self.users.add("late")
+        self.emu.set_faults(latency_by_action={"CreateAccessKey": 1500})
+        try:
+            r = self.agent.client("--timeout", "1", "fetch", "--user", pw.pw_name)
+        finally:
+            self.emu.set_faults(latency_by_action={})
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("within 750 ms", r.stderr)
+        line = [None]
+
+        def revoked():
+            for l in self.agent.log().splitlines():
+                if ("event=revoke user=%s " % pw.pw_name in l and
+                        'reason="requester gave up before the mint finished"' in l):
+                    line[0] = l
+            return line[0] is not None and self.emu.keys_of(pw.pw_name) == []
+        wait_for(revoked, 10, what="the orphaned key to be deleted")
+        self.assertEqual(self.agent.status(pw.pw_name)["leases"], [])
+
     def test_set_status_toggles_and_status_shows_it(self):
         pw = self.users.add("tog")
         kid = self.fetch(pw)

@@ -129,5 +129,45 @@ class AgentIdentity(unittest.TestCase):
             self.assertFalse(os.path.exists(agent.socket))
 
 
+class SocketActivation(unittest.TestCase):
+    """Under systemd's ramkey-agent.socket the agent takes the socket on
+    fd 3, reports READY=1, and leaves the socket to systemd at exit so
+    clients queue on it across a restart."""
+
+    def test_activated_socket_serves_and_outlives_the_agent(self):
+        with Workdir() as wd, Users("sa") as users, \
+                Emulator(https=True, auto_users=True) as emu:
+            agent = Agent(wd, emu)
+            lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lsock.bind(agent.socket)
+            os.chmod(agent.socket, 0o666)
+            lsock.listen(16)
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            npath = wd.join("notify")
+            notify.bind(npath)
+            notify.settimeout(15)
+            try:
+                agent.start(listen_fd=lsock.fileno(),
+                            env={"NOTIFY_SOCKET": npath})
+                self.assertIn(b"READY=1", notify.recv(4096))
+                self.assertIn("(socket activation)", agent.log())
+                pw = users.add("act")
+                r = agent.client("fetch", "--user", pw.pw_name)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(agent.stop(), 0)
+                # systemd's socket: still there, still listening.
+                self.assertTrue(os.path.exists(agent.socket))
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.connect(agent.socket)  # queues until the next agent
+                c.close()
+                agent.start(listen_fd=lsock.fileno())
+                r = agent.client("fetch", "--user", pw.pw_name)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            finally:
+                agent.stop()
+                lsock.close()
+                notify.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

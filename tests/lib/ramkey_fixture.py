@@ -186,7 +186,9 @@ class Agent:
                 if v is not None:
                     f.write("%s = %s\n" % (k, v))
 
-    def start(self, wait=True, args=(), env=None):
+    def start(self, wait=True, args=(), env=None, listen_fd=None):
+        """listen_fd: a listening socket to hand over as systemd does
+        (fd 3, LISTEN_PID, LISTEN_FDS=1)."""
         assert self.proc is None or self.proc.poll() is not None
         log = open(self.log_path, "a")
         e = dict(os.environ)
@@ -194,9 +196,17 @@ class Agent:
         e.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET", None)
         if env:
             e.update(env)
+        argv = [AGENT_BIN, "-f", "-c", self.conf_path] + list(args)
+        pass_fds = ()
+        if listen_fd is not None:
+            # bash: redirections of fds above 9; exec keeps the pid.
+            argv = ["/bin/bash", "-c", 'exec 3<&%d %d<&-; LISTEN_PID=$$ '
+                    'LISTEN_FDS=1 exec "$@"' % (listen_fd, listen_fd),
+                    "bash"] + argv
+            pass_fds = (listen_fd,)
         self.proc = subprocess.Popen(
-            [AGENT_BIN, "-f", "-c", self.conf_path] + list(args),
-            stdout=log, stderr=log, env=e, start_new_session=True)
+            argv, stdout=log, stderr=log, env=e, start_new_session=True,
+            pass_fds=pass_fds)
         log.close()
         if wait:
             self.wait_ready()
