@@ -325,13 +325,13 @@ struct json_object *status_document(struct agent *a, const char *user);
 bool agent_healthy(struct agent *a);
 
 /* ---- audit ---- */
+/* Log the fix for a clock-skew refusal from RAM (throttled). */
+void ram_error_clock_hint(const struct ram_error *err);
 /*
  * A deny line for a flood (request rate, connection limit): at most one per
  * uid every few seconds, counting those left out, so a flood cannot flood
  * the log too.
  */
-/* Log the fix for a clock-skew refusal from RAM (throttled). */
-void ram_error_clock_hint(const struct ram_error *err);
 void audit_flood_deny(struct uid_stats *u, const char *user,
     const struct ucred *peer, const char *op, const char *reason);
 void audit(const char *event, const char *user, const char *ram_user,
