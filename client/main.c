@@ -112,7 +112,8 @@ static void usage_main(FILE *f)
 	    "  credential-process  print the key as aliyun CLI External-mode "
 	    "JSON\n"
 	    "  revoke              end your leases now (their keys are "
-	    "revoked)\n"
+	    "revoked); --all: every\n"
+	    "                      user's (trusted callers only)\n"
 	    "  status              show your leases\n"
 	    "  set-status          set a key Active or Inactive\n"
 	    "\n"
@@ -180,10 +181,19 @@ static void usage_revoke(FILE *f)
 {
 	fprintf(f,
 	    "usage: %s revoke [--user USER] [--key-id ID]\n"
+	    "       %s revoke --all\n"
 	    "\n"
 	    "End your leases now: their holders are detached and the keys "
 	    "revoked at RAM\n(status shows pending revocations). With "
-	    "--key-id, only that key.\n", prog);
+	    "--key-id, only that key.\n"
+	    "\n"
+	    "  --user USER  another local user's leases (trusted callers "
+	    "only)\n"
+	    "  --key-id ID  only the lease of this AccessKeyId\n"
+	    "  --all        every lease of every user, e.g. before removing "
+	    "the agent\n"
+	    "               (trusted callers only; not with --user or "
+	    "--key-id)\n", prog, prog);
 }
 
 static void usage_status(FILE *f)
@@ -502,21 +512,25 @@ out:
 /* ---- revoke, status, set-status ---- */
 
 static int do_revoke(const struct globals *g, const char *user,
-    const char *key_id)
+    const char *key_id, bool all)
 {
-	struct ramkey_request *req = ramkey_request_new(RAMKEY_OP_REVOKE);
+	struct ramkey_request *req = NULL;
 	struct ramkey_reply *rep = NULL;
 	int code;
 
-	if (req == NULL)
-		return die(EXIT_UNAVAILABLE, "out of memory");
-	if (key_id != NULL && !ramkey_valid_key_id(key_id)) {
-		ramkey_request_free(req);
+	if (all && (user != NULL || key_id != NULL))
+		return die(EXIT_USAGE, "--all ends every user's leases; it "
+		    "takes no --user or --key-id");
+	if (key_id != NULL && !ramkey_valid_key_id(key_id))
 		return die(EXIT_USAGE, "--key-id %s is not an AccessKeyId",
 		    key_id);
+	if ((req = ramkey_request_new(RAMKEY_OP_REVOKE)) == NULL ||
+	    (user != NULL && (req->user = strdup(user)) == NULL) ||
+	    (key_id != NULL && (req->key_id = strdup(key_id)) == NULL)) {
+		ramkey_request_free(req);
+		return die(EXIT_UNAVAILABLE, "out of memory");
 	}
-	req->user = user ? strdup(user) : NULL;
-	req->key_id = key_id ? strdup(key_id) : NULL;
+	req->all = all;
 	if ((code = call_agent(g, req, &rep)) == 0) {
 		if (rep->revoked == 0)
 			printf("nothing to revoke\n");
@@ -651,6 +665,7 @@ enum {
 	O_TTL,
 	O_KEY_ID,
 	O_JSON,
+	O_ALL,
 };
 
 static int set_timeout(struct globals *g, const char *v)
@@ -687,6 +702,7 @@ int main(int argc, char **argv)
 		{ "ttl", required_argument, NULL, O_TTL },
 		{ "key-id", required_argument, NULL, O_KEY_ID },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "all", no_argument, NULL, O_ALL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -694,7 +710,7 @@ int main(int argc, char **argv)
 	struct fetch_opts fo;
 	const char *key_id = NULL;
 	struct rlimit rl = { 0, 0 };
-	bool json = false, help = false;
+	bool json = false, help = false, all = false;
 	unsigned allowed = 0;
 	int c, code;
 
@@ -735,13 +751,13 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	enum { A_USER = 1, A_FILE = 2, A_FORMAT = 4, A_PGP = 8, A_TTL = 16,
-		A_KEY = 32, A_JSON = 64 };
+		A_KEY = 32, A_JSON = 64, A_ALL = 128 };
 	if (strcmp(command, "fetch") == 0)
 		allowed = A_USER | A_FILE | A_FORMAT | A_PGP | A_TTL;
 	else if (strcmp(command, "credential-process") == 0)
 		allowed = A_USER | A_TTL;
 	else if (strcmp(command, "revoke") == 0)
-		allowed = A_USER | A_KEY;
+		allowed = A_USER | A_KEY | A_ALL;
 	else if (strcmp(command, "status") == 0)
 		allowed = A_USER | A_JSON;
 	else if (strcmp(command, "set-status") == 0)
@@ -756,7 +772,7 @@ int main(int argc, char **argv)
 		unsigned need = c == O_USER ? A_USER : c == O_SECRET_FILE ?
 		    A_FILE : c == O_FORMAT ? A_FORMAT : c == O_PGP_KEY ? A_PGP :
 		    c == O_TTL ? A_TTL : c == O_KEY_ID ? A_KEY : c == O_JSON ?
-		    A_JSON : 0;
+		    A_JSON : c == O_ALL ? A_ALL : 0;
 
 		if (need != 0 && (allowed & need) == 0) {
 			const char *name = "?";
@@ -796,6 +812,9 @@ int main(int argc, char **argv)
 		case O_JSON:
 			json = true;
 			break;
+		case O_ALL:
+			all = true;
+			break;
 		case 'h':
 			help = true;
 			break;
@@ -834,6 +853,6 @@ int main(int argc, char **argv)
 		return get_key(&g, &fo);
 	}
 	if (strcmp(command, "revoke") == 0)
-		return do_revoke(&g, fo.user, key_id);
+		return do_revoke(&g, fo.user, key_id, all);
 	return do_status(&g, fo.user, json);
 }

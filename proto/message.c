@@ -60,6 +60,7 @@ enum {
 	F_TIMEOUT = 1 << 11,
 	F_ABORTED = 1 << 12,
 	F_DEFAULT_FILE = 1 << 13,
+	F_ALL = 1 << 14,
 };
 
 static unsigned allowed_fields(enum ramkey_op op)
@@ -74,7 +75,7 @@ static unsigned allowed_fields(enum ramkey_op op)
 		return F_USER | F_SEAL | F_PGP | F_FILE | F_DEFAULT_FILE |
 		    F_TTL | F_TIMEOUT;
 	case RAMKEY_OP_REVOKE:
-		return F_USER | F_KEY_ID;
+		return F_USER | F_KEY_ID | F_ALL;
 	case RAMKEY_OP_STATUS:
 		return F_USER;
 	case RAMKEY_OP_SET_STATUS:
@@ -461,6 +462,13 @@ static int decode_request_field(struct ramkey_request *req, const char *k,
 		req->default_file = json_object_get_boolean(v);
 		return 0;
 	}
+	if (strcmp(k, "all") == 0) {
+		*seen |= F_ALL;
+		if (!json_object_is_type(v, json_type_boolean))
+			return RAMKEY_ERR_PROTOCOL;
+		req->all = json_object_get_boolean(v);
+		return 0;
+	}
 	if (strcmp(k, "aborted") == 0) {
 		*seen |= F_ABORTED;
 		if (!json_object_is_type(v, json_type_boolean))
@@ -514,6 +522,11 @@ int ramkey_request_decode(const uint8_t *buf, size_t len,
 	}
 	if ((op == RAMKEY_OP_OPEN_SESSION || op == RAMKEY_OP_FETCH) &&
 	    !req->has_seal_pk && req->pgp_key == NULL) {
+		r = RAMKEY_ERR_PROTOCOL;
+		goto out;
+	}
+	/* revoke: every user's leases, or some of one user's, not both. */
+	if ((seen & F_ALL) != 0 && (seen & (F_USER | F_KEY_ID)) != 0) {
 		r = RAMKEY_ERR_PROTOCOL;
 		goto out;
 	}
@@ -626,6 +639,8 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 	if (req->aborted && (r = add_bool(o, "aborted", true)) != 0)
 		goto out;
 	if (req->default_file && (r = add_bool(o, "default_file", true)) != 0)
+		goto out;
+	if (req->all && (r = add_bool(o, "all", true)) != 0)
 		goto out;
 	if ((r = to_text(o, RAMKEY_FRAME_MAX, out, lenp)) != 0)
 		goto out;

@@ -54,6 +54,8 @@ struct ramkey_request {
 	uint32_t timeout_ms; /* how long the requester will wait for a key */
 	bool aborted;	     /* close_session: the file was never written */
 	bool default_file;   /* fetch: will write the default path */
+	bool all;	     /* revoke: every lease of every user; excludes
+			      * user and key_id (trusted callers only) */
 };
 
 #define RAMKEY_TIMEOUT_MS_MAX 3600000

@@ -213,6 +213,7 @@ static void assert_requests_equal(
 	assert_str_or_null_equal(a->status, b->status);
 	assert_int_equal(a->has_ttl, b->has_ttl);
 	assert_int_equal(a->ttl, b->ttl);
+	assert_int_equal(a->all, b->all);
 }
 
 static struct ramkey_request *new_request(enum ramkey_op op)
@@ -296,6 +297,99 @@ static void test_request_round_trip_revoke(void **state)
 	req->user = xstrdup("alice");
 	req->key_id = xstrdup(KEY_ID);
 	check_request_round_trip(req);
+}
+
+/* revoke --all: every lease of every user; a boolean that stands alone. */
+static void test_request_round_trip_revoke_all(void **state)
+{
+	struct ramkey_request *req = new_request(RAMKEY_OP_REVOKE);
+	char *text = NULL;
+
+	req->all = true;
+	assert_int_equal(ramkey_request_encode(req, &text, NULL), 0);
+	assert_non_null(strstr(text, "\"all\":true"));
+	free(text);
+	check_request_round_trip(req);
+
+	/* Left out unless set. */
+	req = new_request(RAMKEY_OP_REVOKE);
+	assert_int_equal(ramkey_request_encode(req, &text, NULL), 0);
+	assert_null(strstr(text, "all"));
+	free(text);
+	ramkey_request_free(req);
+}
+
+static void test_request_revoke_all_decoded(void **state)
+{
+	static const char *const yes = "{\"v\":1,\"op\":\"revoke\",\"all\":true}";
+	static const char *const no = "{\"v\":1,\"op\":\"revoke\",\"all\":false}";
+	struct ramkey_request *req = NULL;
+
+	assert_int_equal(
+	    ramkey_request_decode((const uint8_t *)yes, strlen(yes), &req), 0);
+	assert_int_equal(req->op, RAMKEY_OP_REVOKE);
+	assert_true(req->all);
+	assert_null(req->user);
+	assert_null(req->key_id);
+	ramkey_request_free(req);
+	req = NULL;
+	/* false is the same as leaving it out: the caller's own leases. */
+	assert_int_equal(
+	    ramkey_request_decode((const uint8_t *)no, strlen(no), &req), 0);
+	assert_false(req->all);
+	ramkey_request_free(req);
+}
+
+static void test_request_revoke_all_strict(void **state)
+{
+	/* A boolean, nothing else. */
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":1}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":0}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":\"true\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":null}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":[true]}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":{}}");
+	/* Every user's leases, or some of one user's: never both. */
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":true,"
+	               "\"user\":\"alice\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":true,"
+	               "\"key_id\":\"" KEY_ID "\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"user\":\"alice\","
+	               "\"key_id\":\"" KEY_ID "\",\"all\":true}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":false,"
+	               "\"user\":\"alice\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"key_id\":\"" KEY_ID
+	               "\",\"all\":false}");
+	/* Only revoke knows it. */
+	assert_int_equal(status_req_with(",\"all\":true"), RAMKEY_ERR_PROTOCOL);
+	assert_int_equal(open_req_with(",\"all\":true"), RAMKEY_ERR_PROTOCOL);
+	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
+	               "\",\"all\":true}");
+	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":\"" TOKEN
+	               "\",\"all\":true}");
+	assert_req_bad("{\"v\":1,\"op\":\"set_status\",\"key_id\":\"" KEY_ID
+	               "\",\"status\":\"Active\",\"all\":true}");
+}
+
+static void test_request_encode_refuses_revoke_all_with_user(void **state)
+{
+	struct ramkey_request *req = new_request(RAMKEY_OP_REVOKE);
+	char *text = (char *)1;
+	size_t len = 1;
+
+	req->all = true;
+	req->user = xstrdup("alice");
+	assert_int_equal(
+	    ramkey_request_encode(req, &text, &len), RAMKEY_ERR_INVALID);
+	assert_null(text);
+	assert_int_equal(len, 0);
+	free(req->user);
+	req->user = NULL;
+	req->key_id = xstrdup(KEY_ID);
+	assert_int_equal(
+	    ramkey_request_encode(req, &text, &len), RAMKEY_ERR_INVALID);
+	assert_null(text);
+	ramkey_request_free(req);
 }
 
 static void test_request_round_trip_status(void **state)
@@ -1552,6 +1646,10 @@ int main(void)
 	    cmocka_unit_test(test_request_round_trip_close_session),
 	    cmocka_unit_test(test_request_round_trip_fetch),
 	    cmocka_unit_test(test_request_round_trip_revoke),
+	    cmocka_unit_test(test_request_round_trip_revoke_all),
+	    cmocka_unit_test(test_request_revoke_all_decoded),
+	    cmocka_unit_test(test_request_revoke_all_strict),
+	    cmocka_unit_test(test_request_encode_refuses_revoke_all_with_user),
 	    cmocka_unit_test(test_request_round_trip_status),
 	    cmocka_unit_test(test_request_round_trip_set_status),
 	    cmocka_unit_test(test_request_decodes_protocol_example),
