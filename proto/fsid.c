@@ -64,17 +64,40 @@ static int user_groups(const char *name, gid_t gid, gid_t **ret, int *nret)
 	return 0;
 }
 
-int ramkey_fsid_drop(const char *name, uid_t uid, gid_t gid,
+int ramkey_fsid_user_lookup(const struct ramkey_owner *owner,
+    struct ramkey_fsid_user *u)
+{
+	int r;
+
+	memset(u, 0, sizeof(*u));
+	u->uid = owner->uid;
+	u->gid = owner->gid;
+	if (geteuid() != 0)
+		return 0;
+	if ((r = user_groups(owner->name, owner->gid, &u->groups,
+	    &u->ngroups)) != 0)
+		memset(u, 0, sizeof(*u));
+	return r;
+}
+
+void ramkey_fsid_user_clear(struct ramkey_fsid_user *u)
+{
+	if (u == NULL)
+		return;
+	free(u->groups);
+	memset(u, 0, sizeof(*u));
+}
+
+int ramkey_fsid_drop_user(const struct ramkey_fsid_user *u,
     struct ramkey_fsid *saved)
 {
-	gid_t *groups = NULL;
-	int ngroups = 0, r;
+	int r;
 
 	memset(saved, 0, sizeof(*saved));
 	if (geteuid() != 0)
-		return uid == geteuid() ? 0 : RAMKEY_ERR_DENIED;
-	if ((r = user_groups(name, gid, &groups, &ngroups)) != 0)
-		return r;
+		return u->uid == geteuid() ? 0 : RAMKEY_ERR_DENIED;
+	if (u->groups == NULL || u->ngroups < 1)
+		return RAMKEY_ERR_INVALID; /* not looked up as root */
 	saved->saved_ngroups = getgroups(0, NULL);
 	if (saved->saved_ngroups < 0) {
 		r = RAMKEY_ERR_SYSTEM;
@@ -91,23 +114,37 @@ int ramkey_fsid_drop(const char *name, uid_t uid, gid_t gid,
 	}
 	saved->saved_fsuid = (uid_t)setfsuid((uid_t)-1);
 	saved->saved_fsgid = (gid_t)setfsgid((gid_t)-1);
-	if (setgroups((size_t)ngroups, groups) != 0) {
+	if (setgroups((size_t)u->ngroups, u->groups) != 0) {
 		r = RAMKEY_ERR_SYSTEM;
 		goto out;
 	}
 	saved->active = true;
-	if ((r = set_fsgid_checked(gid)) != 0 ||
-	    (r = set_fsuid_checked(uid)) != 0) {
+	if ((r = set_fsgid_checked(u->gid)) != 0 ||
+	    (r = set_fsuid_checked(u->uid)) != 0) {
 		(void)ramkey_fsid_restore(saved);
 		goto out;
 	}
 	r = 0;
 out:
-	free(groups);
 	if (r != 0 && !saved->active) {
 		free(saved->saved_groups);
 		memset(saved, 0, sizeof(*saved));
 	}
+	return r;
+}
+
+int ramkey_fsid_drop(const char *name, uid_t uid, gid_t gid,
+    struct ramkey_fsid *saved)
+{
+	struct ramkey_owner owner = { name, uid, gid };
+	struct ramkey_fsid_user u;
+	int r;
+
+	memset(saved, 0, sizeof(*saved));
+	if ((r = ramkey_fsid_user_lookup(&owner, &u)) != 0)
+		return r;
+	r = ramkey_fsid_drop_user(&u, saved);
+	ramkey_fsid_user_clear(&u);
 	return r;
 }
 

@@ -272,8 +272,7 @@ static void tmp_name(char *out, size_t outlen, const char *name)
 	snprintf(out, outlen, ".%s.%s.tmp", name, rnd);
 }
 
-static int check_target_dir(struct walk *w, const struct ramkey_owner *o,
-    const char *path)
+static int check_target_dir(struct walk *w, uid_t uid, const char *path)
 {
 	struct stat st;
 
@@ -281,7 +280,7 @@ static int check_target_dir(struct walk *w, const struct ramkey_owner *o,
 		say(w, "%s: %s", path, strerror(errno));
 		return RAMKEY_ERR_IO;
 	}
-	if (st.st_uid != o->uid && st.st_uid != 0) {
+	if (st.st_uid != uid && st.st_uid != 0) {
 		say(w, "%s: the directory belongs to uid %lu, not to the "
 		       "user", path, (unsigned long)st.st_uid);
 		return RAMKEY_ERR_UNSAFE_PATH;
@@ -294,8 +293,8 @@ static int check_target_dir(struct walk *w, const struct ramkey_owner *o,
 	return 0;
 }
 
-static int write_as_user(struct walk *w, const char *path,
-    const struct ramkey_owner *o, const void *data, size_t len)
+static int write_as_user(struct walk *w, const char *path, uid_t uid,
+    const void *data, size_t len)
 {
 	char *buf = NULL, tmp[NAME_MAX + 1];
 	const char *name;
@@ -305,7 +304,7 @@ static int write_as_user(struct walk *w, const char *path,
 
 	if ((r = open_parent(w, path, true, &buf, &name)) != 0)
 		goto out;
-	if ((r = check_target_dir(w, o, path)) != 0)
+	if ((r = check_target_dir(w, uid, path)) != 0)
 		goto out;
 	if (strlen(name) > NAME_MAX - 20) {
 		say(w, "%s: file name too long", path);
@@ -338,7 +337,7 @@ static int write_as_user(struct walk *w, const char *path,
 		r = RAMKEY_ERR_IO;
 		goto out;
 	}
-	if (st.st_uid != o->uid) {
+	if (st.st_uid != uid) {
 		say(w, "%s: new file is owned by uid %lu, not the user", path,
 		    (unsigned long)st.st_uid);
 		r = RAMKEY_ERR_UNSAFE_PATH;
@@ -379,8 +378,8 @@ out:
 	return r;
 }
 
-static int remove_as_user(struct walk *w, const char *path,
-    const struct ramkey_owner *o, bool *removed)
+static int remove_as_user(struct walk *w, const char *path, uid_t uid,
+    bool *removed)
 {
 	char *buf = NULL;
 	const char *name;
@@ -400,7 +399,7 @@ static int remove_as_user(struct walk *w, const char *path,
 		}
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != o->uid) {
+	if (!S_ISREG(st.st_mode) || st.st_uid != uid) {
 		say(w, "%s: not a regular file owned by the user; left alone",
 		    path);
 		goto out;
@@ -421,18 +420,18 @@ out:
 /* What to do once we act as the owner. */
 struct job {
 	const char *path;
-	const struct ramkey_owner *owner;
 	const void *data; /* write */
 	size_t len;
 	bool *removed;	  /* remove */
 };
 
 /*
- * Run the job with the owner's file-system identity, then restore ours
- * (errno from the job is kept). A failed restore is reported as
+ * Run the job with u's file-system identity, then restore ours (errno
+ * from the job is kept). A failed restore is reported as
  * RAMKEY_ERR_SYSTEM whatever the job did: the caller must not go on.
  */
-static int as_owner(const struct job *j, char *why, size_t whylen)
+static int as_user(const struct job *j, const struct ramkey_fsid_user *u,
+    char *why, size_t whylen)
 {
 	struct walk w = { .dfd = -1, .why = why, .whylen = whylen };
 	struct ramkey_fsid fsid;
@@ -440,13 +439,12 @@ static int as_owner(const struct job *j, char *why, size_t whylen)
 
 	if (why != NULL && whylen > 0)
 		why[0] = '\0';
-	if ((r = ramkey_fsid_drop(j->owner->name, j->owner->uid, j->owner->gid,
-	    &fsid)) != 0) {
-		say(&w, "cannot act as uid %lu", (unsigned long)j->owner->uid);
+	if ((r = ramkey_fsid_drop_user(u, &fsid)) != 0) {
+		say(&w, "cannot act as uid %lu", (unsigned long)u->uid);
 		return r;
 	}
-	r = j->removed != NULL ? remove_as_user(&w, j->path, j->owner,
-	    j->removed) : write_as_user(&w, j->path, j->owner, j->data, j->len);
+	r = j->removed != NULL ? remove_as_user(&w, j->path, u->uid,
+	    j->removed) : write_as_user(&w, j->path, u->uid, j->data, j->len);
 	e = errno;
 	if (w.dfd >= 0)
 		close(w.dfd);
@@ -458,20 +456,49 @@ static int as_owner(const struct job *j, char *why, size_t whylen)
 	return r;
 }
 
+/* The same with the owner's identity looked up first. */
+static int as_owner(const struct job *j, const struct ramkey_owner *owner,
+    char *why, size_t whylen)
+{
+	struct ramkey_fsid_user u;
+	int r;
+
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	if ((r = ramkey_fsid_user_lookup(owner, &u)) != 0) {
+		if (why != NULL && whylen > 0)
+			snprintf(why, whylen, "cannot look up the groups of "
+			    "uid %lu", (unsigned long)owner->uid);
+		return r;
+	}
+	r = as_user(j, &u, why, whylen);
+	ramkey_fsid_user_clear(&u);
+	return r;
+}
+
 int ramkey_secret_file_write(const char *path, const struct ramkey_owner *owner,
     const void *data, size_t len, char *why, size_t whylen)
 {
-	struct job j = { path, owner, data, len, NULL };
+	struct job j = { path, data, len, NULL };
 
-	return as_owner(&j, why, whylen);
+	return as_owner(&j, owner, why, whylen);
+}
+
+int ramkey_secret_file_write_user(const char *path,
+    const struct ramkey_fsid_user *u, const void *data, size_t len,
+    char *why, size_t whylen)
+{
+	struct job j = { path, data, len, NULL };
+
+	return as_user(&j, u, why, whylen);
 }
 
 int ramkey_secret_file_remove(const char *path,
     const struct ramkey_owner *owner, bool *removed, char *why,
     size_t whylen)
 {
-	struct job j = { path, owner, NULL, 0, removed };
+	struct job j = { path, NULL, 0, removed };
 
 	*removed = false;
-	return as_owner(&j, why, whylen);
+	return as_owner(&j, owner, why, whylen);
 }

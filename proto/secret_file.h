@@ -23,11 +23,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct ramkey_owner {
-	const char *name; /* for supplementary groups; may be NULL */
-	uid_t uid;
-	gid_t gid;
-};
+#include "fsid.h" /* struct ramkey_owner, struct ramkey_fsid_user */
 
 /*
  * Write data to path as owner. On failure, why (if not NULL) receives one
@@ -38,6 +34,11 @@ struct ramkey_owner {
  */
 int ramkey_secret_file_write(const char *path, const struct ramkey_owner *owner,
     const void *data, size_t len, char *why, size_t whylen);
+
+/* The same as the user u, whose groups were looked up already. */
+int ramkey_secret_file_write_user(const char *path,
+    const struct ramkey_fsid_user *u, const void *data, size_t len,
+    char *why, size_t whylen);
 
 /*
  * Remove the file at path if it is a regular file owned by owner, acting
