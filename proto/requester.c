@@ -166,16 +166,13 @@ out:
 	return r;
 }
 
-int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
-    uint64_t deadline_ms, struct ramkey_reply **repp, char *why,
-    size_t whylen)
+int ramkey_agent_send(int fd, const struct ramkey_request *req,
+    uint64_t deadline_ms, char *why, size_t whylen)
 {
 	char *text = NULL;
-	uint8_t *body = NULL;
-	size_t len = 0, blen = 0;
+	size_t len = 0;
 	int r;
 
-	*repp = NULL;
 	if ((r = ramkey_request_encode(req, &text, &len)) != 0) {
 		say(why, whylen, "cannot encode the request: %s",
 		    ramkey_strerror(r));
@@ -187,7 +184,23 @@ int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
 		    "deadline" : ramkey_strerror(r));
 		goto out;
 	}
-	if ((r = ramkey_frame_recv(fd, req->op == RAMKEY_OP_STATUS ?
+out:
+	if (text != NULL) {
+		sodium_memzero(text, len);
+		free(text);
+	}
+	return r;
+}
+
+int ramkey_agent_receive(int fd, enum ramkey_op op, uint64_t deadline_ms,
+    struct ramkey_reply **repp, char *why, size_t whylen)
+{
+	uint8_t *body = NULL;
+	size_t blen = 0;
+	int r;
+
+	*repp = NULL;
+	if ((r = ramkey_frame_recv(fd, op == RAMKEY_OP_STATUS ?
 	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, &body, &blen,
 	    deadline_ms)) != 0) {
 		if (r == RAMKEY_ERR_TIMEOUT)
@@ -200,21 +213,30 @@ int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
 			    ramkey_strerror(r));
 		goto out;
 	}
-	if ((r = ramkey_reply_decode(body, blen, req->op, repp)) != 0) {
+	if ((r = ramkey_reply_decode(body, blen, op, repp)) != 0) {
 		say(why, whylen, "the agent's reply is malformed (%s)",
 		    ramkey_strerror(r));
 		goto out;
 	}
 out:
-	if (text != NULL) {
-		sodium_memzero(text, len);
-		free(text);
-	}
 	if (body != NULL) {
 		sodium_memzero(body, blen);
 		free(body);
 	}
 	return r;
+}
+
+int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
+    uint64_t deadline_ms, struct ramkey_reply **repp, char *why,
+    size_t whylen)
+{
+	int r;
+
+	*repp = NULL;
+	if ((r = ramkey_agent_send(fd, req, deadline_ms, why, whylen)) != 0)
+		return r;
+	return ramkey_agent_receive(fd, req->op, deadline_ms, repp, why,
+	    whylen);
 }
 
 int ramkey_agent_call(const char *path, const struct ramkey_request *req,

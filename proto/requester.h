@@ -25,6 +25,14 @@
 int ramkey_agent_connect(const char *path, uint64_t deadline_ms, int *fdp,
     char *why, size_t whylen);
 
+/* Send req on a connected fd. */
+int ramkey_agent_send(int fd, const struct ramkey_request *req,
+    uint64_t deadline_ms, char *why, size_t whylen);
+
+/* Read and decode the reply to a request of op. */
+int ramkey_agent_receive(int fd, enum ramkey_op op, uint64_t deadline_ms,
+    struct ramkey_reply **repp, char *why, size_t whylen);
+
 /* Send req and read its reply on a connected fd. */
 int ramkey_agent_exchange(int fd, const struct ramkey_request *req,
     uint64_t deadline_ms, struct ramkey_reply **repp, char *why,
