@@ -4,7 +4,6 @@
  * to exit codes and prints one line.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -12,18 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "default_path.h"
+#include "deliver.h"
 #include "duration.h"
 #include "frame.h"
+#include "fsid.h"
 #include "message.h"
+#include "obtain.h"
+#include "pgp_key_file.h"
 #include "ramkey_err.h"
 #include "requester.h"
 #include "seal.h"
-#include "secret_file.h"
 #include "secret_format.h"
 #include "util.h"
 
@@ -34,8 +36,6 @@
 #define EXIT_RAM 5
 #define EXIT_LOCAL_IO 6
 #define EXIT_UNAVAILABLE 7
-
-#define PGP_FILE_MAX RAMKEY_PGP_KEY_MAX
 
 static const char *prog = "ramkey-agent-client";
 static const char *command = NULL;
@@ -250,77 +250,22 @@ static int call_agent(const struct globals *g, struct ramkey_request *req,
 	return 0;
 }
 
-static int read_pgp_file(const char *path, char **out)
-{
-	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	size_t have = 0;
-	int fd;
-
-	*out = NULL;
-	/* Non-blocking: a FIFO must not hang us. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
-	    0)
-		return die(EXIT_USAGE, "cannot read the PGP key file %s: %s",
-		    path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return die(EXIT_USAGE, "%s is not a regular file", path);
-	}
-	if (st.st_size <= 0 || st.st_size > PGP_FILE_MAX) {
-		close(fd);
-		return die(EXIT_USAGE, "%s: a PGP public key file must hold "
-		    "1 to %d bytes", path, PGP_FILE_MAX);
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		close(fd);
-		return die(EXIT_UNAVAILABLE, "out of memory");
-	}
-	while (have < (size_t)st.st_size &&
-	    (n = read(fd, buf + have, (size_t)st.st_size - have)) > 0)
-		have += (size_t)n;
-	close(fd);
-	buf[have] = '\0';
-	if (have == 0 || strlen(buf) != have) {
-		free(buf);
-		return die(EXIT_USAGE, "%s: not a text or base64 PGP key", path);
-	}
-	/* Trailing newlines are not part of the key. */
-	while (have > 0 && (buf[have - 1] == '\n' || buf[have - 1] == '\r'))
-		buf[--have] = '\0';
-	*out = buf;
-	return 0;
-}
-
-static bool runtime_dir_usable(uid_t uid, char *out, size_t len)
-{
-	struct stat st;
-
-	snprintf(out, len, "/run/user/%lu", (unsigned long)uid);
-	return lstat(out, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    st.st_uid == uid;
-}
-
+/* The default secret_file: the file the user's live login session
+ * wrote (the agent names it), else /run/user/UID/ramkey/credentials.json
+ * when /run/user/UID is the user's, else ~/.alibabacloud/ramkey.json. */
 static int default_path(const struct passwd *pw, const char *from_agent,
     char **out)
 {
-	char buf[4200];
+	char run[64];
 
-	if (from_agent != NULL) {
-		*out = strdup(from_agent);
-	} else if (runtime_dir_usable(pw->pw_uid, buf, sizeof(buf))) {
-		size_t n = strlen(buf);
-
-		snprintf(buf + n, sizeof(buf) - n, "/ramkey/credentials.json");
-		*out = strdup(buf);
-	} else {
-		snprintf(buf, sizeof(buf), "%s%s.alibabacloud/ramkey.json",
-		    pw->pw_dir, pw->pw_dir[strlen(pw->pw_dir) - 1] == '/' ?
-		    "" : "/");
-		*out = strdup(buf);
-	}
-	return *out != NULL ? 0 : RAMKEY_ERR_NOMEM;
+	*out = NULL;
+	if (from_agent != NULL)
+		return (*out = strdup(from_agent)) != NULL ? 0 :
+		    RAMKEY_ERR_NOMEM;
+	snprintf(run, sizeof(run), RAMKEY_RUN_USER_DIR "/%lu",
+	    (unsigned long)pw->pw_uid);
+	return ramkey_default_secret_file(ramkey_runtime_dir_check(run,
+	    pw->pw_uid, NULL, 0) == 0 ? run : NULL, pw->pw_dir, out);
 }
 
 static int absolute_path(const char *p, char **out)
@@ -349,20 +294,38 @@ struct fetch_opts {
 	bool external;
 };
 
+/* Exit status and one line for a failed ramkey_obtain_start() or
+ * ramkey_obtain_finish(). */
+static int obtain_failed(const struct globals *g,
+    const struct ramkey_obtain *ob, int r, const char *why)
+{
+	if (ob != NULL && ob->state == RAMKEY_OBTAIN_REFUSED)
+		return die(exit_code(r), "%s", why);
+	if (ob != NULL && ob->state == RAMKEY_OBTAIN_UNUSABLE)
+		return r == RAMKEY_ERR_NOMEM ? die(EXIT_UNAVAILABLE, "%s", why) :
+		    die(EXIT_AGENT, "%s; not the real agent?", why);
+	if (r == RAMKEY_ERR_TIMEOUT)
+		return die(EXIT_AGENT, "%s (--timeout %llu s); is ramkey-agent "
+		    "overloaded or stuck?", why,
+		    (unsigned long long)(g->timeout_ms / 1000));
+	return die(exit_code(r) == EXIT_USAGE ? EXIT_AGENT : exit_code(r),
+	    "%s", why);
+}
+
 static int get_key(const struct globals *g, const struct fetch_opts *o)
 {
 	struct ramkey_request *req = NULL;
-	struct ramkey_reply *rep = NULL;
-	struct ramkey_seal_keypair *kp = NULL;
-	struct ramkey_credential cred;
+	struct ramkey_obtain *ob = NULL;
+	struct ramkey_fsid_user writer;
 	enum ramkey_format fmt = RAMKEY_FORMAT_JSON;
 	struct passwd pw, *pwp = NULL;
-	char pwbuf[4096], *pgp = NULL, *secret = NULL, *rendered = NULL;
+	char pwbuf[4096], *pgp = NULL, *rendered = NULL;
 	char *path = NULL, why[512], masked[RAMKEY_MASKED_MAX], when[32];
-	size_t secret_len = 0, rendered_len = 0;
+	size_t rendered_len = 0;
 	uint64_t ttl = 0;
 	int r, code = EXIT_UNAVAILABLE;
 
+	memset(&writer, 0, sizeof(writer));
 	if (o->format != NULL && ramkey_format_parse(o->format, &fmt) != 0)
 		return die(EXIT_USAGE, "unknown --format %s (use json, ini, "
 		    "env or cli)", o->format);
@@ -373,18 +336,25 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 	if (o->pgp_key != NULL && fmt != RAMKEY_FORMAT_JSON)
 		return die(EXIT_USAGE, "--format %s needs the plaintext secret; "
 		    "with --pgp-key only json is possible", o->format);
+	if (o->user != NULL && !ramkey_valid_user_name(o->user))
+		return die(EXIT_USAGE, "--user %s is not a valid user name",
+		    o->user);
 	if (o->pgp_key != NULL && o->pgp_key[0] == '@') {
-		if ((code = read_pgp_file(o->pgp_key + 1, &pgp)) != 0)
-			return code;
+		/* Read as ourselves: the file is the caller's choice. */
+		if ((r = ramkey_pgp_key_file_read(o->pgp_key + 1, NULL, &pgp,
+		    why, sizeof(why))) != 0)
+			return die(r == RAMKEY_ERR_NOMEM ||
+			    r == RAMKEY_ERR_SYSTEM ? EXIT_UNAVAILABLE :
+			    EXIT_USAGE, "%s", why);
 	} else if (o->pgp_key != NULL && (pgp = strdup(o->pgp_key)) == NULL) {
 		return die(EXIT_UNAVAILABLE, "out of memory");
 	}
-	if (o->pgp_key != NULL && pgp[0] == '\0') {
+	if (pgp != NULL && pgp[0] == '\0') {
 		code = die(EXIT_USAGE, "the PGP key is empty; give base64 of a "
 		    "binary key, an armored key, @FILE or keybase:NAME");
 		goto out;
 	}
-	if (o->pgp_key != NULL && strlen(pgp) > RAMKEY_PGP_KEY_MAX) {
+	if (pgp != NULL && strlen(pgp) > RAMKEY_PGP_KEY_MAX) {
 		code = die(EXIT_USAGE, "the PGP key is larger than %d bytes",
 		    RAMKEY_PGP_KEY_MAX);
 		goto out;
@@ -394,28 +364,11 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		code = die(EXIT_UNAVAILABLE, "out of memory");
 		goto out;
 	}
-	if (o->user != NULL && !ramkey_valid_user_name(o->user)) {
-		code = die(EXIT_USAGE, "--user %s is not a valid user name",
-		    o->user);
-		goto out;
-	}
 	req->pgp_key = pgp;
 	pgp = NULL;
-	/* The agent answers before this runs out, with the reason. */
-	req->has_timeout = true;
-	req->timeout_ms = ramkey_request_timeout_ms(g->timeout_ms);
 	if (ttl != 0) {
 		req->has_ttl = true;
 		req->ttl = ttl;
-	}
-	if (req->pgp_key == NULL) {
-		if (ramkey_seal_keypair_new(&kp) != 0) {
-			code = die(EXIT_UNAVAILABLE, "cannot make a sealing "
-			    "key");
-			goto out;
-		}
-		memcpy(req->seal_pk, kp->pk, sizeof(req->seal_pk));
-		req->has_seal_pk = true;
 	}
 	/* Tell the agent where the key goes when we know already (a file
 	 * shared with login sessions then keeps a held key). */
@@ -426,27 +379,22 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		goto out;
 	}
 	req->default_file = !o->external && o->secret_file == NULL;
-	if ((code = call_agent(g, req, &rep)) != 0)
-		goto out;
-	if (rep->key.sealed != NULL) {
-		if (kp == NULL || ramkey_seal_open(kp, rep->key.sealed,
-		    rep->key.sealed_len, &secret, &secret_len) != 0) {
-			code = die(EXIT_AGENT, "the agent's sealed secret does "
-			    "not open with our key; not the real agent?");
-			goto out;
-		}
-	} else if (req->pgp_key == NULL) {
-		code = die(EXIT_AGENT, "the agent sent no secret");
+	if ((r = ramkey_obtain_start(g->socket, req, g->timeout_ms, &ob, why,
+	    sizeof(why))) != 0) {
+		code = obtain_failed(g, NULL, r, why);
 		goto out;
 	}
-	ramkey_credential_from_reply(&cred, rep, secret);
+	if ((r = ramkey_obtain_finish(ob, why, sizeof(why))) != 0) {
+		code = obtain_failed(g, ob, r, why);
+		goto out;
+	}
 	if (o->external) {
-		if (secret == NULL) {
+		if (ob->secret == NULL) {
 			code = die(EXIT_USAGE, "credential-process needs the "
 			    "plaintext secret");
 			goto out;
 		}
-		if ((r = ramkey_format_render(RAMKEY_FORMAT_EXTERNAL, &cred,
+		if ((r = ramkey_format_render(RAMKEY_FORMAT_EXTERNAL, &ob->cred,
 		    &rendered, &rendered_len)) != 0 ||
 		    fwrite(rendered, 1, rendered_len, stdout) != rendered_len ||
 		    fflush(stdout) != 0) {
@@ -466,45 +414,43 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		goto out;
 	}
 	r = o->secret_file != NULL ? absolute_path(o->secret_file, &path) :
-	    default_path(&pw, rep->secret_file, &path);
+	    default_path(&pw, ob->reply->secret_file, &path);
 	if (r != 0) {
 		code = die(EXIT_LOCAL_IO, "cannot work out the secret file "
 		    "path");
-		goto out;
-	}
-	if ((r = ramkey_format_render(fmt, &cred, &rendered,
-	    &rendered_len)) != 0) {
-		code = die(EXIT_USAGE, "cannot render the %s format",
-		    ramkey_format_name(fmt));
 		goto out;
 	}
 	{
 		struct ramkey_owner owner = { pw.pw_name, pw.pw_uid,
 			pw.pw_gid };
 
-		if ((r = ramkey_secret_file_write(path, &owner, rendered,
-		    rendered_len, why, sizeof(why))) != 0) {
-			code = die(exit_code(r) == EXIT_DENIED ? EXIT_DENIED :
-			    EXIT_LOCAL_IO, "cannot write the secret file: %s",
-			    why[0] ? why : ramkey_strerror(r));
+		if ((r = ramkey_fsid_user_lookup(&owner, &writer)) != 0) {
+			code = die(EXIT_UNAVAILABLE, "cannot look up the groups "
+			    "of %s", pw.pw_name);
 			goto out;
 		}
 	}
-	ramkey_mask_key_id(rep->key.access_key_id, masked);
-	ramkey_format_time(rep->key.expires, when);
+	if ((r = ramkey_deliver(&ob->cred, fmt, path, &writer, why,
+	    sizeof(why))) != 0) {
+		code = die(r == RAMKEY_ERR_DENIED ? EXIT_DENIED :
+		    r == RAMKEY_ERR_NOMEM ? EXIT_UNAVAILABLE : EXIT_LOCAL_IO,
+		    "cannot write the secret file: %s",
+		    why[0] ? why : ramkey_strerror(r));
+		goto out;
+	}
+	ramkey_mask_key_id(ob->cred.access_key_id, masked);
+	ramkey_format_time(ob->reply->key.expires, when);
 	printf("%s %s written to %s (%s%s, lease ends by %s)\n", masked,
-	    rep->key.status, path, ramkey_format_name(fmt),
-	    rep->key.encrypted_secret ? ", PGP-encrypted" : "", when);
+	    ob->cred.status, path, ramkey_format_name(fmt),
+	    ob->cred.encrypted_secret ? ", PGP-encrypted" : "", when);
 	code = EXIT_OK;
 out:
 	if (rendered != NULL)
 		ramkey_secure_free(rendered);
-	if (secret != NULL)
-		ramkey_secure_free(secret);
-	ramkey_free_secret_str(pgp);
-	ramkey_seal_keypair_free(kp);
+	free(pgp);
+	ramkey_fsid_user_clear(&writer);
+	ramkey_obtain_free(ob);
 	ramkey_request_free(req);
-	ramkey_reply_free(rep);
 	free(path);
 	return code;
 }

@@ -28,12 +28,15 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
+#include "default_path.h"
+#include "deliver.h"
 #include "frame.h"
 #include "fsid.h"
 #include "message.h"
+#include "obtain.h"
+#include "pgp_key_file.h"
 #include "ramkey_err.h"
 #include "requester.h"
-#include "seal.h"
 #include "secret_file.h"
 #include "secret_format.h"
 #include "template.h"
@@ -231,92 +234,6 @@ static int failed(pam_handle_t *pamh, const struct options *o,
 	return o->on_error == ON_ERROR_IGNORE ? PAM_IGNORE : PAM_SESSION_ERR;
 }
 
-/* XDG_RUNTIME_DIR, if set, must be an absolute directory owned by the
- * user (as pam_systemd checks it). *dirp is NULL when it is unset. */
-static int runtime_dir(pam_handle_t *pamh, const struct passwd *pw,
-    const char **dirp, char *why, size_t whylen)
-{
-	const char *d = pam_getenv(pamh, "XDG_RUNTIME_DIR");
-	struct stat st;
-
-	*dirp = NULL;
-	if (d == NULL || *d == '\0')
-		return 0;
-	if (d[0] != '/' || lstat(d, &st) != 0 || !S_ISDIR(st.st_mode) ||
-	    st.st_uid != pw->pw_uid) {
-		snprintf(why, whylen, "XDG_RUNTIME_DIR=%s is not an absolute "
-		    "directory owned by %s", d, pw->pw_name);
-		return -1;
-	}
-	*dirp = d;
-	return 0;
-}
-
-/* Read the PGP key file as the user: a regular file only, opened
- * non-blocking so a FIFO cannot hang the login. */
-static int read_pgp_key_file(const char *path, const struct passwd *pw,
-    char **out, char *why, size_t whylen)
-{
-	struct ramkey_fsid fsid;
-	struct stat st;
-	char *buf = NULL;
-	size_t have = 0;
-	ssize_t n;
-	int fd = -1, r = -1;
-
-	*out = NULL;
-	if (ramkey_fsid_drop(pw->pw_name, pw->pw_uid, pw->pw_gid, &fsid) !=
-	    0) {
-		snprintf(why, whylen, "cannot act as %s to read %s",
-		    pw->pw_name, path);
-		return -1;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-	    O_NOFOLLOW);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot read pgp_key_file %s: %s", path,
-		    strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "pgp_key_file %s is not a regular file",
-		    path);
-		goto out;
-	}
-	if (st.st_size <= 0 || st.st_size > RAMKEY_PGP_KEY_MAX) {
-		snprintf(why, whylen, "pgp_key_file %s must hold 1 to %d bytes",
-		    path, RAMKEY_PGP_KEY_MAX);
-		goto out;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(why, whylen, "out of memory");
-		goto out;
-	}
-	while (have < (size_t)st.st_size &&
-	    (n = read(fd, buf + have, (size_t)st.st_size - have)) > 0)
-		have += (size_t)n;
-	buf[have] = '\0';
-	while (have > 0 && (buf[have - 1] == '\n' || buf[have - 1] == '\r'))
-		buf[--have] = '\0';
-	if (have == 0 || strlen(buf) != have) {
-		snprintf(why, whylen, "pgp_key_file %s holds no usable key",
-		    path);
-		goto out;
-	}
-	*out = buf;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-	if (ramkey_fsid_restore(&fsid) != 0) {
-		snprintf(why, whylen, "cannot restore privileges");
-		return -1;
-	}
-	return r;
-}
-
 static void put_env(pam_handle_t *pamh, const char *name, const char *value)
 {
 	char *s = NULL;
@@ -365,19 +282,20 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 {
 	struct options o;
 	struct ramkey_request *req = NULL;
-	struct ramkey_reply *rep = NULL;
-	struct ramkey_seal_keypair *kp = NULL;
+	struct ramkey_obtain *ob = NULL;
+	struct ramkey_owner owner;
+	struct ramkey_fsid_user writer;
 	struct ramkey_template_vars vars;
-	struct ramkey_credential cred;
 	struct session_data *sd = NULL;
 	const struct passwd *pw;
-	const char *user = NULL, *rdir = NULL, *tmpl, *twhy = NULL;
+	const char *user = NULL, *rdir, *twhy = NULL;
 	char why[768], masked[RAMKEY_MASKED_MAX], *path = NULL;
-	char *pgp_path = NULL, *pgp = NULL, *secret = NULL, *rendered = NULL;
-	size_t secret_len = 0, rendered_len = 0;
-	int ret, r;
+	char *pgp_path = NULL, *pgp = NULL;
+	bool have_writer = false;
+	int ret, r, wr = 0;
 
 	(void)flags;
+	memset(&writer, 0, sizeof(writer));
 	parse_options(pamh, argc, argv, &o);
 	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL ||
 	    !ramkey_valid_user_name(user))
@@ -407,28 +325,40 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		    "module does not apply)", user, o.allowed_group);
 		return PAM_IGNORE;
 	}
-	/* Before any sodium_malloc (the rendered file): libsodium aborts the
-	 * process when it is used uninitialised. The sealing key pair used
-	 * to do this, but a PGP request makes none. */
-	if (ramkey_crypto_init() != 0)
-		return failed(pamh, &o, "cannot initialise libsodium");
-	if (runtime_dir(pamh, pw, &rdir, why, sizeof(why)) != 0)
-		return failed(pamh, &o, "%s; check pam_systemd and the stack "
-		    "order", why);
+	/* XDG_RUNTIME_DIR, if set, must be an absolute directory owned by
+	 * the user (as pam_systemd makes it): no fallback when it is not. */
+	rdir = pam_getenv(pamh, "XDG_RUNTIME_DIR");
+	if (rdir != NULL && rdir[0] == '\0')
+		rdir = NULL;
+	if (rdir != NULL && ramkey_runtime_dir_check(rdir, pw->pw_uid, NULL,
+	    0) != 0)
+		return failed(pamh, &o, "XDG_RUNTIME_DIR=%s is not an absolute "
+		    "directory owned by %s; check pam_systemd and the stack "
+		    "order", rdir, pw->pw_name);
 	memset(&vars, 0, sizeof(vars));
 	vars.user = pw->pw_name;
 	vars.uid = pw->pw_uid;
 	vars.home = pw->pw_dir;
 	vars.runtime_dir = rdir;
-	tmpl = o.secret_file != NULL ? o.secret_file :
-	    rdir != NULL ? "%r/ramkey/credentials.json" :
-	    "%h/.alibabacloud/ramkey.json";
-	if (ramkey_template_expand(tmpl, &vars, &path, &twhy) != 0 ||
-	    path[0] != '/') {
-		ret = failed(pamh, &o, "secret_file=%s: %s", tmpl,
-		    twhy ? twhy : "does not give an absolute path");
+	if (o.secret_file != NULL) {
+		if (ramkey_template_expand(o.secret_file, &vars, &path,
+		    &twhy) != 0 || path[0] != '/') {
+			ret = failed(pamh, &o, "secret_file=%s: %s",
+			    o.secret_file, twhy ? twhy :
+			    "does not give an absolute path");
+			goto out;
+		}
+	} else if ((r = ramkey_default_secret_file(rdir, pw->pw_dir,
+	    &path)) != 0) {
+		ret = failed(pamh, &o, r == RAMKEY_ERR_NOMEM ? "out of memory" :
+		    "no default secret file for %s: the home directory %s is "
+		    "not an absolute path; give secret_file=", user,
+		    pw->pw_dir);
 		goto out;
 	}
+	owner.name = pw->pw_name;
+	owner.uid = pw->pw_uid;
+	owner.gid = pw->pw_gid;
 	if (o.pgp_key_file != NULL) {
 		if (ramkey_template_expand(o.pgp_key_file, &vars, &pgp_path,
 		    &twhy) != 0) {
@@ -436,7 +366,15 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 			    o.pgp_key_file, twhy ? twhy : "invalid");
 			goto out;
 		}
-		if (read_pgp_key_file(pgp_path, pw, &pgp, why,
+		/* Read as the user, whose groups the file is written with
+		 * later too. */
+		if (ramkey_fsid_user_lookup(&owner, &writer) != 0) {
+			ret = failed(pamh, &o, "cannot look up the groups of %s "
+			    "to read pgp_key_file %s", user, pgp_path);
+			goto out;
+		}
+		have_writer = true;
+		if (ramkey_pgp_key_file_read(pgp_path, &writer, &pgp, why,
 		    sizeof(why)) != 0) {
 			ret = failed(pamh, &o, "%s", why);
 			goto out;
@@ -461,80 +399,74 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 	if (pam_item_str(pamh, PAM_SERVICE) != NULL)
 		req->service = strndup(pam_item_str(pamh, PAM_SERVICE),
 		    RAMKEY_SERVICE_MAX);
-	/* The agent answers before this runs out, with the reason. */
-	req->has_timeout = true;
-	req->timeout_ms = ramkey_request_timeout_ms((uint64_t)o.timeout_s *
-	    1000);
-	if (req->pgp_key == NULL) {
-		if (ramkey_seal_keypair_new(&kp) != 0) {
-			ret = failed(pamh, &o, "cannot make a sealing key");
-			goto out;
-		}
-		memcpy(req->seal_pk, kp->pk, sizeof(req->seal_pk));
-		req->has_seal_pk = true;
+	if ((r = ramkey_obtain_start(o.socket, req, (uint64_t)o.timeout_s *
+	    1000, &ob, why, sizeof(why))) != 0) {
+		ret = r == RAMKEY_ERR_NOMEM || r == RAMKEY_ERR_CRYPTO ?
+		    failed(pamh, &o, "no key for %s: %s", user, why) :
+		    failed(pamh, &o, "no key for %s: %s; check that "
+		    "ramkey-agent is running and answers on %s", user, why,
+		    o.socket);
+		goto out;
 	}
-	r = ramkey_agent_call(o.socket, req, ramkey_now_ms() +
-	    (uint64_t)o.timeout_s * 1000, &rep, why, sizeof(why));
+	/* While the agent works: the user's groups, for writing the file
+	 * as the user (NSS may take a while). */
+	if (!have_writer) {
+		wr = ramkey_fsid_user_lookup(&owner, &writer);
+		have_writer = wr == 0;
+	}
+	r = ramkey_obtain_finish(ob, why, sizeof(why));
+	if (ob->state == RAMKEY_OBTAIN_REFUSED &&
+	    r == RAMKEY_ERR_EXCLUDED) {
+		pam_syslog(pamh, LOG_INFO, "%s: %s (the module does not "
+		    "apply)", user, why);
+		ret = PAM_IGNORE;
+		goto out;
+	}
+	if (ob->state == RAMKEY_OBTAIN_REFUSED) {
+		ret = failed(pamh, &o, "no key for %s: the agent said: %s",
+		    user, why);
+		goto out;
+	}
+	if (ob->state == RAMKEY_OBTAIN_UNUSABLE) {
+		/* Not an answer from the agent we asked; if it opened a
+		 * session all the same, end it. */
+		if (ob->reply->session != NULL)
+			abort_session(pamh, &o, pw->pw_name,
+			    ob->reply->session);
+		ret = r == RAMKEY_ERR_NOMEM ? failed(pamh, &o, "out of memory") :
+		    failed(pamh, &o, "%s; is %s the real agent?", why,
+		    o.socket);
+		goto out;
+	}
 	if (r != 0) {
 		ret = failed(pamh, &o, "no key for %s: %s; check that "
 		    "ramkey-agent is running and answers on %s", user, why,
 		    o.socket);
 		goto out;
 	}
-	if (rep->error == RAMKEY_ERR_EXCLUDED) {
-		pam_syslog(pamh, LOG_INFO, "%s: %s (the module does not "
-		    "apply)", user, rep->error_message);
-		ret = PAM_IGNORE;
+	if (!have_writer) {
+		abort_session(pamh, &o, pw->pw_name, ob->reply->session);
+		ret = failed(pamh, &o, "cannot look up the groups of %s to "
+		    "write the secret file: %s", user, ramkey_strerror(wr));
 		goto out;
 	}
-	if (rep->error != 0) {
-		ret = failed(pamh, &o, "no key for %s: the agent said: %s",
-		    user, rep->error_message);
-		goto out;
-	}
-	/* The secret must come back in the form asked for: sealed to our
-	 * one-time key, or (with a PGP key) encrypted. Anything else is not
-	 * an answer from the agent we asked. */
-	if ((kp != NULL) != (rep->key.sealed != NULL) || (kp != NULL &&
-	    ramkey_seal_open(kp, rep->key.sealed, rep->key.sealed_len,
-	    &secret, &secret_len) != 0)) {
-		abort_session(pamh, &o, pw->pw_name, rep->session);
-		ret = failed(pamh, &o, "the agent's secret is not sealed to "
-		    "this request's one-time key; is %s the real agent?",
-		    o.socket);
-		goto out;
-	}
-	ramkey_credential_from_reply(&cred, rep, secret);
-	if (ramkey_format_render(o.format, &cred, &rendered,
-	    &rendered_len) != 0) {
-		abort_session(pamh, &o, pw->pw_name, rep->session);
-		ret = failed(pamh, &o, "cannot render format=%s",
-		    ramkey_format_name(o.format));
-		goto out;
-	}
-	{
-		struct ramkey_owner owner = { pw->pw_name, pw->pw_uid,
-			pw->pw_gid };
-
-		r = ramkey_secret_file_write(path, &owner, rendered,
-		    rendered_len, why, sizeof(why));
-	}
-	if (r != 0) {
-		abort_session(pamh, &o, pw->pw_name, rep->session);
+	if ((r = ramkey_deliver(&ob->cred, o.format, path, &writer, why,
+	    sizeof(why))) != 0) {
+		abort_session(pamh, &o, pw->pw_name, ob->reply->session);
 		ret = failed(pamh, &o, "cannot write the secret file for %s: "
 		    "%s", user, why[0] ? why : ramkey_strerror(r));
 		goto out;
 	}
 	if ((sd = calloc(1, sizeof(*sd))) == NULL ||
 	    (sd->path = strdup(path)) == NULL) {
-		abort_session(pamh, &o, pw->pw_name, rep->session);
+		abort_session(pamh, &o, pw->pw_name, ob->reply->session);
 		ret = failed(pamh, &o, "out of memory");
 		goto out;
 	}
-	snprintf(sd->token, sizeof(sd->token), "%s", rep->session);
+	snprintf(sd->token, sizeof(sd->token), "%s", ob->reply->session);
 	if (pam_set_data(pamh, DATA_NAME, sd, session_data_cleanup) !=
 	    PAM_SUCCESS) {
-		abort_session(pamh, &o, pw->pw_name, rep->session);
+		abort_session(pamh, &o, pw->pw_name, ob->reply->session);
 		ret = failed(pamh, &o, "cannot keep the session data");
 		goto out;
 	}
@@ -544,24 +476,20 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		if (o.format == RAMKEY_FORMAT_INI)
 			put_env(pamh, "ALIBABA_CLOUD_CREDENTIALS_FILE", path);
 	}
-	ramkey_mask_key_id(rep->key.access_key_id, masked);
+	ramkey_mask_key_id(ob->cred.access_key_id, masked);
 	pam_syslog(pamh, LOG_INFO, "key %s for %s written to %s (%s%s)",
 	    masked, user, path, ramkey_format_name(o.format),
-	    rep->key.encrypted_secret ? ", PGP-encrypted" : "");
+	    ob->cred.encrypted_secret ? ", PGP-encrypted" : "");
 	ret = PAM_SUCCESS;
 out:
-	if (rendered != NULL)
-		ramkey_secure_free(rendered);
-	if (secret != NULL)
-		ramkey_secure_free(secret);
 	if (sd != NULL)
 		session_data_cleanup(pamh, sd, 0);
-	ramkey_free_secret_str(pgp);
+	free(pgp);
 	free(pgp_path);
 	free(path);
-	ramkey_seal_keypair_free(kp);
+	ramkey_fsid_user_clear(&writer);
+	ramkey_obtain_free(ob);
 	ramkey_request_free(req);
-	ramkey_reply_free(rep);
 	return ret;
 }
 
