@@ -193,5 +193,50 @@ class BuildRequest(unittest.TestCase):
         self.assertEqual(req.body, b"")
 
 
+class SecurityToken(unittest.TestCase):
+    """Signing with a temporary credential: the token is signed in both
+    versions, and the version follows the action unless given."""
+
+    def test_v1_token_is_a_signed_parameter(self):
+        req = ramsign.build_request("sts.aliyuncs.com", "GetCallerIdentity", {}, "STS.kid",
+                                    "sec", "v1", "GET", nonce="n1",
+                                    timestamp="2024-01-02T03:04:05Z", security_token="CAIS+/=")
+        q = dict(ramemu.parse_params(req.target[2:]))
+        self.assertEqual((q["SecurityToken"], q["Version"]), ("CAIS+/=", "2015-04-01"))
+        unsigned = dict(q)
+        sig = unsigned.pop("Signature")
+        self.assertEqual(ramsign.sign_v1("GET", unsigned, "sec")[0], sig)
+        self.assertNotEqual(ramsign.sign_v1("GET", dict(unsigned, SecurityToken="CAIS"),
+                                            "sec")[0], sig)
+        self.assertIn("SecurityToken%3DCAIS%252B%252F%253D",
+                      ramsign.v1_string_to_sign("GET", unsigned))
+        p = ramsign.v1_common_params("A", "k", "n", "t", security_token="tok")
+        self.assertEqual(p["SecurityToken"], "tok")
+        self.assertNotIn("SecurityToken", ramsign.v1_common_params("A", "k", "n", "t"))
+
+    def test_v3_token_is_a_signed_header(self):
+        req = ramsign.build_request("ram.aliyuncs.com", "ListAccessKeys", {"UserName": "a"},
+                                    "STS.kid", "sec", "v3", "POST", nonce="n2",
+                                    timestamp="2024-01-02T03:04:05Z", security_token="CAIStok")
+        self.assertEqual(req.headers["x-acs-security-token"], "CAIStok")
+        self.assertEqual(req.headers["x-acs-version"], "2015-05-01")
+        auth = ramsign.parse_v3_authorization(req.headers["Authorization"])
+        self.assertIn("x-acs-security-token", auth["signed_headers"])
+        hdrs = {k: v for k, v in req.headers.items() if k != "Authorization"}
+        again = ramsign.sign_v3("POST", "/", {}, hdrs, req.body, "STS.kid", "sec")
+        self.assertEqual(again["signature"], auth["signature"])
+        self.assertNotIn("x-acs-security-token",
+                         ramsign.build_request("h", "GetUser", {}, "k", "s", "v3").headers)
+
+    def test_version_by_action(self):
+        self.assertEqual(ramsign.api_version_for("AssumeRole"), "2015-04-01")
+        self.assertEqual(ramsign.api_version_for("GetCallerIdentity"), "2015-04-01")
+        self.assertEqual(ramsign.api_version_for("CreateAccessKey"), "2015-05-01")
+        req = ramsign.build_request("h", "AssumeRole", {}, "k", "s", "v3")
+        self.assertEqual(req.headers["x-acs-version"], "2015-04-01")
+        req = ramsign.build_request("h", "AssumeRole", {}, "k", "s", "v3", version="2015-05-01")
+        self.assertEqual(req.headers["x-acs-version"], "2015-05-01")
+
+
 if __name__ == "__main__":
     unittest.main()

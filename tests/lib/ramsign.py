@@ -2,9 +2,12 @@
 
 Standard library only. Used by tests (to sign requests, to reproduce the
 vectors in tests/vectors/) and by the RAM emulator (to verify requests): both
-sides share the canonicalization code below.
+sides share the canonicalization code below. The same signing serves RAM
+(Version 2015-05-01) and STS (Version 2015-04-01).
 
-Facts: /work/shared/ref/ram-api.md sections 2 and 3.
+A temporary (STS) credential signs like any other key and adds its token:
+v1 as the parameter SecurityToken (signed with the rest), v3 as the header
+x-acs-security-token (an x-acs-* header, so among the signed headers).
 
 Percent-encoding: UTF-8 bytes; A-Z a-z 0-9 - _ . ~ stay; every other byte is
 %XY with upper-case hex (space is %20, never +; * is %2A).
@@ -29,7 +32,8 @@ import urllib.parse
 import uuid
 
 __all__ = [
-    "API_VERSION", "V3_ALGORITHM", "EMPTY_SHA256",
+    "API_VERSION", "STS_API_VERSION", "STS_ACTIONS", "api_version_for",
+    "V3_ALGORITHM", "EMPTY_SHA256",
     "percent_encode", "canonical_query", "form_encode",
     "utc_timestamp", "parse_timestamp", "new_nonce",
     "v1_common_params", "v1_string_to_sign", "v1_signature", "sign_v1",
@@ -39,7 +43,9 @@ __all__ = [
     "PreparedRequest", "build_request",
 ]
 
-API_VERSION = "2015-05-01"
+API_VERSION = "2015-05-01"            # RAM
+STS_API_VERSION = "2015-04-01"        # STS
+STS_ACTIONS = ("AssumeRole", "GetCallerIdentity")
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -110,12 +116,19 @@ def new_nonce():
     return str(uuid.uuid4())
 
 
+def api_version_for(action):
+    """The API version an action belongs to: STS's for AssumeRole and
+    GetCallerIdentity, RAM's for everything else."""
+    return STS_API_VERSION if action in STS_ACTIONS else API_VERSION
+
+
 # ---------------------------------------------------------------- v1 ----
 
 def v1_common_params(action, access_key_id, nonce=None, timestamp=None,
-                     version=API_VERSION, fmt="JSON"):
-    """The common parameters of a v1 request (everything but Signature)."""
-    return {
+                     version=API_VERSION, fmt="JSON", security_token=None):
+    """The common parameters of a v1 request (everything but Signature);
+    SecurityToken too when a temporary credential signs."""
+    p = {
         "Action": action,
         "Version": version,
         "Format": fmt,
@@ -125,6 +138,9 @@ def v1_common_params(action, access_key_id, nonce=None, timestamp=None,
         "SignatureNonce": nonce if nonce is not None else new_nonce(),
         "Timestamp": timestamp if timestamp is not None else utc_timestamp(),
     }
+    if security_token:
+        p["SecurityToken"] = security_token
+    return p
 
 
 def v1_string_to_sign(method, params):
@@ -250,15 +266,19 @@ headers (dict), body (bytes). Send it to the endpoint as is."""
 
 def build_request(host, action, params, access_key_id, secret, signature="v1",
                   method="GET", nonce=None, timestamp=None, params_in=None,
-                  version=API_VERSION):
-    """Build a correctly signed RAM RPC request.
+                  version=None, security_token=None):
+    """Build a correctly signed RAM or STS RPC request.
 
     host: the Host header value (e.g. "127.0.0.1:8443"). params: the action's
     parameters (dict). signature: "v1" or "v3". params_in: "query" or "body";
     default "query" for GET and "body" (form) for POST. nonce/timestamp
     default to fresh values (timestamp is `yyyy-MM-ddTHH:mm:ssZ`; for v3 it is
-    the x-acs-date).
+    the x-acs-date). version: default api_version_for(action).
+    security_token: the token of a temporary credential (v1: parameter
+    SecurityToken; v3: signed header x-acs-security-token).
     """
+    if version is None:
+        version = api_version_for(action)
     method = method.upper()
     if params_in is None:
         params_in = "body" if method == "POST" else "query"
@@ -270,7 +290,8 @@ def build_request(host, action, params, access_key_id, secret, signature="v1",
     headers = {"Host": host, "Accept": "application/json"}
     if signature == "v1":
         allp = dict(params)
-        allp.update(v1_common_params(action, access_key_id, nonce, timestamp, version))
+        allp.update(v1_common_params(action, access_key_id, nonce, timestamp, version,
+                                     security_token=security_token))
         sig, _ = sign_v1(method, allp, secret)
         wire = canonical_query(allp) + "&Signature=" + percent_encode(sig)
         if params_in == "query":
@@ -291,6 +312,8 @@ def build_request(host, action, params, access_key_id, secret, signature="v1",
         "x-acs-signature-nonce": nonce,
         "x-acs-content-sha256": sha256_hex(body),
     })
+    if security_token:
+        headers["x-acs-security-token"] = security_token
     signed = sign_v3(method, "/", query, headers, body, access_key_id, secret)
     headers["Authorization"] = signed["authorization"]
     target = "/"
