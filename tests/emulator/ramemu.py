@@ -1,23 +1,37 @@
 #!/usr/bin/env python3
-"""ramemu: an Alibaba Cloud RAM (2015-05-01, RPC style) API emulator for tests.
+"""ramemu: an Alibaba Cloud RAM (2015-05-01) and STS (2015-04-01) API emulator
+for ramkey's tests and demo.
 
 Standard library only (plus the `openssl` command to mint a throwaway CA).
-Interface contract: /tmp/ramkey-specs/emulator.md; facts: ref/ram-api.md.
+What it serves, its options and its admin endpoints: tests/emulator/README.md
+and `ramemu.py --help`.
 
-API on path "/" (GET query or POST form), signature v1 (HMAC-SHA1) and v3
-(ACS3-HMAC-SHA256), actions CreateUser, GetUser, CreateAccessKey,
-UpdateAccessKey, DeleteAccessKey, ListAccessKeys. Unsigned JSON admin
-endpoints under /_emu/ (state, counters, faults, log, users, keys, health).
+API on path "/" (GET query or POST form, RPC style), signature v1 (HMAC-SHA1)
+and v3 (ACS3-HMAC-SHA256), routed by the request's version (v1: parameter
+`Version`, v3: header x-acs-version):
+  RAM 2015-05-01: CreateUser, GetUser, CreateAccessKey, UpdateAccessKey,
+                  DeleteAccessKey, ListAccessKeys, ListUsers, ListUsersForGroup;
+  STS 2015-04-01: AssumeRole, GetCallerIdentity.
+Callers: the account's admin key, RAM users' keys, and temporary (STS.)
+credentials of role sessions, which sign with their SecurityToken. Each
+principal's permissions can be narrowed through the admin endpoints.
+Unsigned JSON admin endpoints under /_emu/ (state, counters, faults, log,
+users, keys, groups, roles, permissions, sts, sessions, health).
 """
 
 import argparse
+import base64
 import collections
+import email.utils
 import fcntl
+import fnmatch
 import hmac
 import http.server
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -36,9 +50,18 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import ramsign  # noqa: E402  (shared canonicalization with the test signer)
 
-ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
-           "DeleteAccessKey", "ListAccessKeys")
+RAM_ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
+               "DeleteAccessKey", "ListAccessKeys", "ListUsers", "ListUsersForGroup")
+STS_ACTIONS = ("AssumeRole", "GetCallerIdentity")
+ACTIONS = RAM_ACTIONS + STS_ACTIONS
+API_OF = dict([(a, "ram") for a in RAM_ACTIONS] + [(a, "sts") for a in STS_ACTIONS])
+API_VERSIONS = {"ram": ramsign.API_VERSION, "sts": ramsign.STS_API_VERSION}
+# Actions that name a RAM user (UserName) and act on it.
+USER_ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
+                "DeleteAccessKey", "ListAccessKeys")
 HOST_ID = "ram.aliyuncs.com"
+HOST_IDS = {"ram": HOST_ID, "sts": "sts.aliyuncs.com"}
+PRODUCTS = {"ram": "Ram", "sts": "Sts"}
 MAX_BODY = 1 << 20           # bytes; larger bodies get 413
 IDLE_TIMEOUT = 300           # s; an idle keep-alive connection is kept at least 120 s
 HANDSHAKE_TIMEOUT = 30       # s; TLS handshake, done in the connection's thread
@@ -55,7 +78,21 @@ FAULT_KINDS = ("error_5xx", "throttle", "reset", "down")
 V3_REQUIRED_HEADERS = ("host", "x-acs-action", "x-acs-version", "x-acs-date",
                        "x-acs-signature-nonce", "x-acs-content-sha256")
 
-# Code -> (HTTP status, default message); ref/ram-api.md section 1.
+# STS (2015-04-01) parameter rules.
+DEFAULT_ACCOUNT_ID = "1234567890123456"
+ROLE_NAME_RE = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+ROLE_ARN_RE = re.compile(r"^acs:ram::([0-9]{1,32}):role/([A-Za-z0-9.-]{1,64})$")
+SESSION_NAME_RE = re.compile(r"^[A-Za-z0-9.@_-]{2,64}$")
+EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")
+GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+STS_MIN_DURATION = 900       # s; smallest DurationSeconds
+STS_DEFAULT_DURATION = 3600  # s; DurationSeconds when not given, and a role's default maximum
+STS_MAX_DURATION = 43200     # s; the largest maximum session duration a role may have
+POLICY_MAX = 2048            # characters of a session policy
+LIST_MAX_ITEMS = 1000        # ListUsers / ListUsersForGroup MaxItems range 1..1000
+LIST_DEFAULT_ITEMS = 100
+
+# Code -> (HTTP status, default message), as RAM and STS answer them.
 ERRORS = {
     "EntityNotExist.User": (404, "The user does not exist."),
     "EntityNotExist.User.AccessKey": (404, "The user access key does not exist."),
@@ -78,6 +115,27 @@ ERRORS = {
     "InvalidParameter.UserName.Length": (
         400, "The length of the parameter UserName must be 1 to 64 characters."),
     "InvalidParameter": (400, "The specified parameter is not valid."),
+    "EntityNotExist.Group": (404, "The group does not exist."),
+    "InvalidParameter.GroupName.InvalidChars": (
+        400, "The parameter GroupName contains invalid chars (allowed: A-Z a-z 0-9 . -)."),
+    "InvalidParameter.GroupName.Length": (
+        400, "The length of the parameter GroupName must be 1 to 64 characters."),
+    # STS
+    "EntityNotExist.Role": (404, "The role does not exist."),
+    "InvalidParameter.RoleArn": (400, "The parameter RoleArn is wrongly formed."),
+    "InvalidParameter.RoleSessionName": (400, "The parameter RoleSessionName is wrongly formed."),
+    "InvalidParameter.DurationSeconds": (400, "The parameter DurationSeconds is wrongly formed."),
+    "InvalidParameter.ExternalId": (400, "The parameter ExternalId is wrongly formed."),
+    "InvalidParameter.PolicyGrammar": (400, "The parameter Policy has not passed grammar check."),
+    "InvalidParameter.PolicySize": (
+        400, "The size of the parameter Policy exceeds the limit of 2048 characters."),
+    "MissingSecurityToken": (
+        400, 'The input parameter "SecurityToken" that is mandatory for processing this '
+        "request is not supplied."),
+    "InvalidSecurityToken.Expired": (400, "Specified SecurityToken is expired."),
+    "InvalidSecurityToken.Malformed": (400, "Specified SecurityToken is malformed."),
+    "InvalidSecurityToken.MismatchWithAccessKey": (
+        400, "Specified SecurityToken mismatch with the AccessKey."),
     "InvalidVersion": (400, "Specified parameter Version is not valid."),
     "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method."),
     "InvalidSignatureMethod": (400, "Specified signature method is not supported."),
@@ -115,14 +173,14 @@ def iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
 
 
-def error_body(code, message, request_id):
+def error_body(code, message, request_id, api="ram"):
     return collections.OrderedDict([
         ("RequestId", request_id),
-        ("HostId", HOST_ID),
+        ("HostId", HOST_IDS[api]),
         ("Code", code),
         ("Message", message),
-        ("Recommend", "https://api.aliyun.com/troubleshoot?q=%s&product=Ram&requestId=%s"
-         % (urllib.parse.quote(code), request_id)),
+        ("Recommend", "https://api.aliyun.com/troubleshoot?q=%s&product=%s&requestId=%s"
+         % (urllib.parse.quote(code), PRODUCTS[api], request_id)),
     ])
 
 
@@ -166,6 +224,212 @@ class User:
             ("CreateDate", iso(self.created)), ("UpdateDate", iso(self.created))])
 
 
+class Group:
+    __slots__ = ("name", "group_id", "created", "comments", "members")
+
+    def __init__(self, name, group_id, created, comments=""):
+        self.name, self.group_id, self.created = name, group_id, created
+        self.comments = comments or ""
+        self.members = collections.OrderedDict()     # user name -> join time
+
+    def dump(self):
+        return collections.OrderedDict([
+            ("GroupId", self.group_id), ("GroupName", self.name), ("Comments", self.comments),
+            ("CreateDate", iso(self.created)), ("members", list(self.members))])
+
+
+class Role:
+    """A RAM role: who may assume it (trusted: principal references, see
+    principal_ref), the longest session it allows, the ExternalId its trust
+    policy asks for (None: none), and a test-chosen credential lifetime."""
+    __slots__ = ("name", "role_id", "created", "trusted", "max_session", "external_id",
+                 "sts_lifetime")
+
+    def __init__(self, name, role_id, created):
+        self.name, self.role_id, self.created = name, role_id, created
+        self.trusted = ["account"]
+        self.max_session = STS_DEFAULT_DURATION
+        self.external_id = None
+        self.sts_lifetime = None
+
+    def arn(self, account_id):
+        return "acs:ram::%s:role/%s" % (account_id, self.name)
+
+    def dump(self, account_id):
+        return collections.OrderedDict([
+            ("RoleName", self.name), ("RoleId", self.role_id), ("Arn", self.arn(account_id)),
+            ("MaxSessionDuration", self.max_session), ("CreateDate", iso(self.created)),
+            ("trusted", list(self.trusted)), ("external_id", self.external_id),
+            ("sts_lifetime", self.sts_lifetime)])
+
+
+class Session:
+    """A temporary credential of a role (source: what handed it out)."""
+    __slots__ = ("key_id", "secret", "token", "role", "name", "created", "expires", "policy",
+                 "source", "assumed_by")
+
+    def __init__(self, key_id, secret, token, role, name, created, expires, policy, source,
+                 assumed_by):
+        self.key_id, self.secret, self.token = key_id, secret, token
+        self.role, self.name, self.created, self.expires = role, name, created, expires
+        self.policy, self.source, self.assumed_by = policy, source, assumed_by
+
+    def credentials(self):
+        return collections.OrderedDict([
+            ("SecurityToken", self.token), ("AccessKeyId", self.key_id),
+            ("AccessKeySecret", self.secret), ("Expiration", iso(self.expires))])
+
+    def dump(self, account_id, now):
+        return collections.OrderedDict([
+            ("AccessKeyId", self.key_id), ("AccessKeySecret", self.secret),
+            ("SecurityToken", self.token), ("role", self.role.name),
+            ("session", self.name),
+            ("Arn", "acs:ram::%s:assumed-role/%s/%s" % (account_id, self.role.name, self.name)),
+            ("source", self.source), ("assumed_by", self.assumed_by),
+            ("created", iso(self.created)), ("Expiration", iso(self.expires)),
+            ("expires_unix", self.expires), ("expired", now >= self.expires),
+            ("session_policy", self.policy is not None)])
+
+
+class Principal:
+    """Who signed a request. kind: "account" (the admin key), "ram_user" or
+    "role_session"; ref: the key of its permissions ("account", "user/NAME",
+    "role/NAME"); arn as GetCallerIdentity answers it."""
+    __slots__ = ("kind", "arn", "ref", "principal_id", "user", "session")
+
+    def __init__(self, kind, arn, ref, principal_id, user=None, session=None):
+        self.kind, self.arn, self.ref, self.principal_id = kind, arn, ref, principal_id
+        self.user, self.session = user, session
+
+
+def principal_ref(value, account_id, trust=False):
+    """A principal reference: "account" (also "root", "*" or the account's
+    root ARN), "user/NAME", "role/NAME" (role names compare case-insensitively),
+    or their ARNs acs:ram::ACCOUNT:user/NAME, acs:ram::ACCOUNT:role/NAME.
+    In a trust list (trust=True) also "service/NAME" and other accounts'
+    ARNs, which no caller of this emulator matches. ValueError if malformed."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a principal must be a non-empty string")
+    v = value.strip()
+    if v in ("account", "root", "*"):
+        return "account"
+    m = re.match(r"^acs:ram::([0-9]+):(.+)$", v)
+    if m:
+        if m.group(1) != account_id:
+            if trust:
+                return v
+            raise ValueError("principal %r belongs to another account" % value)
+        v = m.group(2)
+        if v == "root":
+            return "account"
+    kind, _, name = v.partition("/")
+    if kind == "user" and name and all(c in USERNAME_CHARS for c in name):
+        return "user/" + name
+    if kind == "role" and ROLE_NAME_RE.match(name):
+        return "role/" + name.lower()
+    if kind == "service" and name and trust:
+        return v
+    raise ValueError("principal %r: use account, user/NAME or role/NAME (or their ARNs)"
+                     % value)
+
+
+def _norm_resource(pattern):
+    """acs:ram::ACCOUNT:... (a RoleArn) matches like acs:ram:*:ACCOUNT:..."""
+    if pattern.startswith("acs:"):
+        parts = pattern.split(":", 4)
+        if len(parts) == 5 and parts[2] == "":
+            parts[2] = "*"
+            return ":".join(parts)
+    return pattern
+
+
+def _norm_action(pattern, bare_ok):
+    a = pattern.strip()
+    if a == "*":
+        return a
+    if ":" not in a:
+        if bare_ok:
+            for name, api in API_OF.items():
+                if name.lower() == a.lower():
+                    return ("%s:%s" % (api, name)).lower()
+        raise ValueError("action %r: use SERVICE:ACTION, e.g. ram:CreateAccessKey" % pattern)
+    svc, _, rest = a.partition(":")
+    if svc.lower() not in ("ram", "sts", "*") or not rest:
+        raise ValueError("action %r: the service must be ram or sts" % pattern)
+    return a.lower()
+
+
+def _str_list(v, what):
+    if isinstance(v, str) and v:
+        return [v]
+    if isinstance(v, list) and v and all(isinstance(x, str) and x for x in v):
+        return list(v)
+    raise ValueError("%s must be a non-empty string or list of strings" % what)
+
+
+def compile_policy(doc):
+    """A RAM policy document {"Version":"1","Statement":[{"Effect","Action",
+    "Resource"[,"Condition"]}]} (dict or JSON text) -> statements
+    [(effect, action patterns, resource patterns)]; ValueError if malformed.
+    Conditions are not evaluated."""
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    if not isinstance(doc, dict) or str(doc.get("Version")) != "1":
+        raise ValueError('a policy is an object with "Version": "1"')
+    if set(doc) - {"Version", "Statement"}:
+        extra = sorted(set(doc) - {"Version", "Statement"})
+        raise ValueError("unknown policy field(s): %s" % ", ".join(extra))
+    stmts = doc.get("Statement")
+    if not isinstance(stmts, list) or not stmts:
+        raise ValueError('a policy needs a non-empty "Statement" list')
+    out = []
+    for st in stmts:
+        if not isinstance(st, dict) or set(st) - {"Effect", "Action", "Resource", "Condition"}:
+            raise ValueError("a statement has Effect, Action, Resource and optionally Condition")
+        if st.get("Effect") not in ("Allow", "Deny"):
+            raise ValueError('Effect must be "Allow" or "Deny"')
+        acts = [_norm_action(a, False) for a in _str_list(st.get("Action"), "Action")]
+        ress = [_norm_resource(r) for r in _str_list(st.get("Resource"), "Resource")]
+        out.append((st["Effect"], acts, ress))
+    return out
+
+
+def compile_allow(entries):
+    """The admin form of permissions: a list of "SERVICE:ACTION" strings
+    (bare action names accepted, any resource) and objects {"action": str or
+    list, "resource": str or list (default "*"), "effect": "Allow"|"Deny"}.
+    -> statements as compile_policy; ValueError if malformed."""
+    if not isinstance(entries, list):
+        raise ValueError('"allow" must be a list')
+    out = []
+    for e in entries:
+        if isinstance(e, str):
+            out.append(("Allow", [_norm_action(e, True)], ["*"]))
+            continue
+        if not isinstance(e, dict) or set(e) - {"action", "resource", "effect"}:
+            raise ValueError('an "allow" entry is a string or {"action","resource","effect"}')
+        effect = e.get("effect", "Allow")
+        if effect not in ("Allow", "Deny"):
+            raise ValueError('effect must be "Allow" or "Deny"')
+        acts = [_norm_action(a, True) for a in _str_list(e.get("action"), "action")]
+        ress = [_norm_resource(r) for r in _str_list(e.get("resource", "*"), "resource")]
+        out.append((effect, acts, ress))
+    return out
+
+
+def policy_allows(stmts, action, resource):
+    """Allowed when an Allow statement matches and no Deny does."""
+    full = ("%s:%s" % (API_OF[action], action)).lower()
+    allowed = False
+    for effect, acts, ress in stmts:
+        if (any(fnmatch.fnmatchcase(full, a) for a in acts)
+                and any(fnmatch.fnmatchcase(resource, r) for r in ress)):
+            if effect == "Deny":
+                return False
+            allowed = True
+    return allowed
+
+
 DEFAULT_FAULTS = {
     "latency_ms": 0,
     "latency_by_action": {},
@@ -191,7 +455,7 @@ class Emulator:
     """All state, counters and the request log, behind one lock."""
 
     def __init__(self, admin_key_id=None, admin_secret=None, auto_users=False,
-                 seed=None, verbose=False):
+                 seed=None, verbose=False, account_id=None):
         self.lock = threading.Lock()
         self.verbose = verbose
         self.auto_users = auto_users
@@ -212,6 +476,15 @@ class Emulator:
         self.throttle_count = 0
         self.log = collections.deque(maxlen=LOG_MAX)
         self.log_seq = 0
+        self.account_id = account_id or DEFAULT_ACCOUNT_ID
+        if not re.match(r"^[0-9]{1,32}$", self.account_id):
+            raise ValueError("the account id must be digits")
+        self.groups = collections.OrderedDict()
+        self.roles = collections.OrderedDict()     # lower-case name -> Role
+        self.sessions = {}                # AccessKeyId -> Session
+        self.tokens = {}                  # SecurityToken -> Session
+        self.permissions = {}             # principal ref -> (as given, statements)
+        self.sts_lifetime = None
         self._reset_counters_locked()
 
     # -- clock ------------------------------------------------------------
@@ -371,16 +644,43 @@ class Emulator:
             if kid not in self.keys and kid not in self.deleted_ids and kid != self.admin_key_id:
                 return kid
 
-    def _new_secret(self):
+    def _new_secret(self, length=30):
         rng = self.id_rng
         if not self.faults["shell_secrets"]:
-            return "".join(rng.choice(ALNUM) for _ in range(30))
+            return "".join(rng.choice(ALNUM) for _ in range(length))
         # Each special once, alphanumerics around them; the first and last
         # characters are alphanumeric (a value that starts or ends with a
         # space or '#' cannot be represented in INI files at all).
-        middle = list(SHELL_SPECIALS) + [rng.choice(ALNUM) for _ in range(30 - 2 - len(SHELL_SPECIALS))]
+        middle = list(SHELL_SPECIALS) + [rng.choice(ALNUM)
+                                         for _ in range(length - 2 - len(SHELL_SPECIALS))]
         rng.shuffle(middle)
         return rng.choice(string.ascii_letters) + "".join(middle) + rng.choice(string.digits)
+
+    def _new_digits(self, n):
+        return self.id_rng.choice("123456789") + "".join(
+            self.id_rng.choice(string.digits) for _ in range(n - 1))
+
+    def _new_session(self, role, name, lifetime, policy, source, assumed_by):
+        """Mint a temporary credential of `role`: AccessKeyId "STS." + 28
+        characters, a 44-character secret, a SecurityToken of about 1 KB
+        (base64, starting "CAIS" like the real ones), expiring `lifetime`
+        seconds from now (rounded up to a whole second, as Expiration
+        shows it)."""
+        while True:
+            kid = "STS." + "".join(self.id_rng.choice(ALNUM) for _ in range(28))
+            if kid not in self.sessions:
+                break
+        while True:
+            raw = self.id_rng.getrandbits(760 * 8).to_bytes(760, "big")
+            token = "CAIS" + base64.b64encode(raw).decode("ascii")
+            if token not in self.tokens:
+                break
+        now = self.now()
+        sess = Session(kid, self._new_secret(44), token, role, name, now,
+                       math.ceil(now + lifetime), policy, source, assumed_by)
+        self.sessions[kid] = sess
+        self.tokens[token] = sess
+        return sess
 
     # -- users and keys (caller holds the lock) ---------------------------
     @staticmethod
@@ -405,10 +705,11 @@ class Emulator:
             u = self._create_user(name)
         return u
 
-    def _create_key(self, u, created_by, status="Active"):
+    def _create_key(self, u, created_by, status="Active", created=None):
         if len(u.keys) >= KEYS_PER_USER:
             raise ApiError("LimitExceeded.User.AccessKey")
-        k = Key(self._new_key_id(), self._new_secret(), self.now(), created_by, u.name, status)
+        k = Key(self._new_key_id(), self._new_secret(),
+                self.now() if created is None else created, created_by, u.name, status)
         u.keys.append(k)
         self.keys[k.id] = k
         return k
@@ -436,16 +737,49 @@ class Emulator:
         if abs(t - self.now()) > CLOCK_WINDOW:
             raise ApiError("InvalidTimeStamp.Expired")
 
-    def _lookup(self, key_id):
-        """-> (caller_user or None for admin, secret)."""
+    def _account_principal(self):
+        a = self.account_id
+        return Principal("account", "acs:ram::%s:root" % a, "account", a)
+
+    def _user_principal(self, name):
+        u = self.users.get(name)
+        return Principal("ram_user", "acs:ram::%s:user/%s" % (self.account_id, name),
+                         "user/" + name, u.user_id if u else "", user=name)
+
+    def _session_principal(self, sess):
+        r = sess.role
+        return Principal("role_session", "acs:ram::%s:assumed-role/%s/%s"
+                         % (self.account_id, r.name, sess.name), "role/" + r.name.lower(),
+                         "%s:%s" % (r.role_id, sess.name), session=sess)
+
+    def _lookup(self, key_id, token=None):
+        """-> (Principal, secret) of the signing credential. A temporary
+        (STS.) credential needs its own SecurityToken, unexpired; a token
+        with a long-term key is refused too."""
+        token = token or None
+        sess = self.sessions.get(key_id)
+        if sess is not None or key_id.startswith("STS."):
+            if token is None:
+                raise ApiError("MissingSecurityToken")
+            owner = self.tokens.get(token)
+            if owner is None:
+                raise ApiError("InvalidSecurityToken.Malformed")
+            if owner is not sess:
+                raise ApiError("InvalidSecurityToken.MismatchWithAccessKey")
+            if self.now() >= sess.expires:
+                raise ApiError("InvalidSecurityToken.Expired")
+            return self._session_principal(sess), sess.secret
+        if token is not None:
+            raise ApiError("InvalidSecurityToken.MismatchWithAccessKey" if token in self.tokens
+                           else "InvalidSecurityToken.Malformed")
         if key_id == self.admin_key_id:
-            return None, self.admin_secret
+            return self._account_principal(), self.admin_secret
         k = self.keys.get(key_id)
         if k is None:
             raise ApiError("InvalidAccessKeyId.NotFound")
         if k.status != "Active":
             raise ApiError("InvalidAccessKeyId.Inactive")
-        return k.user, k.secret
+        return self._user_principal(k.user), k.secret
 
     def _use_nonce(self, key_id, nonce):
         now = time.time()
@@ -459,7 +793,24 @@ class Emulator:
                 for n in [n for n, t in d.items() if now - t >= NONCE_TTL]:
                     del d[n]
 
+    @staticmethod
+    def _legacy(principal):
+        # What auth_v1/auth_v3 have always returned: None for the account's
+        # key, the user name for a RAM user's key (a Principal otherwise).
+        if principal.kind == "account":
+            return None
+        if principal.kind == "ram_user":
+            return principal.user
+        return principal
+
     def auth_v1(self, method, params):
+        return self._legacy(self.authenticate_v1(method, params))
+
+    def auth_v3(self, method, path, query, header_items, body):
+        return self._legacy(self.authenticate_v3(method, path, query, header_items, body))
+
+    def authenticate_v1(self, method, params):
+        """Verify a v1 request -> the Principal that signed it."""
         for p in ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
                   "SignatureNonce", "Timestamp", "Version"):
             if not params.get(p):
@@ -468,22 +819,23 @@ class Emulator:
             raise ApiError("InvalidSignatureMethod")
         if params["SignatureVersion"] != "1.0":
             raise ApiError("InvalidSignatureVersion")
-        if params["Version"] != ramsign.API_VERSION:
+        if params["Version"] not in API_VERSIONS.values():
             raise ApiError("InvalidVersion")
         if params.get("Format", "JSON") != "JSON":
             raise ApiError("InvalidParameter", 'The emulator answers JSON only: "Format" must be JSON.')
         self._check_time(params["Timestamp"])
         key_id = params["AccessKeyId"]
-        user, secret = self._lookup(key_id)
+        principal, secret = self._lookup(key_id, params.get("SecurityToken"))
         sig, sts = ramsign.sign_v1(method, params, secret)
         if not hmac.compare_digest(sig.encode(), params["Signature"].encode("utf-8")):
             raise ApiError("SignatureDoesNotMatch",
                            "Specified signature is not matched with our calculation. "
                            "server string to sign is:" + sts, detail=sts)
         self._use_nonce(key_id, params["SignatureNonce"])
-        return user
+        return principal
 
-    def auth_v3(self, method, path, query, header_items, body):
+    def authenticate_v3(self, method, path, query, header_items, body):
+        """Verify a v3 request -> the Principal that signed it."""
         headers = {}
         for k, v in header_items:
             headers.setdefault(k.lower(), []).append(v)
@@ -503,11 +855,12 @@ class Emulator:
                 raise ApiError("IncompleteSignature",
                                "The request signature does not conform to Aliyun standards: "
                                "header %s must be signed." % h)
-        if headers["x-acs-version"][0].strip() != ramsign.API_VERSION:
+        if headers["x-acs-version"][0].strip() not in API_VERSIONS.values():
             raise ApiError("InvalidVersion")
         self._check_time(headers["x-acs-date"][0].strip())
         key_id = auth["credential"]
-        user, secret = self._lookup(key_id)
+        token = headers.get("x-acs-security-token", [""])[0].strip()
+        principal, secret = self._lookup(key_id, token)
         # The payload line is the hash of the body as received: a wrong
         # x-acs-content-sha256 makes the signature mismatch.
         cr, _ = ramsign.v3_canonical_request(method, path, query, header_items,
@@ -519,19 +872,66 @@ class Emulator:
                            "Specified signature is not matched with our calculation. "
                            "server string to sign is:" + sts, detail=cr)
         self._use_nonce(key_id, headers["x-acs-signature-nonce"][0].strip())
-        return user
+        return principal
+
+    # -- permissions (caller holds the lock) ------------------------------
+    def _res(self, path):
+        return "acs:ram:*:%s:%s" % (self.account_id, path)
+
+    def _authorize(self, caller, action, resource, entry):
+        """NoPermission unless the caller may do `action` on `resource`: the
+        account's key and role sessions may do everything and a RAM user's
+        key nothing beyond its legacy rights (see run_action), unless
+        permissions were set for the principal; a role session's session
+        policy narrows further."""
+        perm = self.permissions.get(caller.ref)
+        ok = caller.kind != "ram_user" if perm is None else policy_allows(perm[1], action, resource)
+        why = "its permissions"
+        if ok and caller.session is not None and caller.session.policy is not None:
+            ok = policy_allows(caller.session.policy, action, resource)
+            why = "its session policy"
+        if not ok:
+            entry["detail"] = "%s: %s on %s is not allowed by %s" % (caller.arn, action,
+                                                                     resource, why)
+            raise ApiError("NoPermission", self._no_permission_message(action))
+
+    @staticmethod
+    def _no_permission_message(action):
+        if API_OF.get(action) == "sts":
+            return "You are not authorized to do this action. You should be authorized by RAM."
+        return None
 
     # -- actions (caller holds the lock) ----------------------------------
-    def run_action(self, action, params, caller_user, entry):
+    def run_action(self, action, params, caller, entry):
+        if API_OF[action] == "sts":
+            if action == "GetCallerIdentity":
+                return self._caller_identity(caller)   # needs no permission
+            return self._assume_role(params, caller, entry)
         name = params.get("UserName") or None
-        if caller_user is not None:
-            # A minted key: its own user's ListAccessKeys and GetUser only.
-            if action not in ("ListAccessKeys", "GetUser") or name not in (None, caller_user):
+        legacy = caller.kind == "ram_user" and caller.ref not in self.permissions
+        if caller.kind == "ram_user":
+            if legacy and (action not in ("ListAccessKeys", "GetUser")
+                           or name not in (None, caller.user)):
+                # A RAM user's key with no permissions set: its own user's
+                # ListAccessKeys and GetUser only.
                 raise ApiError("NoPermission")
-            name = caller_user
+            if name is None and action in USER_ACTIONS:
+                name = caller.user             # a RAM user acts on itself by default
             entry["user"] = name
+        if action == "ListUsers":
+            self._authorize(caller, action, self._res("user/*"), entry)
+            return self._list_users(params)
+        if action == "ListUsersForGroup":
+            group = params.get("GroupName")
+            if not group:
+                raise missing("GroupName")
+            self.check_group_name(group)
+            self._authorize(caller, action, self._res("group/" + group), entry)
+            return self._list_group_users(group, params)
         if name is None:
             raise missing("UserName")
+        if not legacy:
+            self._authorize(caller, action, self._res("user/" + name), entry)
         if action == "CreateUser":
             self.check_user_name(name)
             if name in self.users:
@@ -573,14 +973,165 @@ class Emulator:
             return {}
         raise ApiError("InvalidAction.NotFound")
 
+    # -- RAM listings -----------------------------------------------------
+    @staticmethod
+    def _max_items(params):
+        v = params.get("MaxItems")
+        if v in (None, ""):
+            return LIST_DEFAULT_ITEMS
+        if not v.isdigit() or not 1 <= int(v) <= LIST_MAX_ITEMS:
+            raise ApiError("InvalidParameter",
+                           'The parameter "MaxItems" must be an integer from 1 to %d.'
+                           % LIST_MAX_ITEMS)
+        return int(v)
+
+    @staticmethod
+    def _page(names, params):
+        """-> (names on this page, Marker of the next page or None). The
+        marker is opaque to clients: it names the first entry of the next page."""
+        n = Emulator._max_items(params)
+        marker = params.get("Marker") or None
+        start = 0
+        if marker is not None:
+            try:
+                first = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4)).decode("utf-8")
+                start = names.index(first)
+            except (ValueError, UnicodeDecodeError, TypeError):
+                raise ApiError("InvalidParameter", 'The parameter "Marker" is not valid.')
+        page = names[start:start + n]
+        nxt = None
+        if start + n < len(names):
+            nxt = base64.urlsafe_b64encode(names[start + n].encode("utf-8"))
+            nxt = nxt.decode("ascii").rstrip("=")
+        return page, nxt
+
+    @staticmethod
+    def _listing(key, item, entries, marker):
+        out = collections.OrderedDict([("IsTruncated", marker is not None)])
+        if marker is not None:
+            out["Marker"] = marker
+        out[key] = {item: entries}
+        return out
+
+    def _list_users(self, params):
+        page, marker = self._page(list(self.users), params)
+        return self._listing("Users", "User", [self.users[n].info() for n in page], marker)
+
+    def _list_group_users(self, group, params):
+        g = self.groups.get(group)
+        if g is None:
+            raise ApiError("EntityNotExist.Group")
+        page, marker = self._page(list(g.members), params)
+        entries = []
+        for n in page:
+            u = self.users[n]
+            entries.append(collections.OrderedDict([
+                ("UserName", u.name), ("DisplayName", u.display_name), ("UserId", u.user_id),
+                ("JoinDate", iso(g.members[n]))]))
+        return self._listing("Users", "User", entries, marker)
+
+    @staticmethod
+    def check_group_name(name):
+        if not 1 <= len(name) <= 64:
+            raise ApiError("InvalidParameter.GroupName.Length")
+        if not GROUP_NAME_RE.match(name):
+            raise ApiError("InvalidParameter.GroupName.InvalidChars")
+
+    # -- STS (caller holds the lock) --------------------------------------
+    def _caller_identity(self, caller):
+        acct = self.account_id
+        out = collections.OrderedDict([("AccountId", acct), ("Arn", caller.arn)])
+        if caller.kind == "account":
+            out.update([("IdentityType", "Account"), ("PrincipalId", acct), ("UserId", acct)])
+        elif caller.kind == "ram_user":
+            out.update([("IdentityType", "RAMUser"), ("PrincipalId", caller.principal_id),
+                        ("UserId", caller.principal_id)])
+        else:
+            out.update([("IdentityType", "AssumedRoleUser"),
+                        ("PrincipalId", caller.principal_id),
+                        ("RoleId", caller.session.role.role_id)])
+        return out
+
+    def _find_role(self, name):
+        return self.roles.get(name.lower())
+
+    def _trusts(self, role, caller):
+        return any(t == "account" or t == caller.ref for t in role.trusted)
+
+    def _assume_role(self, params, caller, entry):
+        arn = params.get("RoleArn")
+        if not arn:
+            raise missing("RoleArn")
+        sname = params.get("RoleSessionName")
+        if not sname:
+            raise missing("RoleSessionName")
+        m = ROLE_ARN_RE.match(arn)
+        if not m:
+            raise ApiError("InvalidParameter.RoleArn")
+        if not SESSION_NAME_RE.match(sname):
+            raise ApiError("InvalidParameter.RoleSessionName")
+        dur = params.get("DurationSeconds")
+        if dur in (None, ""):
+            dur = STS_DEFAULT_DURATION
+        elif not dur.isdigit() or int(dur) < STS_MIN_DURATION:
+            raise ApiError("InvalidParameter.DurationSeconds")
+        dur = int(dur)
+        policy = params.get("Policy") or None
+        if policy is not None:
+            if len(policy) > POLICY_MAX:
+                raise ApiError("InvalidParameter.PolicySize")
+            try:
+                policy = compile_policy(policy)
+            except ValueError:
+                raise ApiError("InvalidParameter.PolicyGrammar")
+        ext = params.get("ExternalId") or None
+        if ext is not None and not EXTERNAL_ID_RE.match(ext):
+            raise ApiError("InvalidParameter.ExternalId")
+        acct, rname = m.groups()
+        role = self._find_role(rname) if acct == self.account_id else None
+        if role is None:
+            raise ApiError("EntityNotExist.Role")
+        entry["target_role"] = role.name
+        if dur > role.max_session:
+            raise ApiError("InvalidParameter.DurationSeconds",
+                           "The parameter DurationSeconds is wrongly formed: the role allows "
+                           "900 to %d seconds." % role.max_session)
+        self._authorize(caller, "AssumeRole", self._res("role/" + role.name), entry)
+        denied = None
+        if not self._trusts(role, caller):
+            denied = "the trust policy of role %s does not name %s" % (role.name, caller.arn)
+        elif role.external_id is not None and ext != role.external_id:
+            denied = "role %s requires another ExternalId" % role.name
+        if denied:
+            entry["detail"] = denied
+            raise ApiError("NoPermission", self._no_permission_message("AssumeRole"))
+        if role.sts_lifetime is not None:
+            lifetime = role.sts_lifetime
+        elif self.sts_lifetime is not None:
+            lifetime = self.sts_lifetime
+        else:
+            lifetime = dur
+        sess = self._new_session(role, sname, lifetime, policy, "AssumeRole", caller.arn)
+        entry["key_id"] = sess.key_id
+        return collections.OrderedDict([
+            ("AssumedRoleUser", collections.OrderedDict([
+                ("AssumedRoleId", "%s:%s" % (role.role_id, sname)),
+                ("Arn", "%s/%s" % (role.arn(self.account_id), sname))])),
+            ("Credentials", sess.credentials())])
+
     def api(self, sigver, method, path, query, params, header_items, body, entry):
         """Authenticate and run. -> response payload dict; raises ApiError."""
         with self.lock:
             if sigver == "v3":
-                caller_user = self.auth_v3(method, path, query, header_items, body)
+                caller = self.authenticate_v3(method, path, query, header_items, body)
             else:
-                caller_user = self.auth_v1(method, params)
-            return self.run_action(entry["action"], params, caller_user, entry)
+                caller = self.authenticate_v1(method, params)
+            entry["principal"] = caller.arn
+            entry["principal_kind"] = caller.kind
+            if caller.session is not None:
+                entry["role"] = caller.session.role.name
+                entry["role_session"] = caller.session.name
+            return self.run_action(entry["action"], params, caller, entry)
 
     # -- admin views ------------------------------------------------------
     def dump_state(self):
@@ -590,20 +1141,34 @@ class Emulator:
                 users[name] = collections.OrderedDict([
                     ("keys", [k.dump() for k in u.keys]),
                     ("UserId", u.user_id), ("CreateDate", iso(u.created))])
+            now = self.now()
             return collections.OrderedDict([
                 ("users", users),
                 ("deleted_keys", list(self.deleted)),
-                ("now", iso(self.now())),
-                ("now_unix", self.now()),
+                ("now", iso(now)),
+                ("now_unix", now),
                 ("admin_key_id", self.admin_key_id),
                 ("auto_users", self.auto_users),
+                ("account_id", self.account_id),
+                ("groups", collections.OrderedDict(
+                    (n, g.dump()) for n, g in self.groups.items())),
+                ("roles", collections.OrderedDict(
+                    (r.name, r.dump(self.account_id)) for r in self.roles.values())),
+                ("sessions_live", sum(1 for x in self.sessions.values() if now < x.expires)),
             ])
 
-    def get_log(self, since=None, last=None):
+    LOG_FILTERS = ("action", "api", "principal", "principal_kind", "role", "role_session",
+                   "target_role", "user", "result", "key_id", "access_key_id")
+
+    def get_log(self, since=None, last=None, filters=None):
+        """Entries at or after `since`, matching every field of `filters`
+        (exact values), the `last` N of them."""
         with self.lock:
             entries = list(self.log)
         if since is not None:
             entries = [e for e in entries if e["t"] >= since]
+        for k, v in (filters or {}).items():
+            entries = [e for e in entries if e.get(k) == v]
         if last is not None:
             entries = entries[-last:] if last > 0 else []
         return entries
@@ -616,10 +1181,12 @@ class Emulator:
             self._create_user(name)
             return True
 
-    def admin_create_key(self, name, status="Active"):
+    def admin_create_key(self, name, status="Active", created=None):
+        """A key made directly (created_by "direct"); `created` (unix time,
+        e.g. in the past) sets its CreateDate."""
         with self.lock:
             u = self._get_user(name)
-            k = self._create_key(u, "direct", status)
+            k = self._create_key(u, "direct", status, created)
             d = k.dump()
             d["UserName"] = u.name
             return d
@@ -640,6 +1207,135 @@ class Emulator:
                 raise ApiError("EntityNotExist.User")
             self._user_key(u, key_id).status = status
 
+    # -- groups -----------------------------------------------------------
+    def admin_create_group(self, name, comments=""):
+        with self.lock:
+            self.check_group_name(name)
+            if name in self.groups:
+                return False
+            self.groups[name] = Group(name, self._new_digits(16), self.now(), comments)
+            return True
+
+    def admin_add_to_group(self, group, user):
+        with self.lock:
+            g = self.groups.get(group)
+            if g is None:
+                raise ApiError("EntityNotExist.Group")
+            u = self._get_user(user)
+            if u.name in g.members:
+                return False
+            g.members[u.name] = self.now()
+            return True
+
+    # -- roles, permissions, STS settings ---------------------------------
+    def admin_role(self, spec):
+        """Create a role, or change the fields given of an existing one.
+        spec: {"name", "trusted": [principal refs], "max_session_duration",
+        "external_id", "sts_lifetime", "allow" | "policy"}. -> (dump, created)"""
+        known = {"name", "trusted", "max_session_duration", "external_id", "sts_lifetime",
+                 "allow", "policy"}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError("unknown role field(s): %s" % ", ".join(sorted(unknown)))
+        name = spec.get("name")
+        if not isinstance(name, str) or not ROLE_NAME_RE.match(name):
+            raise ValueError('"name" must be 1-64 characters of A-Z a-z 0-9 . -')
+        changes = {}
+        if "trusted" in spec:
+            t = spec["trusted"]
+            if not isinstance(t, list):
+                raise ValueError('"trusted" must be a list of principals')
+            changes["trusted"] = [principal_ref(x, self.account_id, trust=True) for x in t]
+        if "max_session_duration" in spec:
+            v = spec["max_session_duration"]
+            if v is None:
+                v = STS_DEFAULT_DURATION
+            if isinstance(v, bool) or not isinstance(v, int) or \
+                    not STS_DEFAULT_DURATION <= v <= STS_MAX_DURATION:
+                raise ValueError('"max_session_duration" must be an integer from %d to %d'
+                                 % (STS_DEFAULT_DURATION, STS_MAX_DURATION))
+            changes["max_session"] = v
+        if "external_id" in spec:
+            v = spec["external_id"]
+            if v is not None and (not isinstance(v, str) or not EXTERNAL_ID_RE.match(v)):
+                raise ValueError('"external_id" must be null or 2-1224 characters of '
+                                 "A-Z a-z 0-9 _ + = , . @ : / -")
+            changes["external_id"] = v
+        if "sts_lifetime" in spec:
+            v = spec["sts_lifetime"]
+            changes["sts_lifetime"] = None if v is None else _num("sts_lifetime", v, 1, 7 * 86400)
+        perm = self._check_permissions(spec.get("allow"), spec.get("policy"))
+        with self.lock:
+            role = self._find_role(name)
+            created = role is None
+            if created:
+                role = Role(name, self._new_digits(19), self.now())
+                self.roles[name.lower()] = role
+            for k, v in changes.items():
+                setattr(role, k, v)
+            if "allow" in spec or "policy" in spec:
+                self._store_permissions("role/" + name.lower(), perm)
+            return role.dump(self.account_id), created
+
+    def list_roles(self):
+        with self.lock:
+            return [r.dump(self.account_id) for r in self.roles.values()]
+
+    @staticmethod
+    def _check_permissions(allow, policy):
+        """-> (as given, statements) or None (the default)."""
+        if allow is not None and policy is not None:
+            raise ValueError('give "allow" or "policy", not both')
+        if allow is not None:
+            return ({"allow": allow}, compile_allow(allow))
+        if policy is not None:
+            try:
+                return ({"policy": policy}, compile_policy(policy))
+            except (TypeError, json.JSONDecodeError) as e:
+                raise ValueError("policy: %s" % e)
+        return None
+
+    def _store_permissions(self, ref, perm):
+        if perm is None:
+            self.permissions.pop(ref, None)
+        else:
+            self.permissions[ref] = perm
+
+    def admin_permissions(self, principal, allow=None, policy=None):
+        """Set (or with neither allow nor policy, reset to the default) the
+        permissions of a principal: "account", "user/NAME", "role/NAME"."""
+        ref = principal_ref(principal, self.account_id)
+        perm = self._check_permissions(allow, policy)
+        with self.lock:
+            self._store_permissions(ref, perm)
+            return self._permissions_view()
+
+    def get_permissions(self):
+        with self.lock:
+            return self._permissions_view()
+
+    def _permissions_view(self):
+        return collections.OrderedDict((ref, p[0]) for ref, p in sorted(self.permissions.items()))
+
+    def sts_settings(self, spec=None):
+        spec = spec or {}
+        unknown = set(spec) - {"lifetime"}
+        if unknown:
+            raise ValueError("unknown STS setting(s): %s" % ", ".join(sorted(unknown)))
+        if "lifetime" in spec:
+            v = spec["lifetime"]
+            v = None if v is None else _num("lifetime", v, 1, 7 * 86400)
+        with self.lock:
+            if "lifetime" in spec:
+                self.sts_lifetime = v
+            return collections.OrderedDict([("account_id", self.account_id),
+                                            ("lifetime", self.sts_lifetime)])
+
+    def list_sessions(self, role=None):
+        with self.lock:
+            now = self.now()
+            return [x.dump(self.account_id, now) for x in self.sessions.values()
+                    if role is None or x.role.name.lower() == role.lower()]
 
 # ------------------------------------------------------------------- HTTP --
 
@@ -667,7 +1363,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         reason = self.responses.get(status, ("Unknown",))[0]
         lines = ["HTTP/1.1 %d %s" % (status, reason),
                  "Server: " + self.server_version,
-                 "Date: " + self.date_time_string(),
+                 "Date: " + self.date_time_string(self.server.emu.now()),
                  "Content-Type: application/json;charset=utf-8",
                  "Content-Length: %d" % len(body)]
         if request_id:
@@ -777,7 +1473,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ("t", time.time()), ("action", None), ("user", None), ("access_key_id", None),
             ("nonce", None), ("signature_version", None), ("method", method),
             ("result", None), ("http_status", None), ("fault", None), ("key_id", None),
-            ("request_id", rid)])
+            ("request_id", rid), ("api", "ram"), ("principal", None), ("principal_kind", None),
+            ("role", None), ("role_session", None)])
         header_items = list(self.headers.items())
         action = None
         fault = None
@@ -798,6 +1495,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["user"] = params.get("UserName") or None
             if sigver == "v3":
                 name = (self.headers.get("x-acs-action") or params.get("Action") or "").strip()
+                version = (self.headers.get("x-acs-version") or "").strip()
                 entry["nonce"] = self.headers.get("x-acs-signature-nonce")
                 try:
                     entry["access_key_id"] = ramsign.parse_v3_authorization(auth)["credential"]
@@ -805,12 +1503,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     pass
             else:
                 name = params.get("Action") or ""
+                version = params.get("Version") or ""
                 entry["nonce"] = params.get("SignatureNonce")
                 entry["access_key_id"] = params.get("AccessKeyId")
             entry["action"] = name or None
+            # The version picks the API (RAM or STS); an unknown version is
+            # refused by the authentication below (InvalidVersion).
+            api = {v: k for k, v in API_VERSIONS.items()}.get(version, API_OF.get(name, "ram"))
+            entry["api"] = api
             if not name:
                 raise missing("Action")
-            if name not in ACTIONS:
+            if API_OF.get(name) != api:
                 raise ApiError("InvalidAction.NotFound")
 
             action = name
@@ -840,7 +1543,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         except ApiError as e:
             status = e.status
-            payload = error_body(e.code, e.message, rid)
+            payload = error_body(e.code, e.message, rid, entry["api"])
             entry["result"] = e.code
             if e.detail is not None:
                 entry["detail"] = e.detail
@@ -848,7 +1551,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sys.stderr.write("ramemu: internal error in %s\n" % action)
             traceback.print_exc()
             status = 500
-            payload = error_body("InternalError", ERRORS["InternalError"][1], rid)
+            payload = error_body("InternalError", ERRORS["InternalError"][1], rid, entry["api"])
             entry["result"] = "InternalError"
         entry["http_status"] = status
         emu.finish(action, entry, fault)
@@ -863,6 +1566,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "/_emu/reset_counters": ("POST",), "/_emu/faults": ("GET", "POST"),
             "/_emu/log": ("GET",), "/_emu/users": ("POST",), "/_emu/keys": ("POST",),
             "/_emu/keys/delete": ("POST",), "/_emu/keys/status": ("POST",),
+            "/_emu/groups": ("GET", "POST"), "/_emu/groups/members": ("POST",),
+            "/_emu/roles": ("GET", "POST"), "/_emu/permissions": ("GET", "POST"),
+            "/_emu/sts": ("GET", "POST"), "/_emu/sessions": ("GET",),
         }
         if path not in routes:
             return self._error("NotFound", "No such admin endpoint: %s." % path[:200])
@@ -908,9 +1614,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return emu.get_faults()
         if path == "/_emu/log":
             q = parse_params(query)
-            since = float(q["since"]) if q.get("since") else None
-            last = int(q["last"]) if q.get("last") else None
-            return emu.get_log(since, last)
+            since = float(q.pop("since")) if q.get("since") else None
+            last = int(q.pop("last")) if q.get("last") else None
+            q.pop("since", None)
+            q.pop("last", None)
+            unknown = set(q) - set(emu.LOG_FILTERS)
+            if unknown:
+                raise ValueError("unknown log filter(s): %s" % ", ".join(sorted(unknown)))
+            return emu.get_log(since, last, q)
         if path == "/_emu/users":
             name = self._field(req, "name")
             return {"ok": True, "name": name, "created": emu.admin_create_user(name)}
@@ -918,7 +1629,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = req.get("status", "Active")
             if status not in ("Active", "Inactive"):
                 raise ValueError('"status" must be "Active" or "Inactive"')
-            return emu.admin_create_key(self._field(req, "user"), status)
+            created = None
+            if req.get("create_date") is not None and req.get("age") is not None:
+                raise ValueError('give "create_date" or "age", not both')
+            if req.get("create_date") is not None:
+                try:
+                    created = ramsign.parse_timestamp(req["create_date"])
+                except (ValueError, OverflowError):
+                    raise ValueError('"create_date" must be YYYY-MM-DDThh:mm:ssZ')
+            elif req.get("age") is not None:
+                created = emu.now() - _num("age", req["age"], 0, 100 * 365 * 86400)
+            return emu.admin_create_key(self._field(req, "user"), status, created)
         if path == "/_emu/keys/delete":
             emu.admin_delete_key(self._field(req, "user"), self._field(req, "key_id"))
             return {"ok": True}
@@ -926,6 +1647,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
             emu.admin_key_status(self._field(req, "user"), self._field(req, "key_id"),
                                  self._field(req, "status"))
             return {"ok": True}
+        if path == "/_emu/groups":
+            if method == "GET":
+                return emu.dump_state()["groups"]
+            name = self._field(req, "name")
+            comments = req.get("comments", "")
+            if not isinstance(comments, str):
+                raise ValueError('"comments" must be a string')
+            return {"ok": True, "name": name, "created": emu.admin_create_group(name, comments)}
+        if path == "/_emu/groups/members":
+            group, user = self._field(req, "group"), self._field(req, "user")
+            return {"ok": True, "group": group, "user": user,
+                    "added": emu.admin_add_to_group(group, user)}
+        if path == "/_emu/roles":
+            if method == "GET":
+                return emu.list_roles()
+            role, created = emu.admin_role(req)
+            role["created"] = created
+            return role
+        if path == "/_emu/permissions":
+            if method == "POST":
+                unknown = set(req) - {"principal", "allow", "policy"}
+                if unknown:
+                    raise ValueError("unknown field(s): %s" % ", ".join(sorted(unknown)))
+                return emu.admin_permissions(self._field(req, "principal"), req.get("allow"),
+                                             req.get("policy"))
+            return emu.get_permissions()
+        if path == "/_emu/sts":
+            return emu.sts_settings(req if method == "POST" else None)
+        if path == "/_emu/sessions":
+            return emu.list_sessions(parse_params(query).get("role") or None)
         raise ApiError("NotFound")
 
 
@@ -938,12 +1689,12 @@ class EmuServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, addr, emu, tls_ctx=None):
+    def __init__(self, addr, emu, tls_ctx=None, handler=None):
         self.emu = emu
         self.tls_ctx = tls_ctx
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(addr, Handler)
+        super().__init__(addr, handler or Handler)
 
     def process_request(self, request, client_address):
         with self.emu.lock:
@@ -1125,27 +1876,73 @@ def _port(s):
     return v
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="ramemu.py",
-        description="Alibaba Cloud RAM 2015-05-01 API emulator for ramkey's tests and demo.\n"
-        "Serves the API (CreateUser, GetUser, CreateAccessKey, UpdateAccessKey,\n"
-        "DeleteAccessKey, ListAccessKeys; signature v1 and v3) on path / over HTTPS\n"
-        "and/or plain HTTP, and unsigned JSON admin endpoints under /_emu/.\n"
-        "Stops cleanly on SIGTERM or SIGINT.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="""admin endpoints (no signature, JSON in and out):
+def _positive(s):
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+EPILOG = """\
+API callers:
+  the account's admin key (--admin-key-id/--admin-secret; may do everything
+  unless narrowed), RAM users' keys (by default: their own GetUser and
+  ListAccessKeys only), and temporary STS credentials of role sessions (from
+  AssumeRole; may do everything unless their role is
+  narrowed). A temporary credential signs with its token: v1 parameter
+  SecurityToken, v3 header x-acs-security-token (signed). GetCallerIdentity
+  needs no permission. Refusals answer 403 NoPermission.
+
+admin endpoints (no signature, JSON in and out, on the API listeners):
   GET  /_emu/health             {"ok":true}
-  GET  /_emu/state              users and their keys (with secrets), deleted keys, now
-  GET  /_emu/counters           calls, faults, connections, in-flight now and peak, results
+  GET  /_emu/state              users and their keys (with secrets), deleted keys, now,
+                                account_id, groups, roles, sessions_live
+  GET  /_emu/counters           calls (per action), faults, connections, in-flight now
+                                and peak, results
   POST /_emu/reset_counters
-  GET  /_emu/log[?since=T&last=N]  one entry per API request
+  GET  /_emu/log[?since=T&last=N&FIELD=VALUE...]  one entry per API request; filter
+       on action, api, principal (ARN), principal_kind (account, ram_user,
+       role_session), role, role_session, target_role, user, result, key_id,
+       access_key_id
   GET  /_emu/faults, POST /_emu/faults {field: value, ...}; fields: latency_ms,
        latency_by_action, error_rate, throttle_every, reset_rate, shell_secrets,
        down_for, down_mode, fail_all, clock_skew (seconds added to the
-       emulator's clock), seed (re-seed the fault sequence), clear (true: all off)
-  POST /_emu/users {"name"}; POST /_emu/keys {"user"[,"status"]};
-  POST /_emu/keys/delete {"user","key_id"}; POST /_emu/keys/status {"user","key_id","status"}""")
+       emulator's clock, Date headers included), seed (re-seed the fault
+       sequence), clear (true: all off)
+  POST /_emu/users {"name"}
+  POST /_emu/keys {"user"[,"status"][,"create_date":"YYYY-MM-DDThh:mm:ssZ" | "age":S]}
+  POST /_emu/keys/delete {"user","key_id"}; POST /_emu/keys/status {"user","key_id","status"}
+  GET  /_emu/groups; POST /_emu/groups {"name"[,"comments"]}
+  POST /_emu/groups/members {"group","user"}
+  GET  /_emu/roles; POST /_emu/roles {"name"[,"trusted":[PRINCIPAL...]]
+       [,"max_session_duration":3600..43200][,"external_id":S|null]
+       [,"sts_lifetime":S|null][,"allow":[...]|"policy":{...}]}: create, or change
+       the fields given; trusted defaults to ["account"] (every principal)
+  GET  /_emu/permissions; POST /_emu/permissions {"principal":PRINCIPAL,
+       "allow":[ACTION | {"action","resource","effect"}...] | "policy":{RAM policy}};
+       neither: back to the default
+       PRINCIPAL: "account", "user/NAME", "role/NAME" or their ARNs
+       (acs:ram::ACCOUNT:root, ...:user/NAME, ...:role/NAME); in trusted also
+       "service/NAME"; ACTION "ram:CreateAccessKey", "sts:AssumeRole", "ram:*", "*"
+  GET  /_emu/sts; POST /_emu/sts {"lifetime":S|null}: every new STS credential
+       expires after S seconds whatever DurationSeconds asked (a role's
+       sts_lifetime wins)
+  GET  /_emu/sessions[?role=NAME]  temporary credentials handed out
+"""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="ramemu.py",
+        description="Alibaba Cloud RAM 2015-05-01 and STS 2015-04-01 API emulator for ramkey's\n"
+        "tests and demo. Serves RAM (CreateUser, GetUser, CreateAccessKey,\n"
+        "UpdateAccessKey, DeleteAccessKey, ListAccessKeys, ListUsers,\n"
+        "ListUsersForGroup) and STS (AssumeRole, GetCallerIdentity), signature v1\n"
+        "and v3, on path / over HTTPS and/or plain HTTP, and unsigned JSON admin\n"
+        "endpoints under /_emu/.\n"
+        "Stops cleanly on SIGTERM or SIGINT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--https-port", type=_port, default=0, metavar="N",
@@ -1194,6 +1991,14 @@ def parse_args(argv):
                    "the connection at once (fault down_mode; default fail)")
     p.add_argument("--fail-all", choices=("fail", "refuse"),
                    help="start down until cleared through POST /_emu/faults (fault fail_all)")
+    p.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID, metavar="DIGITS",
+                   help="the account's id, in ARNs and GetCallerIdentity (default: %(default)s)")
+    p.add_argument("--roles", default="", metavar="a,b,c",
+                   help="comma-separated RAM roles to create at start (trusting every "
+                   "principal of the account, maximum session 3600 s)")
+    p.add_argument("--sts-lifetime", type=_positive, metavar="S",
+                   help="every STS credential expires S seconds after it is handed out, "
+                   "whatever DurationSeconds asked (admin: POST /_emu/sts)")
     p.add_argument("--ready-file", metavar="PATH",
                    help='when listening, write {"pid","https_port","http_port","ca_file",'
                    '"admin_key_id","admin_secret"} there atomically (the same JSON is always '
@@ -1213,7 +2018,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    emu = Emulator(args.admin_key_id, args.admin_secret, args.auto_users, args.seed, args.verbose)
+    try:
+        emu = Emulator(args.admin_key_id, args.admin_secret, args.auto_users, args.seed,
+                       args.verbose, args.account_id)
+    except ValueError as e:
+        sys.stderr.write("ramemu: %s\n" % e)
+        return 2
     faults = {"latency_ms": args.latency_ms, "error_rate": args.error_rate,
               "throttle_every": args.throttle_every, "reset_rate": args.reset_rate,
               "shell_secrets": args.shell_secrets, "down_mode": args.down_mode,
@@ -1226,6 +2036,10 @@ def main(argv=None):
         emu.set_faults(faults)
         for name in filter(None, (n.strip() for n in args.users.split(","))):
             emu.admin_create_user(name)
+        for name in filter(None, (n.strip() for n in args.roles.split(","))):
+            emu.admin_role({"name": name})
+        if args.sts_lifetime is not None:
+            emu.sts_settings({"lifetime": args.sts_lifetime})
     except (ValueError, ApiError) as e:
         sys.stderr.write("ramemu: %s\n" % e)
         return 2

@@ -237,6 +237,23 @@ class SecurityToken(unittest.TestCase):
         req = ramsign.build_request("h", "AssumeRole", {}, "k", "s", "v3", version="2015-05-01")
         self.assertEqual(req.headers["x-acs-version"], "2015-05-01")
 
+    def test_emulator_verifies_a_token_signed_request(self):
+        emu = ramemu.Emulator("LTAIadmin", "adminsecret")
+        emu.admin_role({"name": "vec-role"})
+        with emu.lock:
+            sess = emu._new_session(emu._find_role("vec-role"), "vec", 900, None, "test", None)
+        for sig in ("v1", "v3"):
+            req = ramsign.build_request("127.0.0.1", "GetCallerIdentity", {}, sess.key_id,
+                                        sess.secret, sig, "GET", security_token=sess.token)
+            with emu.lock:
+                if sig == "v1":
+                    p = emu.authenticate_v1("GET", dict(ramemu.parse_params(req.target[2:])))
+                else:
+                    p = emu.authenticate_v3("GET", "/", {}, list(req.headers.items()), b"")
+            self.assertEqual((p.kind, p.arn), ("role_session",
+                                               "acs:ram::1234567890123456:assumed-role/"
+                                               "vec-role/vec"))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -9,8 +9,17 @@ process and talk to it.
 
 Standard library only. The admin client (state(), counters(), set_faults(),
 ...) uses the unsigned /_emu/ endpoints, which are not API calls: they never
-change the API counters or the request log. Interface contract:
-/tmp/ramkey-specs/emulator.md.
+change the API counters or the request log. What the emulator serves and
+every admin endpoint: tests/emulator/README.md.
+
+STS:
+
+    with Emulator() as emu:
+        emu.create_role("alice-role", trusted=["account"])
+        st, body = emu.assume_role("alice-role", "alice@host")
+        creds = body["Credentials"]
+        st, who = emu.caller_identity(creds["AccessKeyId"], creds["AccessKeySecret"],
+                                      creds["SecurityToken"])
 """
 
 import atexit
@@ -25,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import ramsign
@@ -60,13 +70,15 @@ class Emulator:
     https:  `endpoint` is the HTTPS listener (else the plain HTTP one); the
             admin client uses the same. Both listeners always run.
     auto_users, latency_ms, shell_secrets, seed: as the command-line options.
+    account_id: the account's id (default: the emulator's, 1234567890123456).
     workdir: where the TLS material, ready file and emulator output go
             (default: a temporary directory, removed by stop()).
     extra_args: more command-line arguments for ramemu.py.
     """
 
     def __init__(self, https=True, auto_users=True, latency_ms=0, shell_secrets=False,
-                 seed=None, workdir=None, extra_args=(), start_timeout=30.0):
+                 seed=None, workdir=None, extra_args=(), start_timeout=30.0,
+                 account_id=None):
         self.https = https
         self.proc = None
         self._own_workdir = workdir is None
@@ -89,6 +101,8 @@ class Emulator:
             args.append("--shell-secrets")
         if seed is not None:
             args += ["--seed", str(seed)]
+        if account_id is not None:
+            args += ["--account-id", str(account_id)]
         args += [str(a) for a in extra_args]
         try:
             os.unlink(self.ready_file)
@@ -115,6 +129,11 @@ class Emulator:
         self.http_endpoint = "http://127.0.0.1:%d" % self.http_port
         self.endpoint = self.https_endpoint if https else self.http_endpoint
         self._ssl = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            self.account_id = self.sts_settings()["account_id"]
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
@@ -200,12 +219,20 @@ class Emulator:
     def reset_counters(self):
         return self.admin("POST", "/_emu/reset_counters", {})
 
-    def log(self, since=None, last=None):
+    def log(self, since=None, last=None, **filters):
+        """Request log entries (oldest first). since: unix time; last: the
+        last N (after filtering). filters: exact values of entry fields:
+        action, api ("ram"/"sts"), principal (the signer's ARN),
+        principal_kind ("account", "ram_user", "role_session"), role (the
+        signing session's role), role_session, target_role (AssumeRole's
+        role), user, result, key_id, access_key_id."""
         q = []
         if since is not None:
             q.append("since=%r" % float(since))
         if last is not None:
             q.append("last=%d" % int(last))
+        for k, v in sorted(filters.items()):
+            q.append("%s=%s" % (k, urllib.parse.quote(str(v), safe="")))
         return self.admin("GET", "/_emu/log" + ("?" + "&".join(q) if q else ""))
 
     def faults(self):
@@ -223,9 +250,18 @@ class Emulator:
     def create_user(self, name):
         return self.admin("POST", "/_emu/users", {"name": name})
 
-    def create_key(self, user, status="Active"):
-        """Create a key directly (created_by "direct", same two-key limit)."""
-        return self.admin("POST", "/_emu/keys", {"user": user, "status": status})
+    def create_key(self, user, status="Active", create_date=None, age=None):
+        """Create a key directly (created_by "direct", same two-key limit).
+        create_date ("YYYY-MM-DDThh:mm:ssZ" or unix time) or age (seconds
+        before now) backdate its CreateDate."""
+        req = {"user": user, "status": status}
+        if create_date is not None:
+            if not isinstance(create_date, str):
+                create_date = ramsign.utc_timestamp(create_date)
+            req["create_date"] = create_date
+        if age is not None:
+            req["age"] = age
+        return self.admin("POST", "/_emu/keys", req)
 
     def delete_key(self, user, key_id):
         return self.admin("POST", "/_emu/keys/delete", {"user": user, "key_id": key_id})
@@ -233,6 +269,120 @@ class Emulator:
     def set_key_status(self, user, key_id, status):
         return self.admin("POST", "/_emu/keys/status",
                           {"user": user, "key_id": key_id, "status": status})
+
+    # -- groups (for a sweep) ----------------------------------------------
+    def create_group(self, name, comments=""):
+        return self.admin("POST", "/_emu/groups", {"name": name, "comments": comments})
+
+    def add_user_to_group(self, group, user):
+        return self.admin("POST", "/_emu/groups/members", {"group": group, "user": user})
+
+    def groups(self):
+        """{name: {"GroupId","GroupName","Comments","CreateDate","members"}}"""
+        return self.admin("GET", "/_emu/groups")
+
+    # -- roles, permissions, STS --------------------------------------------
+    def role_arn(self, name):
+        return "acs:ram::%s:role/%s" % (self.account_id, name)
+
+    def principal_arn(self, principal):
+        """ARN of "account", "user/NAME" or "role/NAME/SESSION", as the
+        request log and GetCallerIdentity show it."""
+        if principal == "account":
+            return "acs:ram::%s:root" % self.account_id
+        kind, _, rest = principal.partition("/")
+        if kind == "user":
+            return "acs:ram::%s:user/%s" % (self.account_id, rest)
+        if kind == "role":
+            return "acs:ram::%s:assumed-role/%s" % (self.account_id, rest)
+        raise ValueError(principal)
+
+    def create_role(self, name, trusted=None, max_session_duration=None, external_id=None,
+                    sts_lifetime=None, allow=None, policy=None):
+        """Create a role, or change an existing one's fields given here.
+        trusted: principals allowed to assume it ("account" = every
+        principal of the account, "user/NAME", "role/NAME" or ARNs; default
+        on creation ["account"]). max_session_duration: 3600..43200.
+        external_id: the ExternalId its trust policy requires. sts_lifetime:
+        seconds its credentials live whatever DurationSeconds asks. allow /
+        policy: its permissions (see set_permissions). Returns the role
+        {"RoleName","RoleId","Arn","MaxSessionDuration","CreateDate",
+        "trusted","external_id","sts_lifetime","created"}."""
+        req = {"name": name}
+        for k, v in (("trusted", trusted), ("max_session_duration", max_session_duration),
+                     ("external_id", external_id), ("sts_lifetime", sts_lifetime),
+                     ("allow", allow), ("policy", policy)):
+            if v is not None:
+                req[k] = v
+        return self.admin("POST", "/_emu/roles", req)
+
+    def update_role(self, name, **fields):
+        """Change any of trusted, max_session_duration, external_id,
+        sts_lifetime, allow, policy (None resets external_id and
+        sts_lifetime, and allow/policy to the default)."""
+        fields["name"] = name
+        return self.admin("POST", "/_emu/roles", fields)
+
+    def roles(self):
+        return self.admin("GET", "/_emu/roles")
+
+    def set_permissions(self, principal, allow=None, policy=None):
+        """Restrict a principal ("account", "user/NAME", "role/NAME") to
+        `allow`: a list of actions ("ram:CreateAccessKey", "sts:AssumeRole",
+        "ram:*", bare names) or {"action", "resource", "effect"} objects,
+        e.g. {"action": "sts:AssumeRole", "resource": emu.role_arn("agent")};
+        or to a RAM `policy` document. Neither: back to the default. Returns
+        every principal's permissions."""
+        req = {"principal": principal}
+        if allow is not None:
+            req["allow"] = allow
+        if policy is not None:
+            req["policy"] = policy
+        return self.admin("POST", "/_emu/permissions", req)
+
+    def clear_permissions(self, principal):
+        return self.admin("POST", "/_emu/permissions", {"principal": principal})
+
+    def permissions(self):
+        return self.admin("GET", "/_emu/permissions")
+
+    def sts_settings(self):
+        """{"account_id", "lifetime"}"""
+        return self.admin("GET", "/_emu/sts")
+
+    def set_sts_lifetime(self, seconds, role=None):
+        """Every new STS credential (of `role` only, when given) expires
+        `seconds` after it is handed out; None: DurationSeconds again."""
+        if role is not None:
+            return self.admin("POST", "/_emu/roles", {"name": role, "sts_lifetime": seconds})
+        return self.admin("POST", "/_emu/sts", {"lifetime": seconds})
+
+    def sessions(self, role=None):
+        """Temporary credentials handed out (with secrets and tokens)."""
+        q = "?role=" + urllib.parse.quote(role, safe="") if role else ""
+        return self.admin("GET", "/_emu/sessions" + q)
+
+    def assume_role(self, role, session_name="ramkey-test", duration=None, policy=None,
+                    external_id=None, key_id=None, secret=None, security_token=None,
+                    signature="v1", method="POST", role_arn=None, **kw):
+        """AssumeRole as the admin key (or key_id/secret[/security_token]);
+        role is a name (role_arn overrides). -> (http_status, body)."""
+        params = {"RoleArn": role_arn or self.role_arn(role), "RoleSessionName": session_name}
+        if duration is not None:
+            params["DurationSeconds"] = str(duration)
+        if policy is not None:
+            params["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+        if external_id is not None:
+            params["ExternalId"] = external_id
+        return self.call("AssumeRole", params, key_id, secret, signature, method,
+                         security_token=security_token, **kw)
+
+    def caller_identity(self, key_id=None, secret=None, security_token=None, signature="v3",
+                        **kw):
+        """GetCallerIdentity signed with this credential (default: the
+        admin key). -> (http_status, body)."""
+        return self.call("GetCallerIdentity", {}, key_id, secret, signature,
+                         security_token=security_token, **kw)
 
     def keys_of(self, user):
         """The user's live keys (dicts with AccessKeyId, AccessKeySecret,
@@ -271,7 +421,8 @@ class Emulator:
                                            context=self._ssl)
 
     def prepare(self, action, params=None, key_id=None, secret=None, signature="v1",
-                method="GET", nonce=None, timestamp=None, params_in=None, use_http=False):
+                method="GET", nonce=None, timestamp=None, params_in=None, use_http=False,
+                security_token=None, version=None):
         """A ramsign.PreparedRequest for this emulator (admin key by default)."""
         port = self.http_port if (use_http or not self.https) else self.https_port
         return ramsign.build_request(
@@ -279,23 +430,26 @@ class Emulator:
             key_id if key_id is not None else self.admin_key_id,
             secret if secret is not None else self.admin_secret,
             signature=signature, method=method, nonce=nonce, timestamp=timestamp,
-            params_in=params_in)
+            params_in=params_in, version=version, security_token=security_token)
 
     def call(self, action, params=None, key_id=None, secret=None, signature="v1",
              method="GET", nonce=None, timestamp=None, params_in=None, use_http=False,
-             conn=None, timeout=30):
-        """Send a correctly signed API request; returns (http_status, body_dict).
+             conn=None, timeout=30, security_token=None, version=None, with_headers=False):
+        """Send a correctly signed API request; returns (http_status, body_dict)
+        (with_headers: (http_status, body_dict, headers dict)).
 
-        key_id/secret default to the admin key. signature "v1" or "v3";
-        method "GET" or "POST"; params go in the query for GET and in a form
-        body for POST unless params_in="query"/"body". nonce and timestamp
-        (yyyy-MM-ddTHH:mm:ssZ) default to fresh values. conn: an open
-        http.client connection to reuse (keep-alive); otherwise a new one is
-        opened and closed. A connection reset raises (ConnectionError or
-        http.client.RemoteDisconnected).
+        key_id/secret default to the admin key; security_token: the token of
+        a temporary credential. signature "v1" or "v3"; method "GET" or
+        "POST"; params go in the query for GET and in a form body for POST
+        unless params_in="query"/"body". version: default STS's for
+        AssumeRole and GetCallerIdentity, RAM's otherwise. nonce and
+        timestamp (yyyy-MM-ddTHH:mm:ssZ) default to fresh values. conn: an
+        open http.client connection to reuse (keep-alive); otherwise a new
+        one is opened and closed. A connection reset raises (ConnectionError
+        or http.client.RemoteDisconnected).
         """
         req = self.prepare(action, params, key_id, secret, signature, method, nonce,
-                           timestamp, params_in, use_http)
+                           timestamp, params_in, use_http, security_token, version)
         own = conn is None
         if own:
             conn = self.connection(use_http, timeout)
@@ -310,4 +464,6 @@ class Emulator:
             body = json.loads(raw.decode("utf-8"))
         except ValueError:
             body = {"_raw": raw.decode("utf-8", "replace")}
+        if with_headers:
+            return r.status, body, dict(r.getheaders())
         return r.status, body
