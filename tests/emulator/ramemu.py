@@ -461,6 +461,7 @@ class Emulator:
         self.auto_users = auto_users
         self.seed = seed
         self.fault_rng = random.Random(seed)
+        self.scope_rng = random.Random(seed + 2) if seed is not None else random.Random()
         self.id_rng = random.Random(seed + 1) if seed is not None else random.SystemRandom()
         sysrng = random.SystemRandom()
         self.admin_key_id = admin_key_id or "LTAI" + "".join(sysrng.choice(ALNUM) for _ in range(20))
@@ -476,6 +477,7 @@ class Emulator:
         self.throttle_count = 0
         self.log = collections.deque(maxlen=LOG_MAX)
         self.log_seq = 0
+        self.action_faults = {}           # scope (action, "ram", "sts") -> fault spec
         self.account_id = account_id or DEFAULT_ACCOUNT_ID
         if not re.match(r"^[0-9]{1,32}$", self.account_id):
             raise ValueError("the account id must be digits")
@@ -528,13 +530,68 @@ class Emulator:
         with self.lock:
             f = json.loads(json.dumps(self.faults))
             f["down_for"] = max(0.0, round(self.down_until - time.time(), 3))
+            now = time.time()
+            scoped = {}
+            for scope in list(self.action_faults):
+                sc = self.action_faults[scope]
+                if sc["until"] is not None and now >= sc["until"]:
+                    del self.action_faults[scope]
+                    continue
+                d = dict(sc["spec"])
+                d["for"] = None if sc["until"] is None else round(sc["until"] - now, 3)
+                if "down_for" in d:
+                    d["down_for"] = max(0.0, round(sc["down_until"] - now, 3))
+                scoped[scope] = d
+            f["action_faults"] = scoped
             return f
+
+    @staticmethod
+    def _check_scope_spec(scope, v):
+        """Validate one action_faults entry -> its spec (None: remove)."""
+        if scope not in ACTIONS and scope not in ("ram", "sts"):
+            raise ValueError("action_faults: %r is neither an action nor ram or sts" % scope)
+        if v is None or v == {}:
+            return None
+        if not isinstance(v, dict):
+            raise ValueError("action_faults.%s must be an object" % scope)
+        known = ("latency_ms", "error_rate", "throttle_every", "reset_rate", "down_for",
+                 "down_mode", "fail_all", "for")
+        unknown = set(v) - set(known)
+        if unknown:
+            raise ValueError("action_faults.%s: unknown field(s): %s"
+                             % (scope, ", ".join(sorted(unknown))))
+        out = {}
+        for k, x in v.items():
+            name = "action_faults.%s.%s" % (scope, k)
+            if k == "latency_ms":
+                out[k] = _num(name, x, 0, 600000)
+            elif k in ("error_rate", "reset_rate"):
+                out[k] = _num(name, x, 0, 1)
+            elif k == "throttle_every":
+                if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                    raise ValueError(name + " must be an integer >= 0")
+                out[k] = x
+            elif k in ("down_for", "for"):
+                if k == "for" and x is None:
+                    continue
+                out[k] = _num(name, x, 0, 86400)
+            elif k == "down_mode":
+                if x not in ("fail", "refuse"):
+                    raise ValueError(name + ' must be "fail" or "refuse"')
+                out[k] = x
+            elif k == "fail_all":
+                if x is False:
+                    x = None
+                if x not in (None, "fail", "refuse"):
+                    raise ValueError(name + ' must be "fail", "refuse" or null')
+                out[k] = x
+        return out
 
     def set_faults(self, spec):
         """Validate everything first, then apply atomically. ValueError if bad."""
         if not isinstance(spec, dict):
             raise ValueError("faults must be a JSON object")
-        known = set(DEFAULT_FAULTS) | {"down_for", "clear", "seed"}
+        known = set(DEFAULT_FAULTS) | {"down_for", "clear", "seed", "action_faults"}
         unknown = set(spec) - known
         if unknown:
             raise ValueError("unknown fault field(s): %s" % ", ".join(sorted(unknown)))
@@ -581,13 +638,38 @@ class Emulator:
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                     raise ValueError("seed must be an integer or null")
                 new[k] = v
+            elif k == "action_faults":
+                if v is None:
+                    new[k] = None
+                    continue
+                if not isinstance(v, dict):
+                    raise ValueError("action_faults must be an object or null")
+                new[k] = {scope: self._check_scope_spec(scope, x) for scope, x in v.items()}
         with self.lock:
             if new.pop("clear", False):
                 self.faults = json.loads(json.dumps(DEFAULT_FAULTS))
                 self.down_until = 0.0
                 self.throttle_count = 0
+                self.action_faults = {}
             if "seed" in new:
-                self.fault_rng = random.Random(new.pop("seed"))
+                seed = new.pop("seed")
+                self.fault_rng = random.Random(seed)
+                self.scope_rng = random.Random(seed + 2) if seed is not None else random.Random()
+            if "action_faults" in new:
+                scoped = new.pop("action_faults")
+                if scoped is None:
+                    self.action_faults = {}
+                else:
+                    now = time.time()
+                    for scope, spec in scoped.items():
+                        if spec is None:
+                            self.action_faults.pop(scope, None)
+                            continue
+                        d = spec.get("down_for", 0)
+                        self.action_faults[scope] = {
+                            "spec": spec, "throttle_count": 0,
+                            "until": now + spec["for"] if "for" in spec else None,
+                            "down_until": now + d if d > 0 else 0.0}
             if "down_for" in new:
                 d = new.pop("down_for")
                 self.down_until = time.time() + d if d > 0 else 0.0
@@ -611,7 +693,30 @@ class Emulator:
             if time.time() < self.down_until:
                 return "down", f["down_mode"], 0.0
             self.down_until = 0.0
+        # Faults scoped to this action, then to its API (ram or sts).
+        now = time.time()
+        scoped = []
+        for scope in (action, API_OF.get(action)):
+            sc = self.action_faults.get(scope)
+            if sc is None:
+                continue
+            if sc["until"] is not None and now >= sc["until"]:
+                del self.action_faults[scope]
+                continue
+            scoped.append(sc)
+        for sc in scoped:
+            sp = sc["spec"]
+            if sp.get("fail_all"):
+                return "down", sp["fail_all"], 0.0
+            if sc["down_until"]:
+                if now < sc["down_until"]:
+                    return "down", sp.get("down_mode", "fail"), 0.0
+                sc["down_until"] = 0.0
         latency = f["latency_by_action"].get(action, f["latency_ms"]) / 1000.0
+        for sc in scoped:
+            if "latency_ms" in sc["spec"]:
+                latency = sc["spec"]["latency_ms"] / 1000.0
+                break
         r_reset = self.fault_rng.random()
         r_error = self.fault_rng.random()
         fault = None
@@ -619,6 +724,17 @@ class Emulator:
             self.throttle_count += 1
             if self.throttle_count % f["throttle_every"] == 0:
                 fault = "throttle"
+        for sc in scoped:
+            sp = sc["spec"]
+            if fault is None and sp.get("throttle_every"):
+                sc["throttle_count"] += 1
+                if sc["throttle_count"] % sp["throttle_every"] == 0:
+                    fault = "throttle"
+            rng = self.scope_rng
+            if fault is None and sp.get("reset_rate") and rng.random() < sp["reset_rate"]:
+                fault = "reset"
+            if fault is None and sp.get("error_rate") and rng.random() < sp["error_rate"]:
+                fault = "error_5xx"
         if fault is None and r_reset < f["reset_rate"]:
             fault = "reset"
         if fault is None and r_error < f["error_rate"]:
@@ -1908,7 +2024,12 @@ admin endpoints (no signature, JSON in and out, on the API listeners):
        latency_by_action, error_rate, throttle_every, reset_rate, shell_secrets,
        down_for, down_mode, fail_all, clock_skew (seconds added to the
        emulator's clock, Date headers included), seed (re-seed the fault
-       sequence), clear (true: all off)
+       sequence), clear (true: all off), action_faults {SCOPE: SPEC or null}:
+       SCOPE is an action or "ram" or "sts", SPEC any of latency_ms,
+       error_rate, throttle_every, reset_rate, down_for, down_mode, fail_all
+       and "for" (seconds until the SPEC lapses), e.g.
+       {"action_faults": {"AssumeRole": {"throttle_every": 1, "for": 10}}}
+       or {"action_faults": {"sts": {"down_for": 30}}}
   POST /_emu/users {"name"}
   POST /_emu/keys {"user"[,"status"][,"create_date":"YYYY-MM-DDThh:mm:ssZ" | "age":S]}
   POST /_emu/keys/delete {"user","key_id"}; POST /_emu/keys/status {"user","key_id","status"}

@@ -2,7 +2,9 @@
 """emulator.faults: every injected fault (latency, error_rate, throttle_every,
 reset_rate, shell_secrets, down_for in both modes, fail_all) is observable by
 a client, counted in /_emu/counters and the log, reproducible with a seed,
-changeable at run time, and never changes state."""
+changeable at run time, and never changes state. The same faults apply to
+STS actions, and action_faults scope them to one action or one API (ram,
+sts) for a while, e.g. AssumeRole throttled while RAM works, or STS down."""
 
 import http.client
 import os
@@ -236,6 +238,111 @@ class Faults(unittest.TestCase):
             self.assertEqual(cm.exception.status, 400)
         f = self.emu.faults()
         self.assertEqual((f["error_rate"], f["throttle_every"], f["fail_all"]), (0.0, 0, None))
+
+
+class ActionFaults(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator(https=True, auto_users=True, seed=11)
+        cls.emu.create_role("faulty")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.stop()
+
+    def setUp(self):
+        self.emu.clear_faults()
+        self.emu.reset_counters()
+
+    def tearDown(self):
+        self.emu.clear_faults()
+
+    def assume(self, **kw):
+        return self.emu.assume_role("faulty", "fault-sess", **kw)
+
+    def assertSts(self, resp, status, code):
+        st, body = resp
+        self.assertEqual((st, body.get("Code")), (status, code), body)
+        self.assertEqual(body["HostId"], "sts.aliyuncs.com")
+
+    def test_global_faults_apply_to_sts(self):
+        self.emu.set_faults(error_rate=1.0)
+        self.assertSts(self.assume(), 503, "ServiceUnavailable")
+        self.assertSts(self.emu.caller_identity(), 503, "ServiceUnavailable")
+        self.emu.set_faults(error_rate=0.0, throttle_every=1)
+        self.assertSts(self.assume(), 400, "Throttling.User")
+        self.emu.set_faults(throttle_every=0, latency_by_action={"AssumeRole": 300})
+        t0 = time.monotonic()
+        self.assertEqual(self.assume()[0], 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        self.assertEqual(self.emu.set_faults(clear=True)["latency_by_action"], {})
+        self.assertEqual(self.emu.counters()["faults"]["error_5xx"], 2)
+
+    def test_assume_role_throttled_for_a_while_ram_works(self):
+        f = self.emu.set_action_faults("AssumeRole", 1.0, throttle_every=1)
+        self.assertEqual(f["action_faults"]["AssumeRole"]["throttle_every"], 1)
+        self.assertTrue(0 < f["action_faults"]["AssumeRole"]["for"] <= 1.0)
+        t0 = time.monotonic()
+        for sig in ("v1", "v3"):
+            self.assertSts(self.assume(signature=sig), 400, "Throttling.User")
+        self.assertEqual(self.emu.caller_identity()[0], 200)            # other STS action
+        self.assertEqual(self.emu.call("CreateAccessKey", {"UserName": "af-1"})[0], 200)
+        self.assertEqual(self.emu.log(last=1, action="AssumeRole")[0]["fault"], "throttle")
+        time.sleep(max(0.0, 1.1 - (time.monotonic() - t0)))
+        self.assertEqual(self.assume()[0], 200)                          # lapsed
+        self.assertEqual(self.emu.faults()["action_faults"], {})
+        c = self.emu.counters()
+        self.assertEqual((c["faults"]["throttle"], c["calls"]["AssumeRole"]), (2, 3))
+
+    def test_assume_role_5xx_and_resets(self):
+        self.emu.set_action_faults("AssumeRole", error_rate=1.0)
+        self.assertSts(self.assume(), 503, "ServiceUnavailable")
+        self.assertEqual(self.emu.call("GetUser", {"UserName": "af-2"})[0], 200)
+        self.emu.set_action_faults("AssumeRole")                          # removed
+        self.assertEqual(self.assume()[0], 200)
+        self.emu.set_action_faults("AssumeRole", reset_rate=1.0)
+        with self.assertRaises(ConnectionResetError):
+            self.assume(use_http=True)
+        self.emu.set_action_faults("AssumeRole", latency_ms=300)
+        t0 = time.monotonic()
+        self.assertEqual(self.assume()[0], 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        c = self.emu.counters()["faults"]
+        self.assertEqual((c["error_5xx"], c["reset"]), (1, 1))
+
+    def test_sts_down_while_ram_works(self):
+        self.emu.set_action_faults("sts", down_for=1.0)
+        t0 = time.monotonic()
+        self.assertGreater(self.emu.faults()["action_faults"]["sts"]["down_for"], 0)
+        self.assertSts(self.assume(), 503, "ServiceUnavailable")
+        self.assertSts(self.emu.caller_identity(signature="v3"), 503, "ServiceUnavailable")
+        self.assertEqual(self.emu.call("ListAccessKeys", {"UserName": "af-3"})[0], 200)
+        time.sleep(max(0.0, 1.1 - (time.monotonic() - t0)))
+        self.assertEqual(self.assume()[0], 200)
+        self.emu.set_action_faults("sts", down_for=5, down_mode="refuse")
+        with self.assertRaises(ConnectionResetError):
+            self.emu.caller_identity(use_http=True)
+        self.assertEqual(self.emu.call("ListAccessKeys", {"UserName": "af-3"})[0], 200)
+        self.emu.set_action_faults("sts", fail_all="fail")               # replaces the spec
+        self.assertSts(self.assume(), 503, "ServiceUnavailable")
+        self.emu.set_action_faults("ram", fail_all="fail")
+        self.assertEqual(self.emu.call("ListAccessKeys", {"UserName": "af-3"})[0], 503)
+        self.emu.clear_action_faults()
+        self.assertEqual(self.assume()[0], 200)
+        self.assertEqual(self.emu.counters()["faults"]["down"], 5)
+
+    def test_action_fault_validation(self):
+        from emulator import EmulatorError
+        for bad in ({"NoSuchAction": {"error_rate": 1}}, {"AssumeRole": {"error_rate": 2}},
+                    {"sts": {"colour": 1}}, {"sts": {"for": -1}}, {"sts": "down"},
+                    {"AssumeRole": {"down_mode": "maybe"}}):
+            with self.subTest(bad=bad), self.assertRaises(EmulatorError) as cm:
+                self.emu.set_faults(action_faults=bad)
+            self.assertEqual(cm.exception.status, 400)
+        with self.assertRaises(EmulatorError):
+            self.emu.set_faults(action_faults=["AssumeRole"])
+        self.emu.set_action_faults("AssumeRole", throttle_every=2)
+        self.assertEqual(self.emu.clear_faults()["action_faults"], {})
 
 
 if __name__ == "__main__":

@@ -241,8 +241,24 @@ class Emulator:
     def set_faults(self, **faults):
         """Any subset of latency_ms, latency_by_action, error_rate,
         throttle_every, reset_rate, shell_secrets, down_for, down_mode,
-        fail_all, clock_skew, seed, clear. Returns the resulting faults."""
+        fail_all, clock_skew, seed, clear, action_faults. Returns the
+        resulting faults."""
         return self.admin("POST", "/_emu/faults", faults)
+
+    def set_action_faults(self, scope, for_seconds=None, **spec):
+        """Faults for one action ("AssumeRole", "CreateAccessKey", ...) or a
+        whole API ("sts", "ram"), on top of the global ones: any of
+        latency_ms, error_rate, throttle_every, reset_rate, down_for,
+        down_mode, fail_all; for_seconds: they lapse after that long. No
+        spec removes the scope's faults. E.g. AssumeRole throttled for 10 s:
+        set_action_faults("AssumeRole", 10, throttle_every=1); STS down for
+        30 s: set_action_faults("sts", down_for=30)."""
+        if for_seconds is not None:
+            spec["for"] = for_seconds
+        return self.admin("POST", "/_emu/faults", {"action_faults": {scope: spec or None}})
+
+    def clear_action_faults(self):
+        return self.admin("POST", "/_emu/faults", {"action_faults": None})
 
     def clear_faults(self):
         return self.admin("POST", "/_emu/faults", {"clear": True})
