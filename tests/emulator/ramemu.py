@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""ramemu: an Alibaba Cloud RAM (2015-05-01) and STS (2015-04-01) API emulator
-for ramkey's tests and demo.
+"""ramemu: an Alibaba Cloud RAM (2015-05-01) and STS (2015-04-01) API emulator,
+with an ECS instance metadata service, for ramkey's tests and demo.
 
 Standard library only (plus the `openssl` command to mint a throwaway CA).
 What it serves, its options and its admin endpoints: tests/emulator/README.md
@@ -16,7 +16,9 @@ Callers: the account's admin key, RAM users' keys, and temporary (STS.)
 credentials of role sessions, which sign with their SecurityToken. Each
 principal's permissions can be narrowed through the admin endpoints.
 Unsigned JSON admin endpoints under /_emu/ (state, counters, faults, log,
-users, keys, groups, roles, permissions, sts, sessions, health).
+users, keys, groups, roles, permissions, sts, sessions, imds, health).
+With --imds-listen, the instance metadata service on a plain HTTP listener of
+its own (token, role name, rotating role credentials).
 """
 
 import argparse
@@ -91,6 +93,15 @@ STS_MAX_DURATION = 43200     # s; the largest maximum session duration a role ma
 POLICY_MAX = 2048            # characters of a session policy
 LIST_MAX_ITEMS = 1000        # ListUsers / ListUsersForGroup MaxItems range 1..1000
 LIST_DEFAULT_ITEMS = 100
+
+# Instance metadata service.
+IMDS_TOKEN_TTL_MAX = 21600   # s; X-aliyun-ecs-metadata-token-ttl-seconds is 1..21600
+IMDS_DEFAULT_ROLE = "ramkey-instance"
+IMDS_LOG_MAX = 100000        # per-request records kept
+IMDS_HANG_MAX = 600          # s; a "hang" stop holds a connection at most this long
+IMDS_CRED_PATH = "/latest/meta-data/ram/security-credentials/"
+IMDS_TOKEN_PATH = "/latest/api/token"
+IMDS_STOP_MODES = ("refuse", "close", "hang")
 
 # Code -> (HTTP status, default message), as RAM and STS answer them.
 ERRORS = {
@@ -264,7 +275,8 @@ class Role:
 
 
 class Session:
-    """A temporary credential of a role (source: what handed it out)."""
+    """A temporary credential of a role: from AssumeRole, or the instance
+    role's credential from the metadata service (source "imds")."""
     __slots__ = ("key_id", "secret", "token", "role", "name", "created", "expires", "policy",
                  "source", "assumed_by")
 
@@ -443,6 +455,16 @@ DEFAULT_FAULTS = {
 }
 
 
+# Settings of the instance metadata service (GET/POST /_emu/imds).
+IMDS_DEFAULTS = {
+    "role": IMDS_DEFAULT_ROLE,     # the instance role's name; None: no role attached
+    "require_token": True,         # False: token-less (v1) requests are answered too
+    "rotate_every": 3600,          # s; a new credential once the current one is this old
+    "lifetime": 21600,             # s; each credential's validity
+    "instance_id": "i-ramemu00000000000001",   # also the session name of its credentials
+    "latency_ms": 0,               # delay before each answer
+}
+
 def _num(name, v, lo=None, hi=None):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError("%s must be a number" % name)
@@ -487,7 +509,14 @@ class Emulator:
         self.tokens = {}                  # SecurityToken -> Session
         self.permissions = {}             # principal ref -> (as given, statements)
         self.sts_lifetime = None
+        self.imds = dict(IMDS_DEFAULTS)
+        self.imds_tokens = {}             # token -> expiry (emulator clock)
+        self.imds_current = None          # the instance role's current Session
+        self.imds_mode = None             # None (serving) or one of IMDS_STOP_MODES
+        self.imds_wake = threading.Event()
+        self.imds_listener = None         # ImdsListener when --imds-listen
         self._reset_counters_locked()
+        self._reset_imds_counters_locked()
 
     # -- clock ------------------------------------------------------------
     def now(self):
@@ -1453,6 +1482,215 @@ class Emulator:
             return [x.dump(self.account_id, now) for x in self.sessions.values()
                     if role is None or x.role.name.lower() == role.lower()]
 
+    # -- instance metadata service ----------------------------------------
+    def _reset_imds_counters_locked(self):
+        self.imds_counts = collections.Counter()
+        self.imds_by_path = collections.Counter()
+        self.imds_by_status = collections.Counter()
+        self.imds_log = collections.deque(maxlen=IMDS_LOG_MAX)
+
+    def imds_reset_counters(self):
+        with self.lock:
+            self._reset_imds_counters_locked()
+
+    def imds_counters(self):
+        with self.lock:
+            log = [dict(r) for r in self.imds_log]
+            c = self.imds_counts
+            return collections.OrderedDict([
+                ("requests", c["requests"]),
+                ("with_token", c["with_token"]),
+                ("without_token", c["without_token"]),
+                ("token_invalid", c["token_invalid"]),
+                ("token_expired", c["token_expired"]),
+                ("token_puts", c["token_puts"]),
+                ("credential_fetches", c["credential_fetches"]),
+                ("dropped", c["dropped"]),
+                ("connections_accepted", c["connections_accepted"]),
+                ("by_path", dict(self.imds_by_path)),
+                ("by_status", dict(self.imds_by_status)),
+                ("times", [r["t"] for r in log]),
+                ("credential_times", [r["t"] for r in log if r["credential"]]),
+                ("log", log),
+            ])
+
+    def _ensure_role_locked(self, name):
+        role = self._find_role(name)
+        if role is None:
+            role = Role(name, self._new_digits(19), self.now())
+            role.trusted = ["service/ecs.aliyuncs.com"]
+            self.roles[name.lower()] = role
+        return role
+
+    def _imds_credential_locked(self, rotate=False):
+        """The instance role's current credential: a new one when there is
+        none, the role changed, or the current one is rotate_every old."""
+        name = self.imds["role"]
+        if name is None:
+            return None
+        role = self._ensure_role_locked(name)
+        cur = self.imds_current
+        if rotate or cur is None or cur.role is not role or \
+                self.now() >= cur.created + self.imds["rotate_every"]:
+            cur = self._new_session(role, self.imds["instance_id"], self.imds["lifetime"], None,
+                                    "imds", None)
+            self.imds_current = cur
+        return cur
+
+    @staticmethod
+    def _imds_document(sess):
+        d = collections.OrderedDict([
+            ("AccessKeyId", sess.key_id), ("AccessKeySecret", sess.secret),
+            ("Expiration", iso(sess.expires)), ("SecurityToken", sess.token),
+            ("LastUpdated", iso(sess.created)), ("Code", "Success")])
+        return json.dumps(d, indent=2, separators=(",", " : "))
+
+    def imds_status(self):
+        with self.lock:
+            out = collections.OrderedDict(sorted(self.imds.items()))
+            lst = self.imds_listener
+            out["enabled"] = lst is not None
+            out["host"] = lst.host if lst else None
+            out["port"] = lst.port if lst else None
+            out["stopped"] = self.imds_mode
+            out["listening"] = bool(lst and lst.listening())
+            cur = self.imds_current
+            out["current"] = None if cur is None else cur.dump(self.account_id, self.now())
+            return out
+
+    def imds_configure(self, spec, create_role=True):
+        unknown = set(spec) - set(IMDS_DEFAULTS)
+        if unknown:
+            raise ValueError("unknown metadata service setting(s): %s"
+                             % ", ".join(sorted(unknown)))
+        new = {}
+        for k, v in spec.items():
+            if k == "role":
+                if v is not None and (not isinstance(v, str) or not ROLE_NAME_RE.match(v)):
+                    raise ValueError('"role" must be null or a role name')
+            elif k == "require_token":
+                if not isinstance(v, bool):
+                    raise ValueError('"require_token" must be true or false')
+            elif k in ("rotate_every", "lifetime"):
+                v = _num(k, v, 0.001, 7 * 86400)
+            elif k == "instance_id":
+                if not isinstance(v, str) or not SESSION_NAME_RE.match(v):
+                    raise ValueError('"instance_id" must be 2-64 characters of A-Z a-z 0-9 . @ _ -')
+            elif k == "latency_ms":
+                v = _num(k, v, 0, 600000)
+            new[k] = v
+        with self.lock:
+            self.imds.update(new)
+            if create_role and self.imds["role"] is not None:
+                self._ensure_role_locked(self.imds["role"])
+        return self.imds_status()
+
+    def imds_rotate(self):
+        with self.lock:
+            cur = self._imds_credential_locked(rotate=True)
+            if cur is None:
+                raise ValueError("no instance role is attached (imds role is null)")
+        return self.imds_status()
+
+    def imds_stop(self, mode="refuse"):
+        if mode not in IMDS_STOP_MODES:
+            raise ValueError('"mode" must be one of %s' % ", ".join(IMDS_STOP_MODES))
+        lst = self.imds_listener
+        if lst is None:
+            raise ValueError("the metadata service is not enabled (start with --imds-listen)")
+        self._imds_set_mode(mode)
+        if mode == "refuse":
+            lst.close_listener()
+        else:
+            lst.open_listener()
+        return self.imds_status()
+
+    def imds_start(self):
+        lst = self.imds_listener
+        if lst is None:
+            raise ValueError("the metadata service is not enabled (start with --imds-listen)")
+        lst.open_listener()
+        self._imds_set_mode(None)
+        return self.imds_status()
+
+    def _imds_set_mode(self, mode):
+        with self.lock:
+            self.imds_mode = mode
+            wake, self.imds_wake = self.imds_wake, threading.Event()
+        wake.set()                  # held ("hang") connections are let go
+
+    def _imds_record_locked(self, method, path, cls, status, credential=False, dropped=None):
+        c = self.imds_counts
+        c["requests"] += 1
+        c["without_token" if cls == "none" else "with_token"] += 1
+        if cls in ("invalid", "expired"):
+            c["token_" + cls] += 1
+        if method == "PUT" and path == IMDS_TOKEN_PATH:
+            c["token_puts"] += 1
+        if credential:
+            c["credential_fetches"] += 1
+        if dropped:
+            c["dropped"] += 1
+        self.imds_by_path[path] += 1
+        self.imds_by_status[str(status) if status is not None else "dropped"] += 1
+        self.imds_log.append(collections.OrderedDict([
+            ("t", time.time()), ("method", method), ("path", path), ("token", cls),
+            ("status", status), ("credential", credential), ("dropped", dropped)]))
+
+    def _imds_token_class_locked(self, token):
+        if not token:
+            return "none"
+        exp = self.imds_tokens.get(token)
+        if exp is None:
+            return "invalid"
+        return "valid" if self.now() < exp else "expired"
+
+    def imds_dropped(self, method, path, token, mode):
+        with self.lock:
+            self._imds_record_locked(method, path, self._imds_token_class_locked(token), None,
+                                     dropped=mode)
+
+    def imds_request(self, method, path, token, ttl):
+        """Answer one metadata request -> (status, text, extra headers)."""
+        with self.lock:
+            cls = self._imds_token_class_locked(token)
+            status, text, extra, cred = self._imds_answer_locked(method, path, cls, ttl)
+            self._imds_record_locked(method, path, cls, status, credential=cred)
+            return status, text, extra
+
+    def _imds_answer_locked(self, method, path, cls, ttl):
+        if path == IMDS_TOKEN_PATH:
+            if method != "PUT":
+                return 405, "Method Not Allowed", {}, False
+            ttl = (ttl or "").strip()
+            if not ttl.isdigit() or not 1 <= int(ttl) <= IMDS_TOKEN_TTL_MAX:
+                return 400, "Bad Request", {}, False
+            token = base64.urlsafe_b64encode(
+                self.id_rng.getrandbits(40 * 8).to_bytes(40, "big")).decode("ascii")
+            now = self.now()
+            self.imds_tokens[token] = now + int(ttl)
+            for t in [t for t, exp in self.imds_tokens.items() if exp <= now]:
+                del self.imds_tokens[t]
+            return 200, token, {"X-aliyun-ecs-metadata-token-ttl-seconds": ttl}, False
+        if method not in ("GET", "HEAD"):
+            return 405, "Method Not Allowed", {}, False
+        if cls in ("invalid", "expired") or (cls == "none" and self.imds["require_token"]):
+            return 401, "Unauthorized", {}, False
+        if path in (IMDS_CRED_PATH, IMDS_CRED_PATH.rstrip("/")):
+            if self.imds["role"] is None:
+                return 404, "Not Found", {}, False
+            return 200, self._ensure_role_locked(self.imds["role"]).name, {}, False
+        if path.startswith(IMDS_CRED_PATH):
+            name = path[len(IMDS_CRED_PATH):]
+            role = self.imds["role"]
+            if role is None or name.lower() != role.lower():
+                return 404, "Not Found", {}, False
+            return 200, self._imds_document(self._imds_credential_locked()), {}, True
+        if path == "/latest/meta-data/instance-id":
+            return 200, self.imds["instance_id"], {}, False
+        return 404, "Not Found", {}, False
+
+
 # ------------------------------------------------------------------- HTTP --
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -1685,6 +1923,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "/_emu/groups": ("GET", "POST"), "/_emu/groups/members": ("POST",),
             "/_emu/roles": ("GET", "POST"), "/_emu/permissions": ("GET", "POST"),
             "/_emu/sts": ("GET", "POST"), "/_emu/sessions": ("GET",),
+            "/_emu/imds": ("GET", "POST"), "/_emu/imds/stop": ("POST",),
+            "/_emu/imds/start": ("POST",), "/_emu/imds/rotate": ("POST",),
+            "/_emu/imds/counters": ("GET",), "/_emu/imds/reset_counters": ("POST",),
         }
         if path not in routes:
             return self._error("NotFound", "No such admin endpoint: %s." % path[:200])
@@ -1793,6 +2034,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return emu.sts_settings(req if method == "POST" else None)
         if path == "/_emu/sessions":
             return emu.list_sessions(parse_params(query).get("role") or None)
+        if path == "/_emu/imds":
+            if method == "POST":
+                return emu.imds_configure(req)
+            return emu.imds_status()
+        if path == "/_emu/imds/stop":
+            return emu.imds_stop(req.get("mode", "refuse"))
+        if path == "/_emu/imds/start":
+            return emu.imds_start()
+        if path == "/_emu/imds/rotate":
+            return emu.imds_rotate()
+        if path == "/_emu/imds/counters":
+            return emu.imds_counters()
+        if path == "/_emu/imds/reset_counters":
+            emu.imds_reset_counters()
+            return {"ok": True}
         raise ApiError("NotFound")
 
 
@@ -1873,6 +2129,155 @@ class EmuServer(http.server.ThreadingHTTPServer):
                     request.close()
                 except OSError:
                     pass
+
+
+# ------------------------------------------------------------------- IMDS --
+
+class ImdsHandler(http.server.BaseHTTPRequestHandler):
+    """The ECS instance metadata service: plain text answers, like the real one."""
+    protocol_version = "HTTP/1.1"
+    server_version = "ramemu-imds/1.0"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+
+    def setup(self):
+        super().setup()
+        self.reset_requested = False
+
+    def log_message(self, fmt, *args):
+        if self.server.emu.verbose:
+            sys.stderr.write("ramemu imds: %s %s\n" % (self.address_string(), fmt % args))
+
+    def do_GET(self):
+        try:
+            self._handle()
+        except (ConnectionError, TimeoutError, socket.timeout):
+            self.close_connection = True
+        except Exception:
+            self.close_connection = True
+            sys.stderr.write("ramemu: internal error in the metadata service, %r\n"
+                             % (self.requestline,))
+            traceback.print_exc()
+
+    do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def send_error(self, code, message=None, explain=None):
+        self._send(code, self.responses.get(code, ("Error",))[0], {}, close=True)
+
+    def _send(self, status, text, extra, close=False):
+        body = text.encode("utf-8")
+        if close:
+            self.close_connection = True
+        lines = ["HTTP/1.1 %d %s" % (status, self.responses.get(status, ("Unknown",))[0]),
+                 "Server: " + self.server_version,
+                 "Date: " + self.date_time_string(self.server.emu.now()),
+                 "Content-Type: text/plain",
+                 "Content-Length: %d" % len(body)]
+        lines += ["%s: %s" % kv for kv in extra.items()]
+        if self.close_connection:
+            lines.append("Connection: close")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            data += body
+        self.wfile.write(data)
+        self.log_request(status, len(body))
+
+    def _handle(self):
+        emu = self.server.emu
+        path = urllib.parse.urlsplit(self.path).path
+        token = self.headers.get("X-aliyun-ecs-metadata-token")
+        cl = (self.headers.get("Content-Length") or "0").strip()
+        if not cl.isdigit() or int(cl) > MAX_BODY or self.headers.get("Transfer-Encoding"):
+            return self._send(400, "Bad Request", {}, close=True)
+        if int(cl):
+            self.rfile.read(int(cl))
+        with emu.lock:
+            mode, wake, latency = emu.imds_mode, emu.imds_wake, emu.imds["latency_ms"]
+        if mode is not None:
+            # Stopped: no answer. "hang" holds the connection until the
+            # service is started again (or IMDS_HANG_MAX passes).
+            emu.imds_dropped(self.command, path, token, mode)
+            if mode == "hang":
+                wake.wait(IMDS_HANG_MAX)
+            self.close_connection = True
+            return
+        if latency > 0:
+            time.sleep(latency / 1000.0)
+        status, text, extra = emu.imds_request(
+            self.command, path, token, self.headers.get("X-aliyun-ecs-metadata-token-ttl-seconds"))
+        self._send(status, text, extra)
+
+
+class ImdsServer(EmuServer):
+    def __init__(self, addr, emu):
+        super().__init__(addr, emu, None, ImdsHandler)
+
+    def process_request(self, request, client_address):
+        with self.emu.lock:
+            self.emu.imds_counts["connections_accepted"] += 1
+        http.server.ThreadingHTTPServer.process_request(self, request, client_address)
+
+
+class ImdsListener:
+    """The metadata service's listening socket, which /_emu/imds/stop
+    ("refuse") closes and /_emu/imds/start opens again on the same address
+    and port; the state lives in the Emulator."""
+
+    def __init__(self, emu, host, port):
+        self.emu, self.host = emu, host
+        self.lock = threading.Lock()
+        self.server = ImdsServer((host, port), emu)
+        self.port = self.server.server_address[1]
+        self.thread = None
+        self._serve()
+
+    def _serve(self):
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.2}, name="imds", daemon=True)
+        self.thread.start()
+
+    def listening(self):
+        return self.server is not None       # no lock: read by imds_status under emu.lock
+
+    def open_listener(self):
+        with self.lock:
+            if self.server is not None:
+                return
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    self.server = ImdsServer((self.host, self.port), self.emu)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            self._serve()
+
+    def close_listener(self):
+        with self.lock:
+            if self.server is None:
+                return
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+            self.server = self.thread = None
+
+    # the interface main() uses for every listener
+    def shutdown(self):
+        self.close_listener()
+
+    def server_close(self):
+        pass
+
+
+def parse_listen(value):
+    """"HOST:PORT" or "[V6]:PORT" -> (host, port); ValueError if malformed."""
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:([0-9]+)$", value) or \
+        re.match(r"^([^:\[\]]+):([0-9]+)$", value)
+    if not m or int(m.group(2)) > 65535:
+        raise ValueError("expected HOST:PORT or [IPV6]:PORT, got %r" % value)
+    return m.group(1), int(m.group(2))
 
 
 # -------------------------------------------------------------------- TLS --
@@ -1999,12 +2404,19 @@ def _positive(s):
     return v
 
 
+def _listen(s):
+    try:
+        return parse_listen(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 EPILOG = """\
 API callers:
   the account's admin key (--admin-key-id/--admin-secret; may do everything
   unless narrowed), RAM users' keys (by default: their own GetUser and
   ListAccessKeys only), and temporary STS credentials of role sessions (from
-  AssumeRole; may do everything unless their role is
+  AssumeRole or the metadata service; may do everything unless their role is
   narrowed). A temporary credential signs with its token: v1 parameter
   SecurityToken, v3 header x-acs-security-token (signed). GetCallerIdentity
   needs no permission. Refusals answer 403 NoPermission.
@@ -2015,7 +2427,7 @@ admin endpoints (no signature, JSON in and out, on the API listeners):
                                 account_id, groups, roles, sessions_live
   GET  /_emu/counters           calls (per action), faults, connections, in-flight now
                                 and peak, results
-  POST /_emu/reset_counters
+  POST /_emu/reset_counters     (the API counters; not the metadata service's)
   GET  /_emu/log[?since=T&last=N&FIELD=VALUE...]  one entry per API request; filter
        on action, api, principal (ARN), principal_kind (account, ram_user,
        role_session), role, role_session, target_role, user, result, key_id,
@@ -2049,6 +2461,22 @@ admin endpoints (no signature, JSON in and out, on the API listeners):
        expires after S seconds whatever DurationSeconds asked (a role's
        sts_lifetime wins)
   GET  /_emu/sessions[?role=NAME]  temporary credentials handed out
+  GET  /_emu/imds; POST /_emu/imds {"role":NAME|null,"require_token":BOOL,
+       "rotate_every":S,"lifetime":S,"instance_id":ID,"latency_ms":MS}
+  POST /_emu/imds/stop {"mode":"refuse"|"close"|"hang"}; POST /_emu/imds/start
+  POST /_emu/imds/rotate        a new instance role credential now
+  GET  /_emu/imds/counters; POST /_emu/imds/reset_counters
+
+instance metadata service (--imds-listen; plain HTTP):
+  PUT  /latest/api/token   header X-aliyun-ecs-metadata-token-ttl-seconds: 1..21600
+  GET  /latest/meta-data/ram/security-credentials/        the role name
+  GET  /latest/meta-data/ram/security-credentials/ROLE    the role's credential
+  GET  /latest/meta-data/instance-id
+  with header X-aliyun-ecs-metadata-token (401 when missing, unknown or
+  expired, unless require_token is false). At the real address, in a private
+  network namespace: unshare -n sh -c 'ip link set lo up;
+  ip addr add 100.100.100.200/32 dev lo; exec ramemu.py --imds-listen
+  100.100.100.200:80 ...' (unshare -rn without root).
 """
 
 
@@ -2059,8 +2487,8 @@ def parse_args(argv):
         "tests and demo. Serves RAM (CreateUser, GetUser, CreateAccessKey,\n"
         "UpdateAccessKey, DeleteAccessKey, ListAccessKeys, ListUsers,\n"
         "ListUsersForGroup) and STS (AssumeRole, GetCallerIdentity), signature v1\n"
-        "and v3, on path / over HTTPS and/or plain HTTP, and unsigned JSON admin\n"
-        "endpoints under /_emu/.\n"
+        "and v3, on path / over HTTPS and/or plain HTTP, unsigned JSON admin\n"
+        "endpoints under /_emu/, and optionally the ECS instance metadata service.\n"
         "Stops cleanly on SIGTERM or SIGINT.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG)
@@ -2120,10 +2548,25 @@ def parse_args(argv):
     p.add_argument("--sts-lifetime", type=_positive, metavar="S",
                    help="every STS credential expires S seconds after it is handed out, "
                    "whatever DurationSeconds asked (admin: POST /_emu/sts)")
+    p.add_argument("--imds-listen", type=_listen, metavar="HOST:PORT",
+                   help="serve the ECS instance metadata service (plain HTTP) there, e.g. "
+                   "127.0.0.1:0 (a free port) or 100.100.100.200:80 (in a network namespace)")
+    p.add_argument("--imds-role", default=IMDS_DEFAULT_ROLE, metavar="NAME",
+                   help="the instance role the metadata service hands credentials of "
+                   "(default: %(default)s; created if missing)")
+    p.add_argument("--imds-v1", action="store_true",
+                   help="the metadata service also answers requests without a token")
+    p.add_argument("--imds-rotate-every", type=_positive, default=IMDS_DEFAULTS["rotate_every"],
+                   metavar="S", help="the instance role's credential is replaced once it is "
+                   "S seconds old (default: %(default)s)")
+    p.add_argument("--imds-lifetime", type=_positive, default=IMDS_DEFAULTS["lifetime"],
+                   metavar="S", help="each instance role credential is valid S seconds "
+                   "(default: %(default)s)")
     p.add_argument("--ready-file", metavar="PATH",
                    help='when listening, write {"pid","https_port","http_port","ca_file",'
-                   '"admin_key_id","admin_secret"} there atomically (the same JSON is always '
-                   "printed as one line on stdout)")
+                   '"admin_key_id","admin_secret"} (and "imds_host","imds_port" with '
+                   "--imds-listen) there atomically (the same JSON is always printed as one "
+                   "line on stdout)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started the emulator goes away (so a "
                    "killed test run leaves no emulator behind)")
@@ -2161,6 +2604,9 @@ def main(argv=None):
             emu.admin_role({"name": name})
         if args.sts_lifetime is not None:
             emu.sts_settings({"lifetime": args.sts_lifetime})
+        emu.imds_configure({"role": args.imds_role, "require_token": not args.imds_v1,
+                            "rotate_every": args.imds_rotate_every,
+                            "lifetime": args.imds_lifetime}, create_role=bool(args.imds_listen))
     except (ValueError, ApiError) as e:
         sys.stderr.write("ramemu: %s\n" % e)
         return 2
@@ -2178,6 +2624,8 @@ def main(argv=None):
             servers.append(https)
         if args.http_port != -1:
             servers.append(EmuServer((args.host, args.http_port), emu))
+        if args.imds_listen:
+            emu.imds_listener = ImdsListener(emu, *args.imds_listen)
     except (OSError, RuntimeError, ssl.SSLError) as e:
         sys.stderr.write("ramemu: cannot start: %s\n" % e)
         for s in servers:
@@ -2200,6 +2648,9 @@ def main(argv=None):
         ("admin_key_id", emu.admin_key_id),
         ("admin_secret", emu.admin_secret),
     ])
+    if emu.imds_listener is not None:
+        info["imds_host"] = emu.imds_listener.host
+        info["imds_port"] = emu.imds_listener.port
     if args.ready_file:
         write_ready_file(args.ready_file, info)
     try:
@@ -2217,6 +2668,8 @@ def main(argv=None):
         for s in servers:
             s.shutdown()
             s.server_close()
+        if emu.imds_listener is not None:
+            emu.imds_listener.close_listener()
         if args.ready_file:
             try:
                 os.unlink(args.ready_file)

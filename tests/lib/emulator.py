@@ -12,14 +12,15 @@ Standard library only. The admin client (state(), counters(), set_faults(),
 change the API counters or the request log. What the emulator serves and
 every admin endpoint: tests/emulator/README.md.
 
-STS:
+STS and the instance metadata service:
 
-    with Emulator() as emu:
+    with Emulator(imds=True) as emu:
         emu.create_role("alice-role", trusted=["account"])
         st, body = emu.assume_role("alice-role", "alice@host")
         creds = body["Credentials"]
         st, who = emu.caller_identity(creds["AccessKeyId"], creds["AccessKeySecret"],
                                       creds["SecurityToken"])
+        doc = emu.imds_credentials()          # token, role name, credential
 """
 
 import atexit
@@ -70,6 +71,10 @@ class Emulator:
     https:  `endpoint` is the HTTPS listener (else the plain HTTP one); the
             admin client uses the same. Both listeners always run.
     auto_users, latency_ms, shell_secrets, seed: as the command-line options.
+    imds:   serve the instance metadata service: True (127.0.0.1, a free
+            port) or "HOST:PORT" (e.g. "100.100.100.200:80" inside a network
+            namespace); its base URL is then `imds_endpoint`.
+    imds_role: the instance role's name (default: the emulator's).
     account_id: the account's id (default: the emulator's, 1234567890123456).
     workdir: where the TLS material, ready file and emulator output go
             (default: a temporary directory, removed by stop()).
@@ -77,8 +82,8 @@ class Emulator:
     """
 
     def __init__(self, https=True, auto_users=True, latency_ms=0, shell_secrets=False,
-                 seed=None, workdir=None, extra_args=(), start_timeout=30.0,
-                 account_id=None):
+                 seed=None, workdir=None, extra_args=(), start_timeout=30.0, imds=None,
+                 imds_role=None, account_id=None):
         self.https = https
         self.proc = None
         self._own_workdir = workdir is None
@@ -101,6 +106,10 @@ class Emulator:
             args.append("--shell-secrets")
         if seed is not None:
             args += ["--seed", str(seed)]
+        if imds:
+            args += ["--imds-listen", "127.0.0.1:0" if imds is True else str(imds)]
+        if imds_role is not None:
+            args += ["--imds-role", imds_role]
         if account_id is not None:
             args += ["--account-id", str(account_id)]
         args += [str(a) for a in extra_args]
@@ -129,6 +138,14 @@ class Emulator:
         self.http_endpoint = "http://127.0.0.1:%d" % self.http_port
         self.endpoint = self.https_endpoint if https else self.http_endpoint
         self._ssl = ssl.create_default_context(cafile=self.ca_file)
+        self.imds_host = info.get("imds_host")
+        self.imds_port = info.get("imds_port")
+        self.imds_endpoint = None
+        if self.imds_port is not None:
+            h = self.imds_host
+            if h in ("0.0.0.0", "::"):
+                h = "127.0.0.1" if h == "0.0.0.0" else "::1"
+            self.imds_endpoint = "http://%s:%d" % ("[%s]" % h if ":" in h else h, self.imds_port)
         try:
             self.account_id = self.sts_settings()["account_id"]
         except BaseException:
@@ -399,6 +416,80 @@ class Emulator:
         admin key). -> (http_status, body)."""
         return self.call("GetCallerIdentity", {}, key_id, secret, signature,
                          security_token=security_token, **kw)
+
+    # -- instance metadata service ------------------------------------------
+    def imds_settings(self):
+        """{"role","require_token","rotate_every","lifetime","instance_id",
+        "latency_ms","enabled","host","port","stopped","listening","current"}"""
+        return self.admin("GET", "/_emu/imds")
+
+    def set_imds(self, **settings):
+        """Any of role (None: no role attached), require_token,
+        rotate_every, lifetime, instance_id, latency_ms."""
+        return self.admin("POST", "/_emu/imds", settings)
+
+    def imds_stop(self, mode="refuse"):
+        """Stop answering: "refuse" (connections refused), "close" (closed
+        without an answer) or "hang" (held without an answer until started
+        again). State is kept."""
+        return self.admin("POST", "/_emu/imds/stop", {"mode": mode})
+
+    def imds_start(self):
+        return self.admin("POST", "/_emu/imds/start", {})
+
+    def imds_rotate(self):
+        """Replace the instance role's credential now."""
+        return self.admin("POST", "/_emu/imds/rotate", {})
+
+    def imds_counters(self):
+        """{"requests","with_token","without_token","token_invalid",
+        "token_expired","token_puts","credential_fetches","dropped",
+        "connections_accepted","by_path","by_status","times",
+        "credential_times","log":[{"t","method","path","token","status",
+        "credential","dropped"}]}"""
+        return self.admin("GET", "/_emu/imds/counters")
+
+    def imds_reset_counters(self):
+        return self.admin("POST", "/_emu/imds/reset_counters", {})
+
+    def imds_request(self, method, path, token=None, ttl=None, timeout=10):
+        """One request to the metadata service -> (status, text, headers)."""
+        if self.imds_endpoint is None:
+            raise EmulatorError("the metadata service is not enabled (Emulator(imds=...))")
+        headers = {}
+        if token is not None:
+            headers["X-aliyun-ecs-metadata-token"] = token
+        if ttl is not None:
+            headers["X-aliyun-ecs-metadata-token-ttl-seconds"] = str(ttl)
+        h = self.imds_host if self.imds_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        conn = http.client.HTTPConnection(h, self.imds_port, timeout=timeout)
+        try:
+            conn.request(method, path, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders())
+        finally:
+            conn.close()
+
+    def imds_token(self, ttl=21600):
+        st, text, _ = self.imds_request("PUT", "/latest/api/token", ttl=ttl)
+        if st != 200:
+            raise EmulatorError("PUT /latest/api/token -> %d %s" % (st, text), st, text)
+        return text
+
+    def imds_credentials(self, token=True):
+        """Fetch the instance role's credential like an SDK does (token,
+        role name, credential) -> the decoded document. token: True (get
+        one), a token string, or None (token-less)."""
+        if token is True:
+            token = self.imds_token()
+        base = "/latest/meta-data/ram/security-credentials/"
+        st, role, _ = self.imds_request("GET", base, token)
+        if st != 200:
+            raise EmulatorError("GET %s -> %d %s" % (base, st, role), st, role)
+        st, text, _ = self.imds_request("GET", base + role, token)
+        if st != 200:
+            raise EmulatorError("GET %s%s -> %d %s" % (base, role, st, text), st, text)
+        return json.loads(text)
 
     def keys_of(self, user):
         """The user's live keys (dicts with AccessKeyId, AccessKeySecret,
