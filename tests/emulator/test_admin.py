@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """emulator.admin: the /_emu/ endpoints (state dump, request log, counters,
 users, direct keys, health) and the command line (--help, ready file,
-options given at start, TLS material reuse, clean stop on SIGTERM)."""
+options given at start, TLS material reuse, clean stop on SIGTERM); the
+emulator's files describe themselves without pointing outside the
+repository."""
 
 import http.client
 import json
@@ -46,7 +48,9 @@ class AdminEndpoints(unittest.TestCase):
         self.assertEqual(direct["created_by"], "direct")
         self.assertEqual(direct["UserName"], "alice")
         s = emu.state()
-        self.assertTrue(set(s) >= {"users", "deleted_keys", "now"}, s)
+        self.assertTrue(set(s) >= {"users", "deleted_keys", "now", "account_id", "groups",
+                                   "roles", "sessions_live"}, s)
+        self.assertEqual(s["account_id"], "1234567890123456")
         self.assertRegex(s["now"], DATE_RE)
         keys = s["users"]["alice"]["keys"]
         self.assertEqual([k["created_by"] for k in keys], ["admin", "direct"])
@@ -160,8 +164,60 @@ class CommandLine(unittest.TestCase):
                     "--admin-secret", "--auto-users", "--users", "--latency-ms",
                     "--latency-by-action", "--seed", "--error-rate", "--throttle-every",
                     "--reset-rate", "--shell-secrets", "--down-for", "--down-mode",
-                    "--fail-all", "--ready-file", "--exit-with-parent", "--verbose"):
+                    "--fail-all", "--ready-file", "--exit-with-parent", "--verbose",
+                    "--account-id", "--roles", "--sts-lifetime", "--imds-listen",
+                    "--imds-role", "--imds-v1", "--imds-rotate-every", "--imds-lifetime"):
             self.assertIn(opt, out)
+        for endpoint in ("/_emu/state", "/_emu/log", "/_emu/faults", "action_faults",
+                         "/_emu/users", "/_emu/keys", "create_date", "/_emu/groups",
+                         "/_emu/groups/members", "/_emu/roles", "/_emu/permissions",
+                         "/_emu/sts", "/_emu/sessions", "/_emu/imds", "/_emu/imds/stop",
+                         "/_emu/imds/start", "/_emu/imds/rotate", "/_emu/imds/counters",
+                         "/_emu/imds/reset_counters", "/latest/api/token",
+                         "100.100.100.200", "AssumeRole", "GetCallerIdentity", "ListUsers",
+                         "ListUsersForGroup", "x-acs-security-token", "SecurityToken"):
+            self.assertIn(endpoint, out)
+
+    def test_no_references_outside_the_repository(self):
+        lib = os.path.join(HERE, "..", "lib")
+        files = [os.path.join(HERE, n) for n in sorted(os.listdir(HERE))
+                 if n.endswith((".py", ".md", ".txt"))]
+        files += [os.path.join(lib, n) for n in ("emulator.py", "ramsign.py")]
+        self.assertIn(os.path.join(HERE, "README.md"), files)
+        # (spelled in pieces so that this file does not contain them)
+        outside = ["ramkey" + "-specs", "/work" + "/", "ref/" + "ram-api",
+                   "ref/" + "sts-and-imds", "DESIGN" + ".md", "/tmp/" + "ramkey"]
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for bad in outside:
+                with self.subTest(file=os.path.basename(path), ref=bad):
+                    self.assertFalse(bad in text, "%s mentions %s" % (path, bad))
+
+    def test_imds_option_in_the_ready_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            ready = os.path.join(d, "r")
+            p = subprocess.Popen([sys.executable, RAMEMU, "--https-port", "-1", "--ready-file",
+                                  ready, "--imds-listen", "127.0.0.1:0"],
+                                 stdout=subprocess.PIPE)
+            try:
+                info = json.loads(p.stdout.readline())
+                self.assertEqual(set(info), {"pid", "https_port", "http_port", "ca_file",
+                                             "admin_key_id", "admin_secret", "imds_host",
+                                             "imds_port"})
+                self.assertEqual(info["imds_host"], "127.0.0.1")
+                conn = http.client.HTTPConnection("127.0.0.1", info["imds_port"], timeout=10)
+                conn.request("PUT", "/latest/api/token",
+                             headers={"X-aliyun-ecs-metadata-token-ttl-seconds": "10"})
+                self.assertEqual(conn.getresponse().status, 200)
+                conn.close()
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait(10), 0)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                p.stdout.close()
 
     def test_start_options_ready_file_and_sigterm(self):
         with tempfile.TemporaryDirectory() as d:
@@ -225,7 +281,11 @@ class CommandLine(unittest.TestCase):
 
     def test_bad_options(self):
         for args in (["--error-rate", "2"], ["--https-port", "-1", "--http-port", "-1"],
-                     ["--down-mode", "sideways"], ["--latency-by-action", "{bad"]):
+                     ["--down-mode", "sideways"], ["--latency-by-action", "{bad"],
+                     ["--imds-listen", "nowhere"], ["--imds-listen", "127.0.0.1:70000"],
+                     ["--account-id", "12ab"], ["--sts-lifetime", "0"],
+                     ["--roles", "bad_role"], ["--imds-role", "bad_role"],
+                     ["--imds-rotate-every", "-1"]):
             with self.subTest(args=args):
                 r = subprocess.run([sys.executable, RAMEMU] + args, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, timeout=30)

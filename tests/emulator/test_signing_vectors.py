@@ -63,7 +63,7 @@ class Encoding(unittest.TestCase):
         self.assertEqual(sig, "jHx/oHoHNrbVfhncHEvPdHXZwHU=")
 
     def test_published_doc_examples(self):
-        # ref/ram-api.md A2: RAM CreateUser example
+        # RAM's signature documentation: its CreateUser example
         params = {"Action": "CreateUser", "UserName": "test", "Format": "JSON",
                   "Version": "2015-05-01", "AccessKeyId": "testid",
                   "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
@@ -71,7 +71,7 @@ class Encoding(unittest.TestCase):
                   "Timestamp": "2015-08-18T03:15:45Z"}
         self.assertEqual(ramsign.sign_v1("GET", params, "testsecret")[0],
                          "kRA2cnpJVacIhDMzXnoNZG9tDCI=")
-        # ref/ram-api.md section 3: the v3 documentation vector
+        # the signature v3 documentation's RunInstances example
         headers = {"host": "ecs.cn-shanghai.aliyuncs.com", "x-acs-action": "RunInstances",
                    "x-acs-version": "2014-05-26", "x-acs-date": "2023-10-26T10:22:32Z",
                    "x-acs-signature-nonce": "3156853299f313e23d1673dc12e1703d",
