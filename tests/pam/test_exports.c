@@ -3,10 +3,11 @@
  * and nothing of libramkey-proto or the module's own helpers.
  *
  * dlsym() on a library handle also searches that library's dependencies,
- * so a symbol of a shared dependency (json-c, libsodium, libpam) is found
- * through the handle; for those the test checks with dladdr() that the
- * definition is not in pam_ramkey.so. Symbols of the statically linked
- * proto library must not be found at all.
+ * so a symbol of a shared dependency (libpam; json-c and libsodium unless
+ * they are linked in statically, RAMKEY_PAM_STATIC_DEPS) is found through
+ * the handle; for those the test checks with dladdr() that the definition
+ * is not in pam_ramkey.so. Symbols of the statically linked libraries
+ * must not be found at all.
  */
 #include <dlfcn.h>
 #include <setjmp.h>
@@ -142,8 +143,9 @@ static void test_internal_symbols_hidden(void **state)
 	assert_int_equal(found, 0);
 }
 
-/* Library functions the module uses come from their shared libraries,
- * never from a copy the module re-exports. */
+/* Library functions the module uses are never exported by it: they come
+ * from their shared libraries, or from a static copy that stays hidden
+ * inside the module. */
 static void test_dependencies_not_reexported(void **state)
 {
 	static const char *const deps[] = {

@@ -2,7 +2,10 @@
 """pam.exports_nm: `nm -D --defined-only pam_ramkey.so` lists exactly
 pam_sm_open_session and pam_sm_close_session (both in the text section),
 and the dynamic section needs no library beyond libpam, json-c, libsodium,
-libc (and the sanitizer runtimes in a sanitizer build)."""
+libc (and the sanitizer runtimes in a sanitizer build). With
+RAMKEY_PAM_STATIC_DEPS (the default when the static archives exist)
+json-c and libsodium are inside the module and only libpam and libc are
+needed."""
 
 import os
 import re
