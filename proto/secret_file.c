@@ -263,12 +263,18 @@ static void tmp_name(char *out, size_t outlen, const char *name)
 {
 	static const char chars[] =
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-	char rnd[13];
+	uint8_t bytes[12];
+	char rnd[sizeof(bytes) + 1];
 	size_t i;
 
-	for (i = 0; i < sizeof(rnd) - 1; i++)
-		rnd[i] = chars[randombytes_uniform(sizeof(chars) - 1)];
-	rnd[sizeof(rnd) - 1] = '\0';
+	/* Twelve characters from one call. The slight bias toward two of
+	 * them does not matter: the name must only not collide by chance,
+	 * and O_EXCL catches a collision. */
+	randombytes_buf(bytes, sizeof(bytes));
+	for (i = 0; i < sizeof(bytes); i++)
+		rnd[i] = chars[(bytes[i] & 63) % (sizeof(chars) - 1)];
+	rnd[sizeof(bytes)] = '\0';
+	sodium_memzero(bytes, sizeof(bytes));
 	snprintf(out, outlen, ".%s.%s.tmp", name, rnd);
 }
 
@@ -299,7 +305,7 @@ static int write_as_user(struct walk *w, const char *path, uid_t uid,
 	char *buf = NULL, tmp[NAME_MAX + 1];
 	const char *name;
 	struct stat st;
-	int fd = -1, dirfd = -1, r, tries;
+	int fd = -1, r, tries;
 	bool created = false;
 
 	if ((r = open_parent(w, path, true, &buf, &name)) != 0)
@@ -331,8 +337,14 @@ static int write_as_user(struct walk *w, const char *path, uid_t uid,
 		goto out;
 	}
 	created = true;
-	/* The umask may have taken bits away; never leave more than 0600. */
-	if (fchmod(fd, 0600) != 0 || fstat(fd, &st) != 0) {
+	if (fstat(fd, &st) != 0) {
+		say(w, "%s: %s", path, strerror(errno));
+		r = RAMKEY_ERR_IO;
+		goto out;
+	}
+	/* The umask may have taken bits away (never added any): make it
+	 * exactly 0600 when it is not. */
+	if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0) {
 		say(w, "%s: %s", path, strerror(errno));
 		r = RAMKEY_ERR_IO;
 		goto out;
@@ -343,6 +355,8 @@ static int write_as_user(struct walk *w, const char *path, uid_t uid,
 		r = RAMKEY_ERR_UNSAFE_PATH;
 		goto out;
 	}
+	/* Written and synced before the rename, so the final name never
+	 * holds a partly written or empty file, even after a crash. */
 	if ((r = write_all(fd, data, len)) != 0 || fsync(fd) != 0) {
 		say(w, "%s: write failed: %s", path, strerror(errno));
 		r = RAMKEY_ERR_IO;
@@ -362,18 +376,15 @@ static int write_as_user(struct walk *w, const char *path, uid_t uid,
 		goto out;
 	}
 	created = false;
-	/* Make the rename durable; a directory we cannot read is fine. */
-	if ((dirfd = openat(w->dfd, ".", O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC)) >= 0)
-		(void)fsync(dirfd);
+	/* The directory is not synced: after a crash the name may still
+	 * show the previous file (whose key is revoked) or none, never a
+	 * torn one; a login should not wait for a journal commit. */
 	r = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	if (created)
 		(void)unlinkat(w->dfd, tmp, 0);
-	if (dirfd >= 0)
-		close(dirfd);
 	free(buf);
 	return r;
 }

@@ -1,6 +1,6 @@
 /*
- * The secret_file writer shared by the client and the PAM module
- * (DESIGN §3.4). Everything happens with the owner's filesystem identity:
+ * The secret_file writer shared by the client and the PAM module.
+ * Everything happens with the owner's filesystem identity:
  *
  *  - the path is walked one component at a time from "/" with
  *    O_PATH|O_DIRECTORY|O_NOFOLLOW; a symlink is followed (and its target
@@ -13,8 +13,11 @@
  *  - the file is created under a temporary name with
  *    O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, written, fsync'ed, and renamed
  *    over the final name, so whatever was there (a symlink, a FIFO, a hard
- *    link, an older file) is replaced and never opened. A directory there
- *    is an error. Nothing is ever chmod'ed or chown'ed by path.
+ *    link, an older file) is replaced and never opened, and the final name
+ *    never shows a partly written file. A directory there is an error.
+ *    Nothing is ever chmod'ed or chown'ed by path. The directory is not
+ *    fsync'ed after the rename: a crash may leave the previous file (or
+ *    none) under the name, which a login need not wait to prevent.
  */
 #ifndef RAMKEY_SECRET_FILE_H
 #define RAMKEY_SECRET_FILE_H
