@@ -42,11 +42,34 @@ static int digits(const char *s, int n, int *v)
 	return 0;
 }
 
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+ * (y >= 1970, m 1-12). Plain arithmetic: timegm() would read the time
+ * zone files the first time it runs in a process, and this runs in the
+ * PAM module at each login. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = y / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
 int ramkey_parse_time(const char *s, int64_t *tp)
 {
-	struct tm tm;
 	int y, mo, d, h, mi, se;
-	time_t t;
 
 	*tp = 0;
 	if (s == NULL || strlen(s) != 20 || s[4] != '-' || s[7] != '-' ||
@@ -56,22 +79,14 @@ int ramkey_parse_time(const char *s, int64_t *tp)
 	    digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) ||
 	    digits(s + 17, 2, &se))
 		return RAMKEY_ERR_INVALID;
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-	    mi > 59 || se > 60)
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 ||
+	    d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60)
 		return RAMKEY_ERR_INVALID;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	if ((t = timegm(&tm)) == (time_t)-1)
+	/* A leap second counts as the first second of the next minute, but
+	 * never as the next day. */
+	if (h == 23 && mi == 59 && se == 60)
 		return RAMKEY_ERR_INVALID;
-	/* timegm normalises 31 February; a round trip rejects it. */
-	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
-		return RAMKEY_ERR_INVALID;
-	*tp = (int64_t)t;
+	*tp = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
 	return 0;
 }
 

@@ -91,6 +91,39 @@ static void assert_bad_time(const char *s)
 	assert_int_equal(t, 0);
 }
 
+/* The arithmetic agrees with timegm() on every day of 1970-2199 (and
+ * refuses the days timegm() would carry into the next month). */
+static void test_parse_time_agrees_with_timegm(void **state)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
+		30, 31 };
+	char buf[32];
+	int y, m, d;
+
+	for (y = 1970; y < 2200; y++)
+		for (m = 1; m <= 12; m++)
+			for (d = 1; d <= mdays[m - 1]; d++) {
+				struct tm tm = { .tm_year = y - 1900,
+					.tm_mon = m - 1, .tm_mday = d,
+					.tm_hour = 23, .tm_min = 59,
+					.tm_sec = 59 };
+				time_t want = timegm(&tm);
+				int64_t t = -1;
+				int r;
+
+				snprintf(buf, sizeof(buf),
+				    "%04d-%02d-%02dT23:59:59Z", y, m, d);
+				r = ramkey_parse_time(buf, &t);
+				if (tm.tm_mday != d) {
+					/* 29 February of a common year */
+					assert_int_equal(r, RAMKEY_ERR_INVALID);
+					continue;
+				}
+				assert_int_equal(r, 0);
+				assert_int_equal(t, (int64_t)want);
+			}
+}
+
 static void test_parse_time_is_strict(void **state)
 {
 	assert_bad_time("2026-02-31T00:00:00Z"); /* 31 February */
@@ -345,6 +378,7 @@ int main(void)
 	    cmocka_unit_test(test_mask_key_id_never_overflows),
 	    cmocka_unit_test(test_parse_time_accepts_rfc3339_utc),
 	    cmocka_unit_test(test_parse_time_is_strict),
+	    cmocka_unit_test(test_parse_time_agrees_with_timegm),
 	    cmocka_unit_test(test_format_time_round_trip),
 	    cmocka_unit_test(test_valid_key_id),
 	    cmocka_unit_test(test_valid_user_name),
