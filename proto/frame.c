@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,32 +84,47 @@ static int wait_fd(int fd, short events, uint64_t deadline_ms)
 	}
 }
 
-static int send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+/* Send the iovecs in order; one sendmsg() for a whole frame when the
+ * socket takes it (the usual case), so the peer sees it in one read. */
+static int send_iov(int fd, struct iovec *iov, int n, uint64_t deadline)
 {
 	int r;
 
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n > 0) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t sent = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
+		if (sent >= 0) {
+			size_t left = (size_t)sent;
+
+			while (n > 0 && left >= iov->iov_len) {
+				left -= iov->iov_len;
+				iov++;
+				n--;
+			}
+			if (n > 0) {
+				iov->iov_base = (uint8_t *)iov->iov_base + left;
+				iov->iov_len -= left;
+			}
 			continue;
 		}
-		if (n == -1 && errno == EINTR)
+		if (errno == EINTR)
 			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			if ((r = wait_fd(fd, POLLOUT, deadline)) != 0)
 				return r;
 			continue;
 		}
-		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
+		if (errno == EPIPE || errno == ECONNRESET)
 			return RAMKEY_ERR_EOF;
 		return RAMKEY_ERR_SYSTEM;
 	}
 	return 0;
 }
 
+/* Read len bytes. Try first and poll only when nothing is there: a body
+ * usually arrives with its header. The deadline bounds the whole read,
+ * however the peer trickles. */
 static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 {
 	int r;
@@ -116,8 +132,8 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 	while (len > 0) {
 		ssize_t n;
 
-		if ((r = wait_fd(fd, POLLIN, deadline)) != 0)
-			return r;
+		if (ramkey_now_ms() >= deadline)
+			return RAMKEY_ERR_TIMEOUT;
 		n = recv(fd, p, len, MSG_DONTWAIT);
 		if (n > 0) {
 			p += n;
@@ -126,8 +142,13 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
 		}
 		if (n == 0)
 			return RAMKEY_ERR_EOF;
-		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+		if (errno == EINTR)
 			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((r = wait_fd(fd, POLLIN, deadline)) != 0)
+				return r;
+			continue;
+		}
 		if (errno == ECONNRESET)
 			return RAMKEY_ERR_EOF;
 		return RAMKEY_ERR_SYSTEM;
@@ -139,13 +160,16 @@ int ramkey_frame_send(int fd, const void *body, size_t len,
     uint64_t deadline_ms)
 {
 	uint8_t hdr[RAMKEY_FRAME_HDR];
+	struct iovec iov[2];
 	int r;
 
 	if ((r = ramkey_frame_put_header(hdr, len)) != 0)
 		return r;
-	if ((r = send_all(fd, hdr, sizeof(hdr), deadline_ms)) != 0)
-		return r;
-	return send_all(fd, body, len, deadline_ms);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)body;
+	iov[1].iov_len = len;
+	return send_iov(fd, iov, 2, deadline_ms);
 }
 
 int ramkey_frame_recv(int fd, size_t max, uint8_t **bodyp, size_t *lenp,

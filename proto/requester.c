@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,21 +36,34 @@ static void say(char *why, size_t whylen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Is uid one the agent may run as? */
-static int trusted_uid(uid_t uid)
+/* Who the agent may run as: root, ourselves, or the RAMKEY_USER account
+ * (looked up at most once per connection, and only when needed). */
+struct trust {
+	bool looked_up;
+	bool have_agent_uid;
+	uid_t agent_uid;
+};
+
+static int trusted_uid(struct trust *t, uid_t uid)
 {
 	struct passwd pw, *res = NULL;
 	char buf[4096];
 
 	if (uid == 0 || uid == geteuid())
 		return 1;
-	if (getpwnam_r(RAMKEY_USER, &pw, buf, sizeof(buf), &res) == 0 &&
-	    res != NULL && res->pw_uid == uid)
-		return 1;
-	return 0;
+	if (!t->looked_up) {
+		t->looked_up = true;
+		if (getpwnam_r(RAMKEY_USER, &pw, buf, sizeof(buf), &res) == 0 &&
+		    res != NULL) {
+			t->have_agent_uid = true;
+			t->agent_uid = res->pw_uid;
+		}
+	}
+	return t->have_agent_uid && t->agent_uid == uid;
 }
 
-static int check_socket_path(const char *path, char *why, size_t whylen)
+static int check_socket_path(struct trust *t, const char *path, char *why,
+    size_t whylen)
 {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct stat st;
@@ -69,7 +83,7 @@ static int check_socket_path(const char *path, char *why, size_t whylen)
 		    strerror(errno));
 		return RAMKEY_ERR_CONNECT;
 	}
-	if (!S_ISDIR(st.st_mode) || !trusted_uid(st.st_uid) ||
+	if (!S_ISDIR(st.st_mode) || !trusted_uid(t, st.st_uid) ||
 	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
 		say(why, whylen, "agent socket directory %s is writable by "
 		    "others or not owned by root or %s; refusing to talk to "
@@ -81,7 +95,7 @@ static int check_socket_path(const char *path, char *why, size_t whylen)
 		    "running?)", path, strerror(errno));
 		return RAMKEY_ERR_CONNECT;
 	}
-	if (!S_ISSOCK(st.st_mode) || !trusted_uid(st.st_uid)) {
+	if (!S_ISSOCK(st.st_mode) || !trusted_uid(t, st.st_uid)) {
 		say(why, whylen, "%s is not a socket owned by root or %s; "
 		    "refusing to talk to it", path, RAMKEY_USER);
 		return RAMKEY_ERR_UNTRUSTED;
@@ -94,6 +108,7 @@ int ramkey_agent_connect(const char *path, uint64_t deadline_ms, int *fdp,
 {
 	struct sockaddr_un sa;
 	struct ucred cred;
+	struct trust trust = { false, false, 0 };
 	socklen_t clen = sizeof(cred);
 	int fd = -1, hi, r;
 
@@ -102,7 +117,7 @@ int ramkey_agent_connect(const char *path, uint64_t deadline_ms, int *fdp,
 		say(why, whylen, "agent socket path is too long");
 		return RAMKEY_ERR_INVALID;
 	}
-	if ((r = check_socket_path(path, why, whylen)) != 0)
+	if ((r = check_socket_path(&trust, path, why, whylen)) != 0)
 		return r;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -150,7 +165,7 @@ int ramkey_agent_connect(const char *path, uint64_t deadline_ms, int *fdp,
 		r = RAMKEY_ERR_UNTRUSTED;
 		goto out;
 	}
-	if (!trusted_uid(cred.uid)) {
+	if (!trusted_uid(&trust, cred.uid)) {
 		say(why, whylen, "the process at %s runs as uid %lu, not as "
 		    "root or %s; refusing to talk to it", path,
 		    (unsigned long)cred.uid, RAMKEY_USER);
