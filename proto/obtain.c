@@ -46,6 +46,11 @@ int ramkey_obtain_start(const char *socket, struct ramkey_request *req,
 	o->fd = -1;
 	o->op = req->op;
 	o->deadline_ms = ramkey_now_ms() + wait_ms;
+	/* Connect (and check the agent) first: the agent accepts the
+	 * connection while we make the key pair. */
+	if ((r = ramkey_agent_connect(socket, o->deadline_ms, &o->fd, why,
+	    whylen)) != 0)
+		goto out;
 	/* Before any sodium_malloc: libsodium aborts the process when it is
 	 * used uninitialised, and a PGP request makes no key pair. */
 	if ((r = ramkey_crypto_init()) != 0) {
@@ -64,9 +69,6 @@ int ramkey_obtain_start(const char *socket, struct ramkey_request *req,
 	}
 	req->has_timeout = true;
 	req->timeout_ms = ramkey_request_timeout_ms(wait_ms);
-	if ((r = ramkey_agent_connect(socket, o->deadline_ms, &o->fd, why,
-	    whylen)) != 0)
-		goto out;
 	if ((r = ramkey_agent_send(o->fd, req, o->deadline_ms, why,
 	    whylen)) != 0)
 		goto out;

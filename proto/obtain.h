@@ -2,9 +2,9 @@
  * The requester sequence, written once for the PAM module (open_session)
  * and the client (fetch, credential-process):
  *
- *   ramkey_obtain_start():  make the one-time X25519 key pair (unless the
- *                           request carries a PGP key), connect to the
- *                           agent, check it is the real one, send;
+ *   ramkey_obtain_start():  connect to the agent and check it is the real
+ *                           one, make the one-time X25519 key pair (unless
+ *                           the request carries a PGP key), send;
  *   (the caller may do slow local work here while the agent works: the
  *    PAM module looks up the user's groups for writing the file)
  *   ramkey_obtain_finish(): read the reply, check that the secret came in
@@ -60,9 +60,9 @@ struct ramkey_obtain {
  * take wait_ms from now; the request tells the agent a little less
  * (timeout_ms), so that its answer, with its reason, arrives first. Fills
  * in req's seal key (when req->pgp_key is NULL) and timeout_ms.
- * Returns 0 and *op, or an error with why: RAMKEY_ERR_CRYPTO or
- * RAMKEY_ERR_NOMEM (nothing was sent), or those of ramkey_agent_connect()
- * and ramkey_agent_send().
+ * Returns 0 and *op, or an error with why: those of ramkey_agent_connect(),
+ * RAMKEY_ERR_CRYPTO or RAMKEY_ERR_NOMEM (nothing was sent), or those of
+ * ramkey_agent_send().
  */
 int ramkey_obtain_start(const char *socket, struct ramkey_request *req,
     uint64_t wait_ms, struct ramkey_obtain **op, char *why, size_t whylen);
