@@ -171,7 +171,9 @@ static void usage_fetch(FILE *f, bool external)
 	    "  --format FORMAT     json (default), ini, env or cli\n"
 	    "  --pgp-key KEY|@FILE encrypt the secret to this PGP public key "
 	    "(base64, armored,\n"
-	    "                      or keybase:NAME); json format only\n"
+	    "                      or keybase:NAME; @FILE: read from a regular "
+	    "file); json\n"
+	    "                      format only\n"
 	    "  --ttl DURATION      hold the key this long when no login "
 	    "session holds it\n"
 	    "                      (default: the agent's fetch_ttl)\n", prog);

@@ -2,25 +2,26 @@
  * pam_ramkey: at session open, get the user's AccessKey from ramkey-agent
  * (sealed to a one-time key) and write it to the secret_file as the user;
  * at session close, tell the agent, and remove the file when it says this
- * was the user's last session on the host.
+ * was the user's last session on the host. The requester sequence itself
+ * (key pair, call, checks, render, write) is libramkey-proto's, shared
+ * with the client (obtain.h, deliver.h); this file decides what to ask
+ * for and what a failure does to the session.
  *
- * Rules kept here (see the project's reference notes): the agent is
- * checked to be the real one before anything is sent; one connection per
- * call, close-on-exec, closed before returning; every wait has a deadline;
- * files are touched only with the user's filesystem identity; no global
- * state, no exit(), no signal changes, no child processes; only pam_sm_*
- * is exported.
+ * Rules kept here: the agent is checked to be the real one before
+ * anything is sent; one connection per call, close-on-exec, closed before
+ * returning; every wait has a deadline; files are touched only with the
+ * user's filesystem identity; no global state, no exit(), no signal
+ * changes, no child processes; only pam_sm_* is exported. A login pays
+ * for everything here in a fresh process, so slow local work (the NSS
+ * group lookup) is done while the agent works on the request.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 

@@ -3,7 +3,7 @@
  * module: connect, make sure the other end is the real agent, send one
  * request, read one reply, all bounded by one deadline.
  *
- * "The real agent" (DESIGN §3.2): the socket's directory is owned by root,
+ * "The real agent": the socket's directory is owned by root,
  * by the RAMKEY_USER account or by the caller itself, and is not writable
  * by group or others; the socket is owned by one of those; and the peer's
  * uid (SO_PEERCRED) is one of those.

@@ -1,5 +1,5 @@
 /*
- * secret_file formats (DESIGN §3.4) and the External-mode JSON of
+ * secret_file formats (json, ini, env, cli) and the External-mode JSON of
  * `credential-process`. Output goes into sodium_malloc memory because it
  * holds the secret; free it with ramkey_secure_free().
  */

@@ -27,7 +27,7 @@ build the sanitizer runtimes are preloaded first, so pamtester, which is
 not sanitized, can load the sanitized module and ASan/UBSan/LSan check it.
 
 Return codes. The driver reports what libpam returned. Cases that assert
-the module's own code (DESIGN §3.3) use an "alone" service, where
+the module's own return codes use an "alone" service, where
 pam_ramkey is the only session module: libpam then passes its code
 through, except that a stack whose every module returned PAM_IGNORE fails
 with PAM_PERM_DENIED (PAM_MUST_FAIL_CODE, libpam/pam_dispatch.c). So on
@@ -757,7 +757,7 @@ def case_two_sessions(ctx):
 def case_session_process_killed(ctx):
     """close_session is best effort: when the process that opened the
     session dies without closing it (sshd's monitor SIGKILLed), the agent
-    ends the session itself and the key is revoked (DESIGN §6); another
+    ends the session itself and the key is revoked; another
     session of the same user keeps the key until it closes."""
     ctx.start_agent()
     alice = ctx.user("alice")
@@ -796,7 +796,7 @@ def case_close_agent_down(ctx):
     or PAM_IGNORE) and the file stays; the session is still the agent's
     after its restart; a later close succeeds and removes the file, and a
     process that exits without a successful close still gets its key
-    revoked (DESIGN §3.3, §6)."""
+    revoked."""
     ctx.start_agent()
     alice = ctx.user("alice")
     run = ctx.runtime_dir(alice)

@@ -1,8 +1,8 @@
 /*
- * proto.secret_file: the safe secret_file writer and remover (DESIGN
- * §3.4). Cases that need another uid or root-owned links run only as
- * root (they skip otherwise); the rest run everywhere with the caller as
- * the owner.
+ * proto.secret_file: the safe secret_file writer and remover (the rules
+ * in secret_file.h). Cases that need another uid or root-owned links run
+ * only as root (they skip otherwise); the rest run everywhere with the
+ * caller as the owner.
  */
 #include <dirent.h>
 #include <errno.h>

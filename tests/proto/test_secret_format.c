@@ -1,5 +1,5 @@
 /*
- * proto.secret_format: the secret_file formats of DESIGN §3.4 and the
+ * proto.secret_format: the secret_file formats (json, ini, env, cli) and the
  * External-mode JSON of credential-process. json is exactly the Terraform
  * resource's file; every format keeps any secret intact through its own
  * reader (a JSON parser, sh, an INI reader); only json can carry a
