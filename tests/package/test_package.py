@@ -283,22 +283,32 @@ class RootSshd:
                       check=True)
         self.root.write(home + "/.ssh/authorized_keys", pub, 0o600, owner=user + ":" + user)
 
-    def start(self, user):
-        self.port = free_port()
-        argv = ["/usr/sbin/sshd", "-D", "-f", "/etc/ssh/sshd_config",
-                "-h", self.dir + "/host_key", "-E", self.dir + "/sshd.log"]
-        for opt in ("ListenAddress=127.0.0.1", "Port=%d" % self.port, "UsePAM=yes",
-                    "AllowUsers=" + user, "PermitRootLogin=no", "PasswordAuthentication=no",
-                    "KbdInteractiveAuthentication=no", "PidFile=/run/sshd-test.pid",
-                    "UseDNS=no", "PermitTTY=no", "X11Forwarding=no", "LogLevel=VERBOSE"):
-            argv += ["-o", opt]
-        self.proc = self.root.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while "Server listening on" not in self.log():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+    def start(self, user, attempts=5):
+        for _ in range(attempts):
+            self.port = free_port()
+            argv = ["/bin/sh", "-c", 'echo $$ > /run/sshd-test.pid; exec "$@"', "sh",
+                    "/usr/sbin/sshd", "-D", "-f", "/etc/ssh/sshd_config",
+                    "-h", self.dir + "/host_key", "-E", self.dir + "/sshd.log"]
+            for opt in ("ListenAddress=127.0.0.1", "Port=%d" % self.port, "UsePAM=yes",
+                        "AllowUsers=" + user, "PermitRootLogin=no",
+                        "PasswordAuthentication=no", "KbdInteractiveAuthentication=no",
+                        "PidFile=none", "UseDNS=no", "PermitTTY=no",
+                        "X11Forwarding=no", "LogLevel=VERBOSE"):
+                argv += ["-o", opt]
+            start = len(self.log())
+            self.proc = self.root.popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 15
+            while "Server listening on" not in self.log()[start:]:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            else:
+                return
+            self.stop()
+            if "Address already in use" not in self.log()[start:]:
                 raise AssertionError("sshd did not start:\n" + self.log())
-            time.sleep(0.05)
+        raise AssertionError("sshd found no free port in %d attempts" % attempts)
 
     def log(self):
         try:
