@@ -31,7 +31,8 @@ int ramkey_frame_put_header_max(uint8_t hdr[RAMKEY_FRAME_HDR], size_t len,
 /*
  * Blocking I/O with a deadline (CLOCK_MONOTONIC milliseconds, see
  * ramkey_now_ms()) on a non-blocking or blocking socket. Every wait is a
- * poll() bounded by the deadline; writes use MSG_NOSIGNAL.
+ * poll() bounded by the deadline; bytes already received are read even
+ * after it; writes use MSG_NOSIGNAL.
  * Return 0, RAMKEY_ERR_TIMEOUT, RAMKEY_ERR_EOF, RAMKEY_ERR_TOO_LARGE,
  * RAMKEY_ERR_PROTOCOL or RAMKEY_ERR_SYSTEM.
  */

@@ -315,6 +315,38 @@ static void test_recv_deadline_in_the_past_times_out_at_once(void **state)
 	close(sv[1]);
 }
 
+/* The deadline bounds waiting: a frame that is already here is read even
+ * when the deadline has passed (the reader did slow work of its own
+ * before reading), and only half a frame still times out at once. */
+static void test_recv_frame_already_here_read_past_deadline(void **state)
+{
+	static const char msg[] = "{\"v\":1,\"op\":\"status\"}";
+	uint8_t *body = NULL;
+	size_t len = 0;
+	uint64_t start;
+	int sv[2];
+
+	pair(sv);
+	assert_int_equal(
+	    ramkey_frame_send(sv[0], msg, strlen(msg), ramkey_now_ms() + 2000),
+	    0);
+	start = ramkey_now_ms();
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
+	    start - 1), 0);
+	assert_int_equal(len, strlen(msg));
+	assert_memory_equal(body, msg, len);
+	free(body);
+	body = NULL;
+	/* The header and part of the body: waiting for the rest is over. */
+	assert_int_equal(send(sv[0], "\0\0\0\x10{\"v\"", 8, 0), 8);
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
+	    ramkey_now_ms() - 1), RAMKEY_ERR_TIMEOUT);
+	assert_null(body);
+	assert_in_range(ramkey_now_ms(), start, start + SLACK_MS);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* A peer that sends its bytes one at a time, every `gap_ms`. */
 struct trickler {
 	int fd;
@@ -566,6 +598,7 @@ int main(void)
 	    cmocka_unit_test(test_send_rejects_empty_and_oversized_body),
 	    cmocka_unit_test(test_recv_silent_peer_times_out_at_deadline),
 	    cmocka_unit_test(test_recv_deadline_in_the_past_times_out_at_once),
+	    cmocka_unit_test(test_recv_frame_already_here_read_past_deadline),
 	    cmocka_unit_test(test_recv_trickling_peer_within_deadline),
 	    cmocka_unit_test(test_recv_trickling_peer_cannot_extend_deadline),
 	    cmocka_unit_test(

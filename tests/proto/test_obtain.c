@@ -346,6 +346,26 @@ static void test_silence_ends_at_the_deadline(void **state)
 	ramkey_request_free(req);
 }
 
+/* The caller's own work between start and finish (the PAM module's NSS
+ * group lookup) may outlast the deadline: an answer that came in time is
+ * still used. */
+static void test_answer_in_time_used_after_slow_local_work(void **state)
+{
+	struct ramkey_request *req = open_req(NULL);
+	struct ramkey_obtain *o = NULL;
+	struct fake *f = fake_start(SEALED);
+	char why[256] = "";
+
+	assert_int_equal(ramkey_obtain_start(sock, req, 200, &o, why,
+	    sizeof(why)), 0);
+	pthread_join(f->thread, NULL); /* the answer is here */
+	f->thread = pthread_self();
+	usleep(300 * 1000);	       /* slow local work */
+	assert_int_equal(ramkey_obtain_finish(o, why, sizeof(why)), 0);
+	assert_string_equal(o->cred.secret, SECRET);
+	done(f, o, req);
+}
+
 /* ---- misuse ---- */
 
 static void test_only_key_requests(void **state)
@@ -486,6 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_refusal_is_the_agents_code),
 	    cmocka_unit_test(test_hang_up_is_no_reply),
 	    cmocka_unit_test(test_silence_ends_at_the_deadline),
+	    cmocka_unit_test(test_answer_in_time_used_after_slow_local_work),
 	    cmocka_unit_test(test_only_key_requests),
 	    cmocka_unit_test(test_nobody_listening),
 	    cmocka_unit_test(test_finish_twice_refused),
