@@ -304,7 +304,8 @@ static int obtain_failed(const struct globals *g,
 	if (ob != NULL && ob->state == RAMKEY_OBTAIN_REFUSED)
 		return die(exit_code(r), "%s", why);
 	if (ob != NULL && ob->state == RAMKEY_OBTAIN_UNUSABLE)
-		return r == RAMKEY_ERR_NOMEM ? die(EXIT_UNAVAILABLE, "%s", why) :
+		return r == RAMKEY_ERR_NOMEM ?
+		    die(EXIT_UNAVAILABLE, "%s", why) :
 		    die(EXIT_AGENT, "%s; not the real agent?", why);
 	if (r == RAMKEY_ERR_TIMEOUT)
 		return die(EXIT_AGENT, "%s (--timeout %llu s); is ramkey-agent "
@@ -427,8 +428,8 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 			pw.pw_gid };
 
 		if ((r = ramkey_fsid_user_lookup(&owner, &writer)) != 0) {
-			code = die(EXIT_UNAVAILABLE, "cannot look up the groups "
-			    "of %s", pw.pw_name);
+			code = die(EXIT_UNAVAILABLE, "cannot look up the "
+			    "groups of %s", pw.pw_name);
 			goto out;
 		}
 	}

@@ -370,8 +370,8 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		/* Read as the user, whose groups the file is written with
 		 * later too. */
 		if (ramkey_fsid_user_lookup(&owner, &writer) != 0) {
-			ret = failed(pamh, &o, "cannot look up the groups of %s "
-			    "to read pgp_key_file %s", user, pgp_path);
+			ret = failed(pamh, &o, "cannot look up the groups of "
+			    "%s to read pgp_key_file %s", user, pgp_path);
 			goto out;
 		}
 		have_writer = true;
@@ -434,7 +434,8 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		if (ob->reply->session != NULL)
 			abort_session(pamh, &o, pw->pw_name,
 			    ob->reply->session);
-		ret = r == RAMKEY_ERR_NOMEM ? failed(pamh, &o, "out of memory") :
+		ret = r == RAMKEY_ERR_NOMEM ?
+		    failed(pamh, &o, "out of memory") :
 		    failed(pamh, &o, "%s; is %s the real agent?", why,
 		    o.socket);
 		goto out;

@@ -19,8 +19,8 @@ int ramkey_runtime_dir_check(const char *dir, uid_t uid, char *why,
 	    S_ISDIR(st.st_mode) && st.st_uid == uid)
 		return 0;
 	if (why != NULL && whylen > 0)
-		snprintf(why, whylen, "%s is not an absolute directory owned by "
-		    "uid %lu", dir != NULL ? dir : "(none)",
+		snprintf(why, whylen, "%s is not an absolute directory owned "
+		    "by uid %lu", dir != NULL ? dir : "(none)",
 		    (unsigned long)uid);
 	return RAMKEY_ERR_UNSAFE_PATH;
 }

@@ -60,8 +60,8 @@ int ramkey_obtain_start(const char *socket, struct ramkey_request *req,
 	req->has_seal_pk = false;
 	if (req->pgp_key == NULL) {
 		if ((r = ramkey_seal_keypair_new(&o->kp)) != 0) {
-			say(why, whylen, "cannot make a one-time sealing key: %s",
-			    ramkey_strerror(r));
+			say(why, whylen, "cannot make a one-time sealing "
+			    "key: %s", ramkey_strerror(r));
 			goto out;
 		}
 		memcpy(req->seal_pk, o->kp->pk, sizeof(req->seal_pk));

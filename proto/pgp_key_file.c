@@ -63,8 +63,8 @@ static int read_key(const char *path, char **keyp, char *why, size_t whylen)
 		goto out;
 	}
 	if (st.st_size > RAMKEY_PGP_KEY_MAX) {
-		say(why, whylen, "PGP key file %s is larger than %d bytes", path,
-		    RAMKEY_PGP_KEY_MAX);
+		say(why, whylen, "PGP key file %s is larger than %d bytes",
+		    path, RAMKEY_PGP_KEY_MAX);
 		r = RAMKEY_ERR_TOO_LARGE;
 		goto out;
 	}
@@ -94,8 +94,8 @@ static int read_key(const char *path, char **keyp, char *why, size_t whylen)
 	}
 	buf[have] = '\0';
 	if (memchr(buf, '\0', have) != NULL) {
-		say(why, whylen, "PGP key file %s holds a NUL byte; give base64 "
-		    "of a binary key or an armored key", path);
+		say(why, whylen, "PGP key file %s holds a NUL byte; give "
+		    "base64 of a binary key or an armored key", path);
 		r = RAMKEY_ERR_INVALID;
 		goto out;
 	}
@@ -133,8 +133,8 @@ int ramkey_pgp_key_file_read(const char *path,
 	if (as == NULL)
 		return read_key(path, keyp, why, whylen);
 	if ((r = ramkey_fsid_drop_user(as, &fsid)) != 0) {
-		say(why, whylen, "cannot act as uid %lu to read the PGP key file "
-		    "%s", (unsigned long)as->uid, path);
+		say(why, whylen, "cannot act as uid %lu to read the PGP key "
+		    "file %s", (unsigned long)as->uid, path);
 		return r;
 	}
 	r = read_key(path, keyp, why, whylen);
@@ -142,8 +142,8 @@ int ramkey_pgp_key_file_read(const char *path,
 	if (ramkey_fsid_restore(&fsid) != 0) {
 		free(*keyp);
 		*keyp = NULL;
-		say(why, whylen, "cannot restore the file-system identity after "
-		    "reading %s", path);
+		say(why, whylen, "cannot restore the file-system identity "
+		    "after reading %s", path);
 		return RAMKEY_ERR_SYSTEM;
 	}
 	errno = e;

@@ -67,7 +67,8 @@ static void test_runtime_dir_given(void **state)
 
 static void test_no_runtime_dir_home(void **state)
 {
-	expect_path(NULL, "/home/alice", "/home/alice/.alibabacloud/ramkey.json");
+	expect_path(NULL, "/home/alice",
+	    "/home/alice/.alibabacloud/ramkey.json");
 	expect_path(NULL, "/var/lib/svc home",
 	    "/var/lib/svc home/.alibabacloud/ramkey.json");
 }
@@ -78,7 +79,8 @@ static void test_trailing_slashes_not_doubled(void **state)
 	    "/run/user/1000/ramkey/credentials.json");
 	expect_path("/run/user/1000//", NULL,
 	    "/run/user/1000/ramkey/credentials.json");
-	expect_path(NULL, "/home/alice/", "/home/alice/.alibabacloud/ramkey.json");
+	expect_path(NULL, "/home/alice/",
+	    "/home/alice/.alibabacloud/ramkey.json");
 	expect_path(NULL, "/", "/.alibabacloud/ramkey.json");
 	expect_path(NULL, "//", "/.alibabacloud/ramkey.json");
 	expect_path("/", NULL, "/ramkey/credentials.json");
@@ -96,7 +98,8 @@ static void test_directory_must_be_absolute(void **state)
 
 static void test_result_shorter_than_path_max(void **state)
 {
-	size_t fits = RAMKEY_PATH_MAX - 1 - strlen("/.alibabacloud/ramkey.json");
+	size_t fits = RAMKEY_PATH_MAX - 1 -
+	    strlen("/.alibabacloud/ramkey.json");
 	char *home = malloc(RAMKEY_PATH_MAX + 1), *out = NULL;
 
 	assert_non_null(home);

@@ -57,8 +57,8 @@ struct fake {
 
 static char *dir, *sock;
 
-static void reply_key(struct ramkey_reply *rep, const struct ramkey_request *req,
-    enum mode mode)
+static void reply_key(struct ramkey_reply *rep,
+    const struct ramkey_request *req, enum mode mode)
 {
 	struct ramkey_seal_keypair *other = NULL;
 
@@ -227,7 +227,8 @@ static void test_pgp_secret_kept_encrypted(void **state)
 	struct fake *f;
 	char why[256];
 
-	assert_int_equal(run(ENCRYPTED, req, 5000, &o, &f, why, sizeof(why)), 0);
+	assert_int_equal(
+	    run(ENCRYPTED, req, 5000, &o, &f, why, sizeof(why)), 0);
 	assert_int_equal(o->state, RAMKEY_OBTAIN_DONE);
 	assert_null(o->secret);
 	assert_null(o->cred.secret);
@@ -452,7 +453,8 @@ static void test_deliver_pgp_needs_json(void **state)
 	struct fake *f;
 	char why[256], *path = NULL;
 
-	assert_int_equal(run(ENCRYPTED, req, 5000, &o, &f, why, sizeof(why)), 0);
+	assert_int_equal(
+	    run(ENCRYPTED, req, 5000, &o, &f, why, sizeof(why)), 0);
 	assert_int_equal(ramkey_fsid_user_lookup(&me, &u), 0);
 	assert_true(asprintf(&path, "%s/pgp.env", dir) > 0);
 	assert_int_equal(ramkey_deliver(&o->cred, RAMKEY_FORMAT_ENV, path, &u,
