@@ -406,6 +406,9 @@ def install(root, debs):
     files = {}
     for p in PACKAGES:
         files[p] = root.run(["dpkg", "-L", p], check=True).stdout.split("\n")
+        shipped = [f for f in files[p] if f and not os.path.isdir(root.path(f))
+                   and not f.startswith("/usr/share/doc/")]
+        log("%s:\n%s" % (p, indent("\n".join(shipped))))
     return files
 
 
