@@ -184,7 +184,9 @@ class UnitAgent:
             log("ExecStartPre=%s (%s) exited %d:\n%s" % (
                 pre, "as root" if privileged else "as " + user, r.returncode,
                 indent(r.stdout + r.stderr)))
-            check(r.returncode == 0, "ExecStartPre=%s failed: the agent would not start" % pre)
+            check(r.returncode == 0, "ExecStartPre=%s failed: the agent would not start%s" % (
+                pre, " (the check runs as root, as under systemd, and must accept the "
+                "files of the unit's User=, %s)" % user if privileged else ""))
         # The directories systemd makes before ExecStart=.
         for key, base in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib")):
             if self.one(key):
