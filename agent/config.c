@@ -89,6 +89,21 @@ static int fail(char **errp, const char *fmt, ...)
 	return RAMKEY_ERR_CONFIG;
 }
 
+/*
+ * Who may own the files that decide who gets keys: root, the agent's own
+ * user, and the RAMKEY_USER account (the check runs as root before the
+ * unprivileged agent starts, and must accept what that agent will).
+ */
+bool config_owner_ok(uid_t uid)
+{
+	struct passwd *pw;
+
+	if (uid == 0 || uid == geteuid())
+		return true;
+	pw = getpwnam(RAMKEY_USER);
+	return pw != NULL && pw->pw_uid == uid;
+}
+
 static int set_str(char **dst, const char *v)
 {
 	char *s = strdup(v);
@@ -489,7 +504,7 @@ int config_load(const char *path, bool must_exist, struct config **ret,
 			r = fail(errp, "%s: not a regular file", path);
 			goto out;
 		}
-		if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
+		if (!config_owner_ok(st.st_uid) ||
 		    (st.st_mode & 0022) != 0) {
 			r = fail(errp, "%s: must belong to root or the agent's "
 			    "user and not be writable by group or others "
@@ -687,10 +702,10 @@ int credentials_load(const struct config *cfg, struct admin_credentials **ret,
 		r = fail(errp, "%s: not a regular file", cfg->credentials_file);
 		goto out;
 	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if (!config_owner_ok(st.st_uid)) {
 		r = fail(errp, "%s: owned by uid %lu; it must belong to root "
-		    "or to the agent's user", cfg->credentials_file,
-		    (unsigned long)st.st_uid);
+		    "or to the agent's account (%s)", cfg->credentials_file,
+		    (unsigned long)st.st_uid, RAMKEY_USER);
 		goto out;
 	}
 	if ((st.st_mode & 0066) != 0) {

@@ -1,5 +1,5 @@
 /*
- * agent.conf (DESIGN §3.1): one "key = value" per line, whitespace around
+ * agent.conf (ramkey-agent.conf(5)): one "key = value" per line, whitespace around
  * "=" and at both ends trimmed, no quoting, "#" or ";" comment lines, an
  * empty value means unset. Unknown keys, duplicates and bad values are
  * errors naming the file, the line and the key.
@@ -59,6 +59,8 @@ int config_load(const char *path, bool must_exist, struct config **ret,
 void config_free(struct config *cfg);
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid);
+/* root, the agent's own user, or the RAMKEY_USER account. */
+bool config_owner_ok(uid_t uid);
 
 /* The admin AccessKey. The secret is in sodium_malloc memory. */
 struct admin_credentials {

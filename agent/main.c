@@ -1,6 +1,7 @@
 /*
- * ramkey-agent: holds the host's RAM administrator key and mints, shares
- * and revokes AccessKeys for local users over a Unix socket.
+ * ramkey-agent: holds the host's RAM administrator credential and mints,
+ * shares and revokes AccessKeys for local users over a Unix socket. This
+ * file starts the layers (docs/ARCHITECTURE.md) and wires them together.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,18 +20,53 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
-#include "agent.h"
+#include "access_key.h"
+#include "config.h"
 #include "duration.h"
-#include "lease_store.h"
+#include "effects.h"
+#include "evloop.h"
+#include "keybase.h"
+#include "lease.h"
 #include "log.h"
 #include "pgp.h"
+#include "proc_watch.h"
+#include "ram_client.h"
 #include "ramkey_err.h"
-#include "secret_arena.h"
-#include "strmap.h"
+#include "server.h"
+#include "store.h"
+#include "worker.h"
 
 #define EXIT_CONFIG 1
 #define EXIT_USAGE 2
 #define EXIT_START 3
+
+/* Threads for user and group lookups and file effects. */
+#define WORKER_THREADS 4
+/* While the store is broken, how often to try rewriting it. */
+#define STORE_RETRY_MS 5000
+/* set-status and revoke per non-trusted uid: a burst, then one per
+ * interval (each is a call to RAM, whose quota every login shares). */
+#define CHANGE_BURST 5
+#define CHANGE_INTERVAL_S 600
+/* Secret file paths kept per user from fetch --secret-file. */
+#define FETCH_PATHS_MAX 8
+
+struct agent {
+	struct config *cfg;
+	struct evloop *loop;
+	struct ram_client *ram;
+	struct keybase *kb;
+	struct pgp_worker *pgp;
+	struct worker_pool *workers;
+	struct store *store;
+	struct lease_core *core;
+	struct credential_kind access_key;
+	bool kind_added;
+	struct server *srv;
+	char boot_id[BOOT_ID_LEN + 1];
+	int signal_fd;
+	struct ev_timer store_timer;
+};
 
 static void usage(FILE *f)
 {
@@ -87,6 +123,68 @@ static void log_config(const struct config *c)
 	    c->revoke == REVOKE_DELETE ? "delete" : "deactivate");
 	if (c->fetch_ttl_clamped)
 		log_warn("fetch_ttl is longer than max_ttl; using %s", fetch);
+}
+
+static void lease_config_of(const struct config *c, struct lease_config *lc)
+{
+	memset(lc, 0, sizeof(*lc));
+	lc->max_ttl_s = c->max_ttl;
+	lc->mint_rate = c->mint_rate;
+	lc->mint_rate_period_s = c->mint_rate_period;
+	lc->fetch_paths_max = FETCH_PATHS_MAX;
+}
+
+static void server_config_of(const struct config *c, struct server_config *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->socket = c->socket;
+	sc->trusted_uids = c->trusted_uids;
+	sc->ntrusted_uids = c->ntrusted_uids;
+	sc->min_uid = c->min_uid;
+	sc->allowed_group = c->allowed_group;
+	sc->allowed_gid = c->allowed_gid;
+	sc->kind = ACCESS_KEY_KIND;
+	sc->ram_user = c->ram_user;
+	sc->max_ttl = c->max_ttl;
+	sc->fetch_ttl = c->fetch_ttl;
+	sc->max_connections_per_uid = c->max_connections_per_uid;
+	sc->region_id = c->region_id;
+	sc->change_burst = CHANGE_BURST;
+	sc->change_interval_s = CHANGE_INTERVAL_S;
+}
+
+static void keybase_config_of(const struct config *c, struct keybase_config *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->url = c->keybase_url;
+	k->ca_file = c->ca_file;
+	k->proxy = c->proxy;
+	k->allow_http = c->allow_http;
+}
+
+/* Hand a (new) configuration to the running layers. */
+static int apply_config(struct agent *a, const struct config *c)
+{
+	struct lease_config lc;
+	struct server_config sc;
+	struct keybase_config kc;
+	struct access_key_config akc = {
+		c->revoke == REVOKE_DEACTIVATE ? ACCESS_KEY_REVOKE_DEACTIVATE :
+		    ACCESS_KEY_REVOKE_DELETE,
+	};
+	int r;
+
+	server_config_of(c, &sc);
+	if ((r = server_set_config(a->srv, &sc)) != 0)
+		return r;
+	keybase_config_of(c, &kc);
+	if (keybase_reconfigure(a->kb, &kc) != 0)
+		log_warn("reload: the Keybase settings are invalid; keeping "
+		    "the previous ones");
+	lease_config_of(c, &lc);
+	lease_core_set_config(a->core, &lc);
+	access_key_kind_reconfigure(&a->access_key, &akc);
+	return 0;
 }
 
 static bool str_changed(const char *a, const char *b)
@@ -156,9 +254,13 @@ static void reload(struct agent *a)
 		return;
 	}
 	credentials_free(cred);
+	if (apply_config(a, nc) != 0) {
+		log_err("reload: out of memory; keeping the previous "
+		    "configuration");
+		config_free(nc);
+		return;
+	}
 	a->cfg = nc;
-	if (a->pgp != NULL)
-		(void)pgp_worker_reconfigure(a->pgp, nc);
 	config_free(old);
 	log_info("reloaded the configuration");
 	log_config(nc);
@@ -179,7 +281,7 @@ static void signal_ready(void *arg, int fd, uint32_t events)
 		case SIGINT:
 			log_info("stopping on signal %u; leases stay in the "
 			    "store", si.ssi_signo);
-			a->stopping = true;
+			lease_core_stop(a->core);
 			evloop_stop(a->loop);
 			break;
 		default:
@@ -243,93 +345,191 @@ static void scrub_env(const char *name)
 	unsetenv(name);
 }
 
+/* ---- wiring ---- */
+
+/* Keybase lookups for the PGP layer. */
+static int kb_fetch(void *ctx, const char *name, pgp_fetched_fn fn, void *arg,
+    void **handle)
+{
+	struct keybase_req *req = NULL;
+	int r;
+
+	r = keybase_lookup(ctx, name, (keybase_fn)fn, arg, &req);
+	*handle = req;
+	return r;
+}
+
+static void kb_cancel(void *ctx, void *handle)
+{
+	(void)ctx;
+	keybase_cancel(handle);
+}
+
+static bool cloud_ok(void *arg)
+{
+	struct agent *a = arg;
+
+	return !ram_client_degraded(a->ram);
+}
+
+static const char *cloud_last_error(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	const struct ram_error *e = ram_client_last_error(a->ram);
+
+	if (e == NULL)
+		return NULL;
+	snprintf(buf, len, "%s%s%s", e->code, e->code[0] ? ": " : "",
+	    e->message);
+	return buf;
+}
+
+/* Prepare hook: hand what is staged to the store's committer first. */
+static void store_hook(void *arg)
+{
+	struct agent *a = arg;
+
+	if (store_has_pending(a->store))
+		store_commit(a->store);
+	/* Commit callbacks may have queued more work for the next batch. */
+	if (store_has_pending(a->store))
+		evloop_wake(a->loop);
+	if (store_broken(a->store) && !ev_timer_armed(&a->store_timer))
+		(void)evloop_timer_arm(a->loop, &a->store_timer,
+		    evloop_now() + STORE_RETRY_MS);
+}
+
+/* While the store is broken, try every few seconds to rewrite it. */
+static void store_retry(void *arg)
+{
+	struct agent *a = arg;
+
+	if (store_broken(a->store) && lease_core_resync(a->core) != 0)
+		(void)evloop_timer_arm(a->loop, &a->store_timer,
+		    evloop_now() + STORE_RETRY_MS);
+}
+
 static void agent_free(struct agent *a)
 {
-	struct strmap_iter it;
-	void *v;
-
-	/* Cancel outside work first so no callback runs into freed state. */
-	if (a->pgp != NULL)
-		pgp_worker_free(a->pgp);
-	if (a->ram != NULL)
-		ram_client_free(a->ram);
+	/* Requests first (they wait on everything else), then the lease
+	 * core (its kinds cancel their cloud calls), then the rest. */
+	server_free(a->srv);
+	lease_core_free(a->core);
+	if (!a->kind_added && a->access_key.ops != NULL)
+		a->access_key.ops->free(a->access_key.state);
+	pgp_worker_free(a->pgp);
+	keybase_free(a->kb);
+	ram_client_free(a->ram);
+	store_close(a->store);
+	worker_pool_free(a->workers);
 	if (a->loop != NULL)
-		conns_free_all(a);
-	if (a->ram_users != NULL)
-		mints_free_all(a);
-	if (a->leases != NULL) {
-		strmap_iter_init(&it);
-		while (strmap_next(a->leases, &it, NULL, &v)) {
-			struct lease *l = v;
-
-			/* The loop's timer heap points into the lease. */
-			evloop_timer_cancel(a->loop, &l->max_ttl_timer);
-			evloop_timer_cancel(a->loop, &l->ttl_timer);
-			evloop_timer_cancel(a->loop, &l->revoke_timer);
-
-			while (l->sessions != NULL) {
-				struct session *s = l->sessions;
-
-				l->sessions = s->next_in_lease;
-				if (s->pidfd >= 0)
-					close(s->pidfd);
-				session_free(s);
-			}
-			lease_free(l);
-		}
-	}
-	if (a->users != NULL) {
-		strmap_iter_init(&it);
-		while (strmap_next(a->users, &it, NULL, &v)) {
-			struct user_state *u = v;
-
-			while (u->files != NULL) {
-				struct file_rec *f = u->files;
-
-				u->files = f->next;
-				file_rec_free(f);
-			}
-			free(u->name);
-			free(u);
-		}
-	}
-	if (a->ram_users != NULL) {
-		strmap_iter_init(&it);
-		while (strmap_next(a->ram_users, &it, NULL, &v)) {
-			struct ram_user_state *rs = v;
-
-			evloop_timer_cancel(a->loop, &rs->reconcile_timer);
-			free(rs->name);
-			free(rs->mint_times);
-			free(rs);
-		}
-	}
-	if (a->uids != NULL) {
-		strmap_iter_init(&it);
-		while (strmap_next(a->uids, &it, NULL, &v))
-			free(v);
-	}
-	if (a->ambiguous != NULL) {
-		strmap_iter_init(&it);
-		while (strmap_next(a->ambiguous, &it, NULL, &v))
-			free(v);
-	}
-	strmap_free(a->users);
-	strmap_free(a->ram_users);
-	strmap_free(a->leases);
-	strmap_free(a->sessions);
-	strmap_free(a->uids);
-	strmap_free(a->ambiguous);
-	lease_store_close(a->store);
-	secret_arena_free(a->arena);
-	if (a->loop != NULL) {
-		evloop_timer_cancel(a->loop, &a->accept_timer);
 		evloop_timer_cancel(a->loop, &a->store_timer);
-	}
 	if (a->signal_fd > 0)
 		close(a->signal_fd);
 	evloop_free(a->loop);
 	config_free(a->cfg);
+}
+
+static int start_layers(struct agent *a, struct admin_credentials *cred)
+{
+	struct ram_client_config rc;
+	struct keybase_config kc;
+	struct pgp_fetcher fetcher;
+	struct lease_store_port sp;
+	struct lease_effects fx;
+	struct lease_config lc;
+	struct server_config sc;
+	struct server_deps deps;
+	struct access_key_config akc;
+	char *err = NULL;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.endpoint = a->cfg->endpoint;
+	rc.ca_file = a->cfg->ca_file;
+	rc.proxy = a->cfg->proxy;
+	rc.allow_http = a->cfg->allow_http;
+	rc.signature = a->cfg->signature;
+	rc.create_timeout_ms = a->cfg->create_timeout * 1000;
+	rc.update_timeout_ms = a->cfg->update_timeout * 1000;
+	rc.delete_timeout_ms = a->cfg->delete_timeout * 1000;
+	/* ListAccessKeys is part of a mint: it shares create_timeout. */
+	rc.read_timeout_ms = a->cfg->create_timeout * 1000;
+	if (ram_client_new(a->loop, &rc, &a->ram) != 0 ||
+	    ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
+	    0) {
+		log_err("%s: endpoint %s: cannot set up the RAM client",
+		    a->cfg->path, a->cfg->endpoint);
+		return EXIT_CONFIG;
+	}
+	keybase_config_of(a->cfg, &kc);
+	if (keybase_new(a->loop, &kc, &a->kb) != 0) {
+		log_err("%s: keybase_url %s: cannot set up the Keybase client",
+		    a->cfg->path, a->cfg->keybase_url);
+		return EXIT_CONFIG;
+	}
+	fetcher.ctx = a->kb;
+	fetcher.fetch = kb_fetch;
+	fetcher.cancel = kb_cancel;
+	if (pgp_worker_new(a->loop, &fetcher, &a->pgp) != 0) {
+		log_err("cannot start the PGP worker");
+		return EXIT_START;
+	}
+	if (pgp_worker_unavailable(a->pgp) != NULL)
+		log_warn("PGP keys cannot be used: %s",
+		    pgp_worker_unavailable(a->pgp));
+	if (worker_pool_new(a->loop, WORKER_THREADS, &a->workers) != 0) {
+		log_err("cannot start the worker threads");
+		return EXIT_START;
+	}
+	if (store_open(a->cfg->state_dir, &a->store, &err) != 0) {
+		log_err("%s", err);
+		free(err);
+		return EXIT_START;
+	}
+	lease_store_port_sqlite(&sp, a->store);
+	effects_init(&fx, a->workers);
+	lease_config_of(a->cfg, &lc);
+	akc.revoke = a->cfg->revoke == REVOKE_DEACTIVATE ?
+	    ACCESS_KEY_REVOKE_DEACTIVATE : ACCESS_KEY_REVOKE_DELETE;
+	if (lease_core_new(a->loop, &lc, &sp, &fx, &a->core) != 0 ||
+	    access_key_kind_new(a->ram, &akc, &a->access_key) != 0 ||
+	    lease_core_add_kind(a->core, &a->access_key) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	a->kind_added = true;
+	if (lease_core_recover(a->core, a->boot_id) != 0) {
+		log_err("cannot load the state store in %s", a->cfg->state_dir);
+		return EXIT_START;
+	}
+	if (store_start(a->store, a->loop) != 0) {
+		log_err("cannot start the state store's committer");
+		return EXIT_START;
+	}
+	ev_timer_init(&a->store_timer, store_retry, a);
+	if (evloop_add_prepare(a->loop, store_hook, a) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	memset(&deps, 0, sizeof(deps));
+	deps.loop = a->loop;
+	deps.core = a->core;
+	deps.pgp = a->pgp;
+	deps.workers = a->workers;
+	deps.health.arg = a;
+	deps.health.cloud_ok = cloud_ok;
+	deps.health.last_error = cloud_last_error;
+	server_config_of(a->cfg, &sc);
+	if (server_new(&deps, &sc, &a->srv) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	if (server_listen(a->srv, &err) != 0) {
+		log_err("%s", err);
+		free(err);
+		return EXIT_START;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -345,14 +545,12 @@ int main(int argc, char **argv)
 	};
 	struct agent a;
 	struct admin_credentials *cred = NULL;
-	struct ram_client_config rc;
 	const char *path = RAMKEY_DEFAULT_CONFIG;
 	bool explicit = false, foreground = false, debug = false, check = false;
 	char *err = NULL;
 	int c, status = EXIT_START;
 
 	memset(&a, 0, sizeof(a));
-	a.listen_fd = -1;
 	a.signal_fd = -1;
 	while ((c = getopt_long(argc, argv, "c:fdhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -415,14 +613,7 @@ int main(int argc, char **argv)
 		log_err("cannot initialise libsodium or libcurl");
 		goto out;
 	}
-	ev_timer_init(&a.store_timer, agent_store_retry, &a);
-	if (evloop_new(&a.loop) != 0 || secret_arena_new(&a.arena) != 0 ||
-	    (a.users = strmap_new()) == NULL ||
-	    (a.ram_users = strmap_new()) == NULL ||
-	    (a.leases = strmap_new()) == NULL ||
-	    (a.sessions = strmap_new()) == NULL ||
-	    (a.uids = strmap_new()) == NULL ||
-	    (a.ambiguous = strmap_new()) == NULL) {
+	if (evloop_new(&a.loop) != 0) {
 		log_err("out of memory");
 		goto out;
 	}
@@ -430,63 +621,22 @@ int main(int argc, char **argv)
 		log_err("cannot read /proc/sys/kernel/random/boot_id");
 		goto out;
 	}
-	memset(&rc, 0, sizeof(rc));
-	rc.endpoint = a.cfg->endpoint;
-	rc.ca_file = a.cfg->ca_file;
-	rc.proxy = a.cfg->proxy;
-	rc.allow_http = a.cfg->allow_http;
-	rc.signature = a.cfg->signature;
-	rc.create_timeout_ms = a.cfg->create_timeout * 1000;
-	rc.update_timeout_ms = a.cfg->update_timeout * 1000;
-	rc.delete_timeout_ms = a.cfg->delete_timeout * 1000;
-	/* ListAccessKeys is part of a mint: it shares create_timeout. */
-	rc.read_timeout_ms = a.cfg->create_timeout * 1000;
-	if (ram_client_new(a.loop, &rc, &a.ram) != 0 ||
-	    ram_client_set_credentials(a.ram, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: endpoint %s: cannot set up the RAM client",
-		    a.cfg->path, a.cfg->endpoint);
-		status = EXIT_CONFIG;
+	if ((status = start_layers(&a, cred)) != 0)
 		goto out;
-	}
+	status = EXIT_START;
 	credentials_free(cred);
 	cred = NULL;
-	if (pgp_worker_new(a.loop, a.cfg, &a.pgp) != 0) {
-		log_err("cannot start the PGP worker");
-		goto out;
-	}
-	if (pgp_worker_unavailable(a.pgp) != NULL)
-		log_warn("PGP keys cannot be used: %s",
-		    pgp_worker_unavailable(a.pgp));
-	if (lease_store_open(a.cfg->state_dir, &a.store, &err) != 0) {
-		log_err("%s", err);
-		free(err);
-		goto out;
-	}
-	if (recovery_load(&a) != 0) {
-		log_err("cannot load the state store in %s", a.cfg->state_dir);
-		goto out;
-	}
 	/* The admin secret has been copied into locked memory: do not
 	 * leave it in the environment for children (gpg) to inherit. */
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
-	if (lease_store_start(a.store, a.loop) != 0) {
-		log_err("cannot start the state store's committer");
-		goto out;
-	}
-	if (listener_open(&a, &err) != 0) {
-		log_err("%s", err);
-		free(err);
-		goto out;
-	}
-	if (setup_signals(&a) != 0 ||
-	    evloop_add_prepare(a.loop, agent_flush, &a) != 0) {
+	if (setup_signals(&a) != 0) {
 		log_err("cannot set up signal handling");
 		goto out;
 	}
 	log_info("listening on %s%s (pid %ld)", a.cfg->socket,
-	    a.socket_activated ? " (socket activation)" : "", (long)getpid());
+	    server_socket_activated(a.srv) ? " (socket activation)" : "",
+	    (long)getpid());
 	sd_notify_msg("READY=1");
 	if (evloop_run(a.loop) != 0) {
 		log_err("event loop failed: %s", strerror(errno));
@@ -495,7 +645,10 @@ int main(int argc, char **argv)
 	sd_notify_msg("STOPPING=1");
 	status = 0;
 out:
-	listener_close(&a);
+	if (a.srv != NULL)
+		server_close(a.srv);
+	if (a.core != NULL)
+		lease_core_stop(a.core);
 	/* What is staged becomes durable before anything is freed. */
 	if (a.store != NULL)
 		store_flush(a.store);

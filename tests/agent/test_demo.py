@@ -14,7 +14,7 @@ from ramkey_fixture import SOURCE_DIR, require_root
 class Demo(unittest.TestCase):
     def test_demo_from_a_fresh_clone(self):
         require_root()
-        if not os.path.isdir(os.path.join(SOURCE_DIR, ".git")):
+        if not os.path.exists(os.path.join(SOURCE_DIR, ".git")):
             self.fail("the source tree is not a git checkout; cannot clone it")
         tmp = tempfile.mkdtemp(prefix="ramkey-demo-clone-")
         try:

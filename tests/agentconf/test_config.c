@@ -1,5 +1,5 @@
 /*
- * agentconf.config: agent.conf (DESIGN §3.1) and the admin credentials
+ * agentconf.config: agent.conf (ramkey-agent.conf(5)) and the admin credentials
  * (environment or an INI file of the ~/.alibabacloud/credentials shape).
  * Every key, the syntax rules, and the "FILE:LINE: key: problem" shape
  * of every error.

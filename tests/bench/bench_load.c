@@ -1,5 +1,5 @@
 /*
- * bench_load: the load generator behind the benchmarks of DESIGN §9. It
+ * bench_load: the load generator behind the benchmarks (tests/bench/README.md). It
  * speaks the agent protocol through libramkey-proto exactly as the PAM
  * module does (one connection per request, ramkey_agent_call), and prints
  * its results as one JSON object per line for the Python drivers

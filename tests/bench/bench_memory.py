@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DESIGN §9, agent memory: under 10 MB RSS with 10,000 live leases, flat
+"""Agent memory (goal, tests/bench/README.md): under 10 MB RSS with 10,000 live leases, flat
 over 1,000,000 requests.
 
     bench_memory.py [--quick|--full] [--leases N] [--requests R]

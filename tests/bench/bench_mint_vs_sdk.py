@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DESIGN §9: end-to-end mint with `ramkey-agent-client fetch` versus the
+"""End-to-end mint with `ramkey-agent-client fetch` versus the
 same mint by the official Alibaba Cloud Node.js SDK (@alicloud/pop-core),
 against the same emulator over HTTPS, as a ratio in one run.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DESIGN §9, storm: 1,000 distinct users opening at concurrency 64
+"""Storm: 1,000 distinct users opening at concurrency 64
 against an emulator with 50 ms latency completes within 1.5x of the ideal
 1,000/64 x k x 50 ms, where k is the number of RAM calls one mint needs
 (2: ListAccessKeys snapshot + CreateAccessKey; ideal 1.56 s).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DESIGN §9, agent throughput for users who already hold a lease, at the
+"""Agent throughput for users who already hold a lease, at the
 protocol level, against the crypto floor measured in the same run.
 
     bench_throughput.py [--quick|--full] [--clients N] [--seconds S]

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks in tests/bench (DESIGN §9).
+"""Helpers shared by the benchmarks in tests/bench .
 
 Every benchmark prints one line per figure:
 

@@ -1,6 +1,6 @@
 /*
  * pam_bench: time pam_open_session + pam_close_session through libpam, for
- * tests/bench/bench_pam_session.py (DESIGN §9, login overhead).
+ * tests/bench/bench_pam_session.py (the login overhead goal, tests/bench/README.md).
  *
  *   pam_bench -C CONFDIR [-n N] [-w WARMUP] [-f FIRST] [-r RHOST] [-t TTY]
  *             [-p PAUSE_MS] [-E NAME=VALUE]... USER SERVICE...

@@ -5,6 +5,9 @@ vectors in tests/vectors/) and by the RAM emulator (to verify requests): both
 sides share the canonicalization code below. The same signing serves RAM
 (Version 2015-05-01) and STS (Version 2015-04-01).
 
+It follows the algorithms as the official SDKs implement them (the
+vectors in tests/vectors were computed by the official SDK).
+
 A temporary (STS) credential signs like any other key and adds its token:
 v1 as the parameter SecurityToken (signed with the rest), v3 as the header
 x-acs-security-token (an x-acs-* header, so among the signed headers).

@@ -37,7 +37,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
-#include "config.h"
+#include "keybase.h"
 #include "evloop.h"
 #include "pgp.h"
 #include "ramkey_err.h"
@@ -210,13 +210,32 @@ static const char *opt(const char *s)
 	return s == NULL || strcmp(s, "-") == 0 ? NULL : s;
 }
 
-static void fill_config(struct config *c, char **argv)
+static struct keybase *kb;
+
+static void fill_config(struct keybase_config *c, char **argv)
 {
 	memset(c, 0, sizeof(*c));
-	c->keybase_url = (char *)opt(argv[0]);
+	c->url = opt(argv[0]);
 	c->allow_http = argv[1] != NULL && strcmp(argv[1], "1") == 0;
-	c->ca_file = (char *)opt(argv[2]);
-	c->proxy = (char *)opt(argv[3]);
+	c->ca_file = opt(argv[2]);
+	c->proxy = opt(argv[3]);
+}
+
+/* The agent wires Keybase into the PGP layer the same way. */
+static int kb_fetch(void *ctx, const char *name, pgp_fetched_fn fn, void *arg,
+    void **handle)
+{
+	struct keybase_req *req = NULL;
+	int r = keybase_lookup(ctx, name, (keybase_fn)fn, arg, &req);
+
+	*handle = req;
+	return r;
+}
+
+static void kb_cancel(void *ctx, void *handle)
+{
+	(void)ctx;
+	keybase_cancel(handle);
 }
 
 static int start_prepare(int id, const char *spec)
@@ -224,8 +243,8 @@ static int start_prepare(int id, const char *spec)
 	int r;
 
 	in_api = true;
-	r = pgp_key_prepare(
-	    worker, spec, key_done, (void *)(intptr_t)id, &slots[id].job);
+	r = pgp_key_prepare(worker, spec, "test", key_done,
+	    (void *)(intptr_t)id, &slots[id].job);
 	in_api = false;
 	slots[id].busy = r == 0;
 	return r;
@@ -245,6 +264,8 @@ static void quit(void)
 
 	pgp_worker_free(worker);
 	worker = NULL;
+	keybase_free(kb);
+	kb = NULL;
 	for (i = 0; i < MAX_SLOTS; i++) {
 		pgp_key_free(slots[i].key);
 		slots[i].key = NULL;
@@ -276,18 +297,26 @@ static void command(char *line)
 	if (argc == 0)
 		return;
 	if (strcmp(argv[0], "new") == 0 && argc == 5) {
-		struct config c;
+		struct keybase_config c;
+		struct pgp_fetcher f;
 
 		pgp_worker_free(worker);
 		worker = NULL;
+		keybase_free(kb);
+		kb = NULL;
 		fill_config(&c, argv + 1);
-		r = pgp_worker_new(loop, &c, &worker);
+		r = keybase_new(loop, &c, &kb);
+		f.ctx = kb;
+		f.fetch = kb_fetch;
+		f.cancel = kb_cancel;
+		if (r == 0)
+			r = pgp_worker_new(loop, &f, &worker);
 		out("{\"ev\":\"new\",\"rc\":%d}\n", r);
 	} else if (strcmp(argv[0], "reconf") == 0 && argc == 5) {
-		struct config c;
+		struct keybase_config c;
 
 		fill_config(&c, argv + 1);
-		r = pgp_worker_reconfigure(worker, &c);
+		r = keybase_reconfigure(kb, &c);
 		out("{\"ev\":\"reconf\",\"rc\":%d}\n", r);
 	} else if ((strcmp(argv[0], "prepare") == 0 ||
 	               strcmp(argv[0], "prepare_cancel") == 0 ||
@@ -338,7 +367,7 @@ static void command(char *line)
 		memcpy(secret, argv[3], len + 1);
 		sodium_memzero(argv[3], len);
 		in_api = true;
-		r = pgp_encrypt(worker, k >= 0 ? slots[k].key : NULL, secret,
+		r = pgp_encrypt(worker, k >= 0 ? slots[k].key : NULL, "test", secret,
 		    len, enc_done, (void *)(intptr_t)id, &slots[id].job);
 		in_api = false;
 		sodium_free(secret);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end tests of PGP-encrypted secrets (DESIGN §3.2, §3.4, §3.5)
+"""End-to-end tests of PGP-encrypted secrets (README, "PGP-encrypted secrets")
 through the real ramkey-agent, the real ramkey-agent-client and the real
 pam_ramkey.so, against the RAM emulator over HTTPS.
 

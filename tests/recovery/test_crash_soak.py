@@ -1,4 +1,4 @@
-"""Crash soak: nothing leaks (DESIGN §4, §6).
+"""Crash soak: nothing leaks (rules L9 and R1-R4).
 
 Setup: 50 local users (RAM user = local name). Before the run, 10 of them
 get one AccessKey of their own, created directly in the emulator. During

@@ -1,5 +1,5 @@
 """A PAM session whose opening process dies without close_session (sshd
-killed with SIGKILL) is ended by the agent and its key revoked (DESIGN §6):
+killed with SIGKILL) is ended by the agent and its key revoked (rule R4):
 while the agent runs (pidfd), after an agent restart between the open and
 the death, and when the agent was down while the process died and its pid
 was taken by a new process (start time differs: the session ends, the new

@@ -1,4 +1,4 @@
-"""An unfinished mint is reconciled after a crash (DESIGN §6): the agent is
+"""An unfinished mint is reconciled after a crash (rule R2, docs/ARCHITECTURE.md): the agent is
 killed (SIGKILL) while its CreateAccessKey is in flight at RAM, RAM creates
 the key anyway, and the restarted agent finds it through the intent's
 ListAccessKeys snapshot and revokes it. When someone else also created a key

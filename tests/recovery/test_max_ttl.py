@@ -1,4 +1,4 @@
-"""max_ttl ends a held lease on time, across agent restarts (DESIGN §4, §6):
+"""max_ttl ends a held lease on time, across agent restarts (rules L4, L7 and R4):
 with max_ttl=5s the key of a lease held by a living PAM session is Active
 4.0 s after its CreateDate and gone 6.5 s after it; the same when the agent
 is restarted 2 s after CreateDate, by SIGTERM + start and by SIGKILL + start.

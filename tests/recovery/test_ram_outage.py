@@ -1,5 +1,5 @@
 """RAM down for 30 s (emulator down_for=30, down_mode "fail": every API call
-answers 503) while 20 PAM sessions close (DESIGN §6):
+answers 503) while 20 PAM sessions close (rules R1 and R5):
 
 - every close is recorded and answered at once, and the 20 revocations stay
   pending; none is lost across an agent restart (SIGKILL + start) during

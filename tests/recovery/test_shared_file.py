@@ -1,4 +1,4 @@
-"""The per-user secret_file and two leases (DESIGN §3.4 "one user, one
+"""The per-user secret_file and two leases (README: "one user, one
 file", §4 invariant: "while a session is open, its lease has not ended and
 nobody set its key Inactive, its secret_file holds an Active key").
 

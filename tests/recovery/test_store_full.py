@@ -1,4 +1,4 @@
-"""A full state_dir (DESIGN §6): state_dir is a 2 MiB tmpfs, filled until
+"""A full state_dir (rule R6): state_dir is a 2 MiB tmpfs, filled until
 the store's next write fails with ENOSPC. Then nothing is minted that
 cannot be recorded: `fetch` fails with exit 7 and one line, no
 CreateAccessKey reaches RAM (ListAccessKeys may), `status` exits 7; keys of

@@ -1,0 +1,360 @@
+/*
+ * Authorisation. The caller's uid comes from the kernel (SO_PEERCRED);
+ * trusted_uids may act for any user, anyone else only for their own
+ * account. Keys go only to local users at or above min_uid, never to the
+ * overflow account, and, when set, only to members of allowed_group.
+ *
+ * User and group lookups can block (NSS may be a slow directory
+ * service): they run on a worker thread, queued per caller (untrusted
+ * callers) or per target user (trusted callers), with a deadline, so one
+ * user's slow lookups delay nobody else. The decisions are taken back on
+ * the loop.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "log.h"
+#include "ramkey_err.h"
+#include "server_int.h"
+#include "strmap.h"
+#include "template.h"
+#include "util.h"
+
+/* How long a lookup may take when the requester gave no timeout. */
+#define LOOKUP_DEADLINE_MS 10000
+#define PW_BUF_MAX (1 << 20)
+/* Requests per second a non-trusted uid may make, and its burst. */
+#define REQUEST_RATE 50.0
+#define REQUEST_BURST 100.0
+
+int deny(struct request *req, int err, const char *target, const char *fmt,
+    ...)
+{
+	char buf[RAMKEY_MESSAGE_TEXT_MAX], extra[RAMKEY_MESSAGE_TEXT_MAX + 16];
+	struct audit_who who = { true, req->peer.uid, req->peer.pid,
+		req->msg->rhost, req->msg->tty };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(extra, sizeof(extra), "op=%s reason=\"%s\"",
+	    ramkey_op_name(req->msg->op), buf);
+	audit_line("deny", target, "ram_user", NULL, NULL, &who, extra);
+	request_fail(req, err, NULL, "%s", buf);
+	return err;
+}
+
+/* ---- on the worker ---- */
+
+static int lookup_pw(bool by_uid, uid_t uid, const char *name, struct passwd *pw,
+    char **bufp)
+{
+	struct passwd *res = NULL;
+	size_t len = 4096;
+	char *buf = NULL;
+	int r;
+
+	for (;;) {
+		char *nb = realloc(buf, len);
+
+		if (nb == NULL) {
+			free(buf);
+			return RAMKEY_ERR_NOMEM;
+		}
+		buf = nb;
+		r = by_uid ? getpwuid_r(uid, pw, buf, len, &res) :
+		    getpwnam_r(name, pw, buf, len, &res);
+		if (r != ERANGE || len >= PW_BUF_MAX)
+			break;
+		len *= 2;
+	}
+	if (r != 0 || res == NULL) {
+		free(buf);
+		return RAMKEY_ERR_NO_USER;
+	}
+	*bufp = buf;
+	return 0;
+}
+
+static bool member_of(const char *user, gid_t gid, gid_t want)
+{
+	gid_t groups[256];
+	int n = (int)(sizeof(groups) / sizeof(groups[0]));
+
+	if (gid == want)
+		return true;
+	if (getgrouplist(user, gid, groups, &n) == -1)
+		return false; /* more than 256 groups: fail closed */
+	for (int i = 0; i < n; i++)
+		if (groups[i] == want)
+			return true;
+	return false;
+}
+
+static void lookup_run(struct worker_task *t)
+{
+	struct lookup *lk = (struct lookup *)t;
+	struct ramkey_template_vars vars;
+	struct passwd pw;
+	const char *target, *why = NULL;
+	char *buf = NULL;
+
+	if (lk->want_own && lookup_pw(true, lk->peer_uid, NULL, &pw, &buf) == 0) {
+		lk->own = strdup(pw.pw_name);
+		free(buf);
+		buf = NULL;
+	}
+	target = lk->target != NULL ? lk->target : lk->own;
+	if (target == NULL) {
+		lk->rc = RAMKEY_ERR_NO_USER;
+		return;
+	}
+	if ((lk->rc = lookup_pw(false, 0, target, &pw, &buf)) != 0)
+		return;
+	lk->uid = pw.pw_uid;
+	lk->gid = pw.pw_gid;
+	if ((lk->user = strdup(pw.pw_name)) == NULL ||
+	    (lk->home = strdup(pw.pw_dir)) == NULL) {
+		lk->rc = RAMKEY_ERR_NOMEM;
+		goto out;
+	}
+	if (lk->for_keys && lk->check_group)
+		lk->in_group = member_of(pw.pw_name, pw.pw_gid,
+		    lk->allowed_gid);
+	if (lk->for_keys && lk->ram_user_tmpl != NULL) {
+		memset(&vars, 0, sizeof(vars));
+		vars.user = lk->user;
+		vars.uid = lk->uid;
+		vars.home = lk->home;
+		if (ramkey_template_expand(lk->ram_user_tmpl, &vars,
+		    &lk->principal, &why) != 0 ||
+		    !ramkey_valid_ram_user(lk->principal)) {
+			free(lk->principal);
+			lk->principal = NULL;
+			snprintf(lk->why, sizeof(lk->why), "%s", why != NULL ?
+			    why : "RAM allows 1-64 of A-Za-z0-9._-");
+		}
+	}
+out:
+	free(buf);
+}
+
+/* ---- on the loop ---- */
+
+static void lookup_release(struct worker_task *t)
+{
+	struct lookup *lk = (struct lookup *)t;
+
+	free(lk->target);
+	free(lk->ram_user_tmpl);
+	free(lk->own);
+	free(lk->user);
+	free(lk->home);
+	free(lk->principal);
+	free(lk);
+}
+
+static void decide(struct request *req, struct lookup *lk, bool for_keys,
+    authz_fn fn)
+{
+	struct server *s = req->srv;
+	const char *target = lk->target != NULL ? lk->target : lk->own;
+
+	if (lk->own != NULL && (req->own = strdup(lk->own)) == NULL) {
+		request_fail(req, RAMKEY_ERR_NOMEM, NULL, "out of memory");
+		return;
+	}
+	if (target == NULL) {
+		deny(req, RAMKEY_ERR_NO_USER, NULL, "uid %lu has no account on "
+		    "this host", (unsigned long)req->peer.uid);
+		return;
+	}
+	if (!req->trusted && (req->own == NULL || strcmp(target, req->own))) {
+		deny(req, RAMKEY_ERR_DENIED, target, "uid %lu (%s) may only act "
+		    "for itself, not for %s", (unsigned long)req->peer.uid,
+		    req->own ? req->own : "no account", target);
+		return;
+	}
+	if (lk->rc == RAMKEY_ERR_NOMEM) {
+		request_fail(req, RAMKEY_ERR_NOMEM, NULL, "out of memory");
+		return;
+	}
+	if (lk->rc != 0) {
+		deny(req, RAMKEY_ERR_NO_USER, target, "no local user %s on this "
+		    "host", target);
+		return;
+	}
+	req->user = lk->user;
+	req->home = lk->home;
+	lk->user = lk->home = NULL;
+	req->uid = lk->uid;
+	req->gid = lk->gid;
+	if (!for_keys) {
+		fn(req);
+		return;
+	}
+	if (lk->uid == 65534 || lk->uid == (uid_t)-1) {
+		deny(req, RAMKEY_ERR_EXCLUDED, target, "%s (uid %lu) is the "
+		    "nobody/overflow account: it never gets keys", target,
+		    (unsigned long)lk->uid);
+		return;
+	}
+	if (lk->uid < s->cfg.min_uid) {
+		deny(req, RAMKEY_ERR_EXCLUDED, target, "%s (uid %lu) is below "
+		    "min_uid %lu: system accounts never get keys", target,
+		    (unsigned long)lk->uid, (unsigned long)s->cfg.min_uid);
+		return;
+	}
+	if (lk->check_group && !lk->in_group) {
+		deny(req, RAMKEY_ERR_EXCLUDED, target, "%s is not in "
+		    "allowed_group %s", target, s->cfg.allowed_group);
+		return;
+	}
+	if (lk->principal == NULL) {
+		log_err("ram_user template %s gives an invalid RAM user name "
+		    "for %s (%s)", s->cfg.ram_user, target, lk->why);
+		request_fail(req, RAMKEY_ERR_CONFIG, NULL, "the agent's "
+		    "ram_user template gives no valid RAM user name for %s; "
+		    "ask the administrator to fix ram_user", target);
+		return;
+	}
+	req->principal = lk->principal;
+	lk->principal = NULL;
+	fn(req);
+}
+
+static void lookup_done(struct worker_task *t, int rc)
+{
+	struct lookup *lk = (struct lookup *)t;
+	struct request *req = lk->req;
+
+	if (req == NULL)
+		return;
+	req->lookup = NULL;
+	req->waiting = W_NONE;
+	if (rc == RAMKEY_ERR_TIMEOUT) {
+		log_warn("looking up %s for uid %lu took too long; is the "
+		    "directory service slow?", lk->target != NULL ?
+		    lk->target : "the caller", (unsigned long)req->peer.uid);
+		request_fail(req, RAMKEY_ERR_UNAVAILABLE, NULL, "looking up "
+		    "the user in the directory service took too long; try "
+		    "again");
+		return;
+	}
+	decide(req, lk, lk->for_keys, lk->fn);
+}
+
+int authz_start(struct request *req, bool for_keys, authz_fn fn)
+{
+	struct server *s = req->srv;
+	struct lookup *lk;
+	char key[48];
+	uint64_t deadline;
+	int r;
+
+	if ((lk = calloc(1, sizeof(*lk))) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	lk->req = req;
+	lk->fn = fn;
+	lk->peer_uid = req->peer.uid;
+	lk->want_own = !req->trusted || req->msg->user == NULL;
+	lk->for_keys = for_keys;
+	lk->check_group = s->cfg.allowed_group != NULL;
+	lk->allowed_gid = s->cfg.allowed_gid;
+	if ((req->msg->user != NULL &&
+	    (lk->target = strdup(req->msg->user)) == NULL) ||
+	    (for_keys && (lk->ram_user_tmpl = strdup(s->cfg.ram_user)) ==
+	    NULL)) {
+		lookup_release(&lk->task);
+		return RAMKEY_ERR_NOMEM;
+	}
+	/* One user's slow lookups queue behind each other, not before
+	 * anyone else's. */
+	if (req->trusted && lk->target != NULL)
+		snprintf(key, sizeof(key), "user:%.40s", lk->target);
+	else
+		snprintf(key, sizeof(key), "uid:%lu",
+		    (unsigned long)req->peer.uid);
+	deadline = evloop_now() + (req->msg->has_timeout &&
+	    req->msg->timeout_ms < LOOKUP_DEADLINE_MS ? req->msg->timeout_ms :
+	    LOOKUP_DEADLINE_MS);
+	req->waiting = W_LOOKUP;
+	req->lookup = lk;
+	if ((r = worker_submit(s->workers, &lk->task, key, deadline,
+	    lookup_run, lookup_done, lookup_release)) != 0) {
+		req->waiting = W_NONE;
+		req->lookup = NULL;
+		lookup_release(&lk->task);
+		return r;
+	}
+	return 0;
+}
+
+void authz_cancel(struct request *req)
+{
+	struct lookup *lk = req->lookup;
+
+	if (lk == NULL)
+		return;
+	req->lookup = NULL;
+	lk->req = NULL;
+	worker_cancel(&lk->task);
+}
+
+/* ---- rates ---- */
+
+static bool bucket_take(double *tokens, uint64_t *last, double rate,
+    double burst, uint64_t now)
+{
+	if (*last == 0)
+		*tokens = burst;
+	else
+		*tokens += (double)(now - *last) / 1000.0 * rate;
+	if (*tokens > burst)
+		*tokens = burst;
+	*last = now;
+	if (*tokens < 1.0)
+		return false;
+	*tokens -= 1.0;
+	return true;
+}
+
+bool request_rate_ok(struct request *req)
+{
+	struct server *s = req->srv;
+	struct uid_stats *u;
+
+	if (req->trusted || (u = uid_stats_get(s, req->peer.uid)) == NULL)
+		return true;
+	if (bucket_take(&u->tokens, &u->last_refill_ms, REQUEST_RATE,
+	    REQUEST_BURST, evloop_now()))
+		return true;
+	audit_flood_deny(u, NULL, &req->peer, ramkey_op_name(req->msg->op),
+	    "request rate");
+	return false;
+}
+
+bool change_rate_ok(struct request *req, uint64_t *retry_s)
+{
+	struct server *s = req->srv;
+	struct uid_stats *u;
+	double rate;
+
+	*retry_s = 0;
+	if (req->trusted || s->cfg.change_interval_s == 0 ||
+	    (u = uid_stats_get(s, req->peer.uid)) == NULL)
+		return true;
+	rate = 1.0 / (double)s->cfg.change_interval_s;
+	if (bucket_take(&u->change_tokens, &u->change_refill_ms, rate,
+	    (double)s->cfg.change_burst, evloop_now()))
+		return true;
+	*retry_s = (uint64_t)((1.0 - u->change_tokens) / rate) + 1;
+	return false;
+}
