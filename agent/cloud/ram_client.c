@@ -36,6 +36,7 @@
 #include "ramkey_err.h"
 
 #define RAM_API_VERSION "2015-05-01"
+#define RAM_PARAMS_MAX 8
 #define RAM_DEFAULT_ENDPOINT "https://ram.aliyuncs.com"
 #define RAM_USER_AGENT "ramkey/" RAMKEY_VERSION
 
@@ -59,11 +60,12 @@ struct ram_call {
 	struct ram_client *c;
 	struct ram_call *prev, *next;
 	enum ram_action act;
-	char *user;
-	char *key_id;
-	char *status;
+	struct ram_param params[RAM_PARAMS_MAX]; /* owned name/value pairs */
+	size_t nparams;
 	ram_done_fn fn;
+	ram_retry_fn on_retry;
 	void *arg;
+	int64_t server_date;	/* the Date header of the last answer */
 	uint64_t start, deadline, timeout_ms;
 	unsigned attempts;
 	struct ev_timer timer;
@@ -79,6 +81,7 @@ struct ram_call {
 	struct ram_error err;
 	bool unknown_outcome; /* a try failed without a definite answer */
 	bool in_callback;
+	bool in_retry_cb, cancel_pending;
 	/* Circuit breaker: waiting for a probe, or being the probe. */
 	bool parked, is_probe;
 	struct ram_call *park_prev, *park_next;
@@ -95,10 +98,13 @@ struct ram_client {
 	struct curl_trust trust;  /* verification and the CA store */
 	char *proxy;
 	enum ram_signature signature;
-	uint64_t timeout_ms[5]; /* by enum ram_action */
-	char *key_id;
-	char *secret; /* sodium_malloc: secret, '&', NUL */
+	char *api_version;
+	uint64_t timeout_ms[RAM_ACT_COUNT];
+	char *key_id;		/* static credentials, or: */
+	char *secret;		/* sodium_malloc: secret, NUL */
 	size_t secret_len;
+	ram_credential_fn cred_fn;
+	void *cred_arg;
 	struct ram_call *calls;
 	size_t in_flight;
 	bool degraded;
@@ -225,15 +231,24 @@ static void call_unlink(struct ram_call *call)
 	c->in_flight--;
 }
 
+static void params_free(struct ram_call *call)
+{
+	size_t i;
+
+	for (i = 0; i < call->nparams; i++) {
+		free((char *)call->params[i].value);
+		call->params[i].value = NULL;
+	}
+	call->nparams = 0;
+}
+
 static void call_free(struct ram_call *call)
 {
 	if (call == NULL)
 		return;
 	try_detach(call);
 	evloop_timer_cancel(call->c->loop, &call->timer);
-	free(call->user);
-	free(call->key_id);
-	free(call->status);
+	params_free(call);
 	free(call);
 }
 
@@ -284,6 +299,21 @@ static void fail_timeout(struct ram_call *call)
 	call_complete(call, RAMKEY_ERR_RAM_TIMEOUT, NULL);
 }
 
+/* No credential to sign with: say why, at once, without retrying. */
+static void fail_unavailable(struct ram_call *call)
+{
+	struct ram_error *e = &call->err;
+
+	e->kind = RAM_ERRK_LOCAL;
+	e->code[0] = e->request_id[0] = '\0';
+	e->http_status = 0;
+	e->transport_or_5xx = false;
+	e->attempts = call->attempts;
+	snprintf(e->message, sizeof(e->message), "the agent has no usable "
+	    "credential of its own: %s", call->errbuf);
+	call_complete(call, RAMKEY_ERR_UNAVAILABLE, NULL);
+}
+
 static void fail_local(struct ram_call *call, int rc, const char *what)
 {
 	struct ram_error *e = &call->err;
@@ -317,31 +347,40 @@ static int add_header(
 /* Operation parameters; empty values are never sent. */
 static size_t op_params(const struct ram_call *call, struct ram_param *p)
 {
-	size_t n = 0;
+	size_t n = 0, i;
 
-	if (call->user != NULL && call->user[0] != '\0') {
-		p[n].name = "UserName";
-		p[n++].value = call->user;
-	}
-	if (call->key_id != NULL && call->key_id[0] != '\0') {
-		p[n].name = "UserAccessKeyId";
-		p[n++].value = call->key_id;
-	}
-	if (call->status != NULL && call->status[0] != '\0') {
-		p[n].name = "Status";
-		p[n++].value = call->status;
-	}
+	for (i = 0; i < call->nparams; i++)
+		if (call->params[i].value != NULL &&
+		    call->params[i].value[0] != '\0')
+			p[n++] = call->params[i];
 	return n;
 }
 
+/* The credential to sign this try with. */
+static int signing_credential(struct ram_client *c, struct ram_credential *cr,
+    char *why, size_t whylen)
+{
+	memset(cr, 0, sizeof(*cr));
+	if (c->cred_fn != NULL)
+		return c->cred_fn(c->cred_arg, cr, why, whylen);
+	if (c->key_id == NULL || c->secret == NULL) {
+		snprintf(why, whylen, "no credentials to sign with");
+		return RAMKEY_ERR_UNAVAILABLE;
+	}
+	cr->key_id = c->key_id;
+	cr->secret = c->secret;
+	cr->secret_len = c->secret_len;
+	return 0;
+}
+
 /*
- * v1: POST, every parameter (Signature included) in a form body. The
- * HMAC key is the stored "secret&".
+ * v1: POST, every parameter (Signature included) in a form body. A
+ * temporary credential adds SecurityToken, signed with the rest.
  */
-static int build_v1(struct ram_call *call)
+static int build_v1(struct ram_call *call, const struct ram_credential *cr)
 {
 	struct ram_client *c = call->c;
-	struct ram_param p[16];
+	struct ram_param p[24];
 	char nonce[RAM_NONCE_LEN + 1], ts[RAM_TIMESTAMP_LEN + 1];
 	char sig[RAM_V1_SIGNATURE_LEN + 1];
 	char *cq = NULL, *sts = NULL;
@@ -354,16 +393,18 @@ static int build_v1(struct ram_call *call)
 		goto out;
 	n = op_params(call, p);
 	p[n++] = (struct ram_param){"Action", ram_action_name(call->act)};
-	p[n++] = (struct ram_param){"Version", RAM_API_VERSION};
+	p[n++] = (struct ram_param){"Version", c->api_version};
 	p[n++] = (struct ram_param){"Format", "JSON"};
-	p[n++] = (struct ram_param){"AccessKeyId", c->key_id};
+	p[n++] = (struct ram_param){"AccessKeyId", cr->key_id};
+	if (cr->token != NULL)
+		p[n++] = (struct ram_param){"SecurityToken", cr->token};
 	p[n++] = (struct ram_param){"SignatureMethod", "HMAC-SHA1"};
 	p[n++] = (struct ram_param){"SignatureVersion", "1.0"};
 	p[n++] = (struct ram_param){"SignatureNonce", nonce};
 	p[n++] = (struct ram_param){"Timestamp", ts};
 	if ((r = ram_canonical_query(p, n, &cq)) != 0 ||
 	    (r = ram_v1_string_to_sign("POST", cq, &sts)) != 0 ||
-	    (r = ram_v1_hmac(sts, c->secret, c->secret_len + 1, sig)) != 0)
+	    (r = ram_v1_signature(sts, cr->secret, cr->secret_len, sig)) != 0)
 		goto out;
 	if ((r = ram_buf_appends(&body, cq)) != 0 ||
 	    (r = ram_buf_appends(&body, "&Signature=")) != 0 ||
@@ -389,14 +430,14 @@ out:
  * body, like the official SDK. curl's default Content-Type for a POST is
  * suppressed, so the signed headers are exactly host and x-acs-*.
  */
-static int build_v3(struct ram_call *call)
+static int build_v3(struct ram_call *call, const struct ram_credential *cr)
 {
 	struct ram_client *c = call->c;
-	struct ram_param q[4], h[6];
+	struct ram_param q[RAM_PARAMS_MAX], h[7];
 	char nonce[RAM_NONCE_LEN + 1], ts[RAM_TIMESTAMP_LEN + 1];
 	struct ram_v3_request req;
 	struct ram_v3_signed s = {0};
-	size_t nq, i;
+	size_t nq, nh, i;
 	int r;
 
 	ram_nonce(nonce);
@@ -405,20 +446,24 @@ static int build_v3(struct ram_call *call)
 	nq = op_params(call, q);
 	h[0] = (struct ram_param){"host", c->host};
 	h[1] = (struct ram_param){"x-acs-action", ram_action_name(call->act)};
-	h[2] = (struct ram_param){"x-acs-version", RAM_API_VERSION};
+	h[2] = (struct ram_param){"x-acs-version", c->api_version};
 	h[3] = (struct ram_param){"x-acs-date", ts};
 	h[4] = (struct ram_param){"x-acs-signature-nonce", nonce};
 	h[5] = (struct ram_param){"x-acs-content-sha256", RAM_EMPTY_SHA256};
+	nh = 6;
+	/* A temporary credential's token is signed like any x-acs header. */
+	if (cr->token != NULL)
+		h[nh++] = (struct ram_param){"x-acs-security-token", cr->token};
 	memset(&req, 0, sizeof(req));
 	req.method = "POST";
 	req.uri = "/";
 	req.query = q;
 	req.nquery = nq;
 	req.headers = h;
-	req.nheaders = 6;
+	req.nheaders = nh;
 	req.hashed_payload = RAM_EMPTY_SHA256;
-	req.access_key_id = c->key_id;
-	if ((r = ram_v3_sign(&req, c->secret, c->secret_len, &s)) != 0)
+	req.access_key_id = cr->key_id;
+	if ((r = ram_v3_sign(&req, cr->secret, cr->secret_len, &s)) != 0)
 		goto out;
 	if (asprintf(&call->url, "%s%s%s", c->base_url,
 	        s.canonical_query[0] ? "?" : "", s.canonical_query) < 0) {
@@ -426,7 +471,7 @@ static int build_v3(struct ram_call *call)
 		r = RAMKEY_ERR_NOMEM;
 		goto out;
 	}
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < nh; i++)
 		if ((r = add_header(&call->headers, i == 0 ? "Host" : h[i].name,
 		         h[i].value)) != 0)
 			goto out;
@@ -449,10 +494,29 @@ out:
 			goto out;                                              \
 	} while (0)
 
+/* The Date header: STS expiry is judged against the server's clock. */
+static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct ram_call *call = arg;
+	size_t n = size * nmemb;
+	char buf[80];
+
+	if (n > 5 && n < sizeof(buf) && strncasecmp(p, "Date:", 5) == 0) {
+		time_t t;
+
+		memcpy(buf, p + 5, n - 5);
+		buf[n - 5] = '\0';
+		if ((t = curl_getdate(buf, NULL)) > 0)
+			call->server_date = (int64_t)t;
+	}
+	return n;
+}
+
 static int try_start(struct ram_call *call)
 {
 	struct ram_client *c = call->c;
 	uint64_t now = evloop_now(), left;
+	struct ram_credential cr;
 	CURL *e = NULL;
 	int r;
 
@@ -461,7 +525,12 @@ static int try_start(struct ram_call *call)
 		return RAMKEY_ERR_TIMEOUT;
 	call->errbuf[0] = '\0';
 	call->body.max = RAM_BODY_MAX;
-	r = c->signature == RAM_SIG_V1 ? build_v1(call) : build_v3(call);
+	call->server_date = 0;
+	if ((r = signing_credential(c, &cr, call->errbuf,
+	    sizeof(call->errbuf))) != 0)
+		goto out;
+	r = c->signature == RAM_SIG_V1 ? build_v1(call, &cr) :
+	    build_v3(call, &cr);
 	if (r != 0)
 		goto out;
 	if ((r = add_header(&call->headers, "Accept", "application/json")) !=
@@ -496,6 +565,8 @@ static int try_start(struct ram_call *call)
 	SETOPT(e, CURLOPT_POSTFIELDSIZE, (long)strlen(call->post));
 	SETOPT(e, CURLOPT_WRITEFUNCTION, http_body_write);
 	SETOPT(e, CURLOPT_WRITEDATA, &call->body);
+	SETOPT(e, CURLOPT_HEADERFUNCTION, on_header);
+	SETOPT(e, CURLOPT_HEADERDATA, call);
 	SETOPT(e, CURLOPT_ERRORBUFFER, call->errbuf);
 	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, curl_loop_open_socket);
 	if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
@@ -525,6 +596,17 @@ static void schedule_retry(struct ram_call *call)
 	if (now >= call->deadline) {
 		fail_timeout(call);
 		return;
+	}
+	if (call->on_retry != NULL) {
+		/* The caller may cancel the call from here. */
+		call->in_retry_cb = true;
+		call->on_retry(call->arg, &call->err);
+		call->in_retry_cb = false;
+		if (call->cancel_pending) {
+			call_unlink(call);
+			call_free(call);
+			return;
+		}
 	}
 	if (now + wait >= call->deadline) {
 		call->timer_action = TIMER_DEADLINE;
@@ -610,6 +692,8 @@ static void start_try(struct ram_call *call)
 
 	if ((r = try_start(call)) == RAMKEY_ERR_TIMEOUT)
 		fail_timeout(call);
+	else if (r == RAMKEY_ERR_UNAVAILABLE)
+		fail_unavailable(call);
 	else if (r != 0)
 		fail_local(call, r == RAMKEY_ERR_INTERNAL ? RAMKEY_ERR_NOMEM : r,
 		    "preparing the request");
@@ -675,6 +759,8 @@ static void on_call_timer(void *arg)
 		/* parked until a probe gets an answer */
 	} else if ((r = try_start(call)) == RAMKEY_ERR_TIMEOUT) {
 		fail_timeout(call);
+	} else if (r == RAMKEY_ERR_UNAVAILABLE) {
+		fail_unavailable(call);
 	} else if (r != 0) {
 		fail_local(call,
 		    r == RAMKEY_ERR_INTERNAL ? RAMKEY_ERR_NOMEM : r,
@@ -704,12 +790,18 @@ static bool transport_permanent(CURLcode cr)
 }
 
 /* RAM's message must never carry our own secret. */
-static void redact(const struct ram_client *c, struct ram_error *e)
+static void redact(struct ram_client *c, struct ram_error *e)
 {
-	if (c->secret == NULL || c->secret_len == 0)
+	struct ram_credential cr;
+	char why[8];
+
+	if (signing_credential(c, &cr, why, sizeof(why)) != 0 ||
+	    cr.secret_len == 0)
 		return;
-	if (memmem(e->message, strlen(e->message), c->secret, c->secret_len) !=
-	    NULL)
+	if (memmem(e->message, strlen(e->message), cr.secret,
+	    cr.secret_len) != NULL ||
+	    (cr.token != NULL && memmem(e->message, strlen(e->message),
+	    cr.token, strlen(cr.token)) != NULL))
 		snprintf(e->message, sizeof(e->message),
 		    "(message withheld: it contained the client's secret)");
 }
@@ -826,6 +918,7 @@ static void try_done(struct ram_call *call, CURLcode cr)
 		c->last_err = call->err;
 	breaker_update(call, rc);
 	res.attempts = call->attempts;
+	res.server_date = call->server_date;
 	res.earlier_try_unknown = call->unknown_outcome;
 	call->err.earlier_try_unknown = call->unknown_outcome;
 	if (rc != 0 && call->err.transport_or_5xx)
@@ -925,6 +1018,9 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 		goto out;
 	c->loop = loop;
 	c->signature = cfg->signature;
+	if ((c->api_version = strdup(cfg->api_version != NULL ?
+	    cfg->api_version : RAM_API_VERSION)) == NULL)
+		goto out;
 	ev_timer_init(&c->probe_timer, on_probe_timer, c);
 	c->timeout_ms[RAM_ACT_CREATE_ACCESS_KEY] = cfg->create_timeout_ms
 	    ? cfg->create_timeout_ms
@@ -940,6 +1036,14 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 	    : RAM_DEFAULT_READ_TIMEOUT_MS;
 	c->timeout_ms[RAM_ACT_GET_USER] =
 	    c->timeout_ms[RAM_ACT_LIST_ACCESS_KEYS];
+	c->timeout_ms[RAM_ACT_LIST_USERS] =
+	    c->timeout_ms[RAM_ACT_LIST_ACCESS_KEYS];
+	c->timeout_ms[RAM_ACT_LIST_USERS_FOR_GROUP] =
+	    c->timeout_ms[RAM_ACT_LIST_ACCESS_KEYS];
+	c->timeout_ms[STS_ACT_GET_CALLER_IDENTITY] =
+	    c->timeout_ms[RAM_ACT_LIST_ACCESS_KEYS];
+	c->timeout_ms[STS_ACT_ASSUME_ROLE] =
+	    c->timeout_ms[RAM_ACT_CREATE_ACCESS_KEY];
 	for (i = 0; i < sizeof(c->timeout_ms) / sizeof(c->timeout_ms[0]); i++)
 		if (c->timeout_ms[i] > RAM_TIMEOUT_MAX_MS)
 			c->timeout_ms[i] = RAM_TIMEOUT_MAX_MS;
@@ -989,6 +1093,7 @@ static void client_destroy(struct ram_client *c)
 	curl_loop_cleanup(&c->cl);
 	evloop_timer_cancel(c->loop, &c->probe_timer);
 	free(c->base_url);
+	free(c->api_version);
 	free(c->host);
 	curl_trust_clear(&c->trust);
 	free(c->proxy);
@@ -1035,8 +1140,7 @@ int ram_client_set_credentials(
 		return RAMKEY_ERR_NOMEM;
 	}
 	memcpy(s, secret, len);
-	s[len] = '&'; /* v1's HMAC key is secret + "&" */
-	s[len + 1] = '\0';
+	s[len] = '\0';
 	free(c->key_id);
 	if (c->secret != NULL)
 		sodium_free(c->secret);
@@ -1052,44 +1156,42 @@ static bool opt_user_valid(const char *user)
 	    ram_user_name_valid(user, strlen(user));
 }
 
-static int dup_opt(const char *s, char **ret)
-{
-	*ret = NULL;
-	if (s == NULL || s[0] == '\0')
-		return 0;
-	return (*ret = strdup(s)) == NULL ? RAMKEY_ERR_NOMEM : 0;
-}
 
 static int call_start(struct ram_client *c, enum ram_action act,
-    const char *user, const char *key_id, const char *status, ram_done_fn fn,
-    void *arg, struct ram_call **ret)
+    const struct ram_param *params, size_t nparams, ram_done_fn fn,
+    ram_retry_fn on_retry, void *arg, struct ram_call **ret)
 {
 	struct ram_call *call = NULL;
 	uint64_t now;
+	size_t i;
 	int r = RAMKEY_ERR_INVALID;
 
 	if (ret != NULL)
 		*ret = NULL;
-	if (c == NULL || fn == NULL || c->dying)
+	if (c == NULL || fn == NULL || c->dying || nparams > RAM_PARAMS_MAX)
 		goto out;
-	if (c->key_id == NULL || c->secret == NULL) {
+	if (c->cred_fn == NULL && (c->key_id == NULL || c->secret == NULL)) {
 		r = RAMKEY_ERR_CONFIG;
 		goto out;
 	}
-	if (!opt_user_valid(user))
-		goto out;
 	r = RAMKEY_ERR_NOMEM;
 	if ((call = calloc(1, sizeof(*call))) == NULL)
 		goto out;
 	call->c = c;
 	call->act = act;
 	call->fn = fn;
+	call->on_retry = on_retry;
 	call->arg = arg;
 	ev_timer_init(&call->timer, on_call_timer, call);
-	if ((r = dup_opt(user, &call->user)) != 0 ||
-	    (r = dup_opt(key_id, &call->key_id)) != 0 ||
-	    (r = dup_opt(status, &call->status)) != 0)
-		goto out;
+	for (i = 0; i < nparams; i++) {
+		if (params[i].value == NULL || params[i].value[0] == '\0')
+			continue;
+		call->params[call->nparams].name = params[i].name;
+		if ((call->params[call->nparams].value =
+		    strdup(params[i].value)) == NULL)
+			goto out;
+		call->nparams++;
+	}
 	now = evloop_now();
 	call->start = now;
 	call->timeout_ms = op_timeout(c, act);
@@ -1113,18 +1215,34 @@ static int call_start(struct ram_client *c, enum ram_action act,
 out:
 	if (call != NULL) {
 		evloop_timer_cancel(c->loop, &call->timer);
-		free(call->user);
-		free(call->key_id);
-		free(call->status);
+		params_free(call);
 		free(call);
 	}
 	return r;
 }
 
+/* The RAM operations on a user (and a key). */
+static int user_call(struct ram_client *c, enum ram_action act,
+    const char *user, const char *key_id, const char *status, ram_done_fn fn,
+    void *arg, struct ram_call **ret)
+{
+	struct ram_param p[3] = {
+		{ "UserName", user },
+		{ "UserAccessKeyId", key_id },
+		{ "Status", status },
+	};
+
+	if (ret != NULL)
+		*ret = NULL;
+	if (!opt_user_valid(user))
+		return RAMKEY_ERR_INVALID;
+	return call_start(c, act, p, 3, fn, NULL, arg, ret);
+}
+
 int ram_create_access_key(struct ram_client *c, const char *user,
     ram_done_fn fn, void *arg, struct ram_call **ret)
 {
-	return call_start(
+	return user_call(
 	    c, RAM_ACT_CREATE_ACCESS_KEY, user, NULL, NULL, fn, arg, ret);
 }
 
@@ -1138,7 +1256,7 @@ int ram_update_access_key(struct ram_client *c, const char *user,
 	    status == NULL ||
 	    (strcmp(status, "Active") != 0 && strcmp(status, "Inactive") != 0))
 		return RAMKEY_ERR_INVALID;
-	return call_start(
+	return user_call(
 	    c, RAM_ACT_UPDATE_ACCESS_KEY, user, key_id, status, fn, arg, ret);
 }
 
@@ -1149,14 +1267,14 @@ int ram_delete_access_key(struct ram_client *c, const char *user,
 		*ret = NULL;
 	if (key_id == NULL || !ram_key_id_valid(key_id, strlen(key_id)))
 		return RAMKEY_ERR_INVALID;
-	return call_start(
+	return user_call(
 	    c, RAM_ACT_DELETE_ACCESS_KEY, user, key_id, NULL, fn, arg, ret);
 }
 
 int ram_list_access_keys(struct ram_client *c, const char *user, ram_done_fn fn,
     void *arg, struct ram_call **ret)
 {
-	return call_start(
+	return user_call(
 	    c, RAM_ACT_LIST_ACCESS_KEYS, user, NULL, NULL, fn, arg, ret);
 }
 
@@ -1167,13 +1285,74 @@ int ram_get_user(struct ram_client *c, const char *user, ram_done_fn fn,
 		*ret = NULL;
 	if (user == NULL || user[0] == '\0')
 		return RAMKEY_ERR_INVALID;
-	return call_start(c, RAM_ACT_GET_USER, user, NULL, NULL, fn, arg, ret);
+	return user_call(c, RAM_ACT_GET_USER, user, NULL, NULL, fn, arg, ret);
+}
+
+int ram_list_users(struct ram_client *c, const char *marker, ram_done_fn fn,
+    void *arg, struct ram_call **ret)
+{
+	struct ram_param p[2] = { { "Marker", marker }, { "MaxItems", "100" } };
+
+	return call_start(c, RAM_ACT_LIST_USERS, p, 2, fn, NULL, arg, ret);
+}
+
+int ram_list_users_for_group(struct ram_client *c, const char *group,
+    const char *marker, ram_done_fn fn, void *arg, struct ram_call **ret)
+{
+	struct ram_param p[3] = { { "GroupName", group }, { "Marker", marker },
+		{ "MaxItems", "100" } };
+
+	if (ret != NULL)
+		*ret = NULL;
+	if (group == NULL || !ram_user_name_valid(group, strlen(group)))
+		return RAMKEY_ERR_INVALID;
+	return call_start(c, RAM_ACT_LIST_USERS_FOR_GROUP, p, 3, fn, NULL, arg,
+	    ret);
+}
+
+int ram_assume_role(struct ram_client *c, const struct ram_assume_role *a,
+    ram_done_fn fn, ram_retry_fn on_retry, void *arg, struct ram_call **ret)
+{
+	char dur[16];
+	struct ram_param p[5] = {
+		{ "RoleArn", a->role_arn },
+		{ "RoleSessionName", a->session_name },
+		{ "DurationSeconds", dur },
+		{ "Policy", a->policy },
+		{ "ExternalId", a->external_id },
+	};
+
+	if (ret != NULL)
+		*ret = NULL;
+	if (a->role_arn == NULL || a->session_name == NULL ||
+	    a->duration_s < 900 || a->duration_s > 43200)
+		return RAMKEY_ERR_INVALID;
+	snprintf(dur, sizeof(dur), "%u", (unsigned)a->duration_s);
+	return call_start(c, STS_ACT_ASSUME_ROLE, p, 5, fn, on_retry, arg, ret);
+}
+
+int ram_get_caller_identity(struct ram_client *c, ram_done_fn fn, void *arg,
+    struct ram_call **ret)
+{
+	return call_start(c, STS_ACT_GET_CALLER_IDENTITY, NULL, 0, fn, NULL,
+	    arg, ret);
+}
+
+void ram_client_set_credential_source(struct ram_client *c,
+    ram_credential_fn fn, void *arg)
+{
+	c->cred_fn = fn;
+	c->cred_arg = arg;
 }
 
 void ram_call_cancel(struct ram_call *call)
 {
 	if (call == NULL || call->in_callback)
 		return;
+	if (call->in_retry_cb) {
+		call->cancel_pending = true;
+		return;
+	}
 	call_unlink(call);
 	call_free(call);
 }

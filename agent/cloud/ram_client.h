@@ -1,6 +1,7 @@
 /*
- * Asynchronous client for the Alibaba Cloud RAM API (2015-05-01, RPC style),
- * driven by an evloop through libcurl's multi interface. Connections are
+ * Asynchronous client for the Alibaba Cloud RPC-style APIs the agent uses:
+ * RAM (2015-05-01) and, with its own instance, STS (2015-04-01), driven by
+ * an evloop through libcurl's multi interface. Connections are
  * kept alive and reused; one slow call never blocks another.
  *
  * Every operation retries on Throttling*, ServiceUnavailable, InternalError,
@@ -39,14 +40,16 @@ enum ram_signature {
 
 struct ram_client_config {
 	const char *endpoint;	/* base URL, e.g. "https://ram.aliyuncs.com" */
+	const char *api_version;/* NULL: RAM's 2015-05-01 (STS: 2015-04-01) */
 	const char *ca_file;	/* extra CA bundle (PEM) or NULL */
 	const char *proxy;	/* HTTPS proxy, or NULL for libcurl's env rules */
 	bool allow_http;	/* accept an http:// endpoint (tests, demo) */
 	enum ram_signature signature;
-	uint64_t create_timeout_ms; /* CreateAccessKey, retries included */
+	uint64_t create_timeout_ms; /* CreateAccessKey, AssumeRole: retries
+				     * included */
 	uint64_t update_timeout_ms; /* UpdateAccessKey */
 	uint64_t delete_timeout_ms; /* DeleteAccessKey */
-	uint64_t read_timeout_ms;   /* ListAccessKeys, GetUser; 0 = 60 s */
+	uint64_t read_timeout_ms;   /* the reads; 0 = 60 s */
 };
 
 #define RAM_KEY_ID_MAX 64
@@ -57,6 +60,8 @@ struct ram_client_config {
 #define RAM_REQUEST_ID_MAX 80
 #define RAM_USER_NAME_MAX 64
 #define RAM_OP_MAX 32
+#define RAM_ARN_MAX 512
+#define RAM_MARKER_MAX 512
 #define RAM_TRY_MAX_MS 10000
 #define RAM_BREAKER_THRESHOLD 5
 
@@ -97,9 +102,23 @@ struct ram_access_key {
 	size_t secret_len;
 };
 
+/* AssumeRole's credential. secret and token are NUL-terminated, in
+ * sodium_malloc memory owned by the client, valid during the callback. */
+struct ram_sts_credential {
+	char id[RAM_KEY_ID_MAX + 1];
+	const char *secret;
+	size_t secret_len;
+	const char *token;
+	size_t token_len;
+	char expiration[RAM_DATE_MAX];	/* as STS sent it */
+	int64_t expiration_time;	/* the same, Unix seconds */
+	char arn[RAM_ARN_MAX + 1];	/* AssumedRoleUser.Arn */
+};
+
 struct ram_result {
 	char request_id[RAM_REQUEST_ID_MAX];
 	unsigned attempts; /* tries made */
+	int64_t server_date; /* the answer's Date header, Unix s; 0 if none */
 	/*
 	 * An earlier try failed without a definite answer (transport error,
 	 * timeout, 5xx): it may have been carried out by RAM all the same.
@@ -114,6 +133,18 @@ struct ram_result {
 	/* GetUser */
 	char user_name[RAM_USER_NAME_MAX + 1];
 	char user_id[RAM_USER_NAME_MAX + 1];
+	/* ListUsers, ListUsersForGroup: names owned by the client, valid
+	 * during the callback; marker continues a truncated list. */
+	char *const *users;
+	size_t nusers;
+	bool truncated;
+	char marker[RAM_MARKER_MAX + 1];
+	/* AssumeRole */
+	struct ram_sts_credential sts;
+	/* GetCallerIdentity */
+	char arn[RAM_ARN_MAX + 1];
+	char account_id[32];
+	char identity_type[32];
 };
 
 /*
@@ -140,10 +171,27 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 /* Frees the client; in-flight calls end without their callbacks. */
 void ram_client_free(struct ram_client *c);
 
-/* Set (or replace) the credentials used to sign. Both are copied; the
+/* Set (or replace) static credentials to sign with. Both are copied; the
  * secret into locked memory. */
 int ram_client_set_credentials(struct ram_client *c, const char *key_id,
     const char *secret);
+
+/*
+ * Or take the credential to sign with from a source at every try (the
+ * agent's own credential may be temporary and renewed). The strings are
+ * borrowed for the try being built. Return 0, or RAMKEY_ERR_UNAVAILABLE
+ * with why (one line): the call then fails at once, with that reason.
+ */
+struct ram_credential {
+	const char *key_id;
+	const char *secret;
+	size_t secret_len;
+	const char *token;	/* STS SecurityToken, or NULL */
+};
+typedef int (*ram_credential_fn)(void *arg, struct ram_credential *out,
+    char *why, size_t whylen);
+void ram_client_set_credential_source(struct ram_client *c,
+    ram_credential_fn fn, void *arg);
 
 /*
  * Operations. user may be NULL where RAM allows it (the caller's own
@@ -165,6 +213,26 @@ int ram_list_access_keys(struct ram_client *c, const char *user,
     ram_done_fn fn, void *arg, struct ram_call **ret);
 int ram_get_user(struct ram_client *c, const char *user, ram_done_fn fn,
     void *arg, struct ram_call **ret);
+/* marker: NULL for the first page. */
+int ram_list_users(struct ram_client *c, const char *marker, ram_done_fn fn,
+    void *arg, struct ram_call **ret);
+int ram_list_users_for_group(struct ram_client *c, const char *group,
+    const char *marker, ram_done_fn fn, void *arg, struct ram_call **ret);
+
+/* STS (a client made with the STS endpoint and api_version). */
+struct ram_assume_role {
+	const char *role_arn;
+	const char *session_name;
+	uint32_t duration_s;	/* 900..43200 */
+	const char *policy;	/* session policy JSON, or NULL */
+	const char *external_id;/* or NULL */
+};
+/* A try failed and another follows (err says why). */
+typedef void (*ram_retry_fn)(void *arg, const struct ram_error *err);
+int ram_assume_role(struct ram_client *c, const struct ram_assume_role *a,
+    ram_done_fn fn, ram_retry_fn on_retry, void *arg, struct ram_call **ret);
+int ram_get_caller_identity(struct ram_client *c, ram_done_fn fn, void *arg,
+    struct ram_call **ret);
 
 /* Abandon a call: its callback will not run. */
 void ram_call_cancel(struct ram_call *call);

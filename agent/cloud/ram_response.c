@@ -27,8 +27,25 @@ const char *ram_action_name(enum ram_action act)
 		return "ListAccessKeys";
 	case RAM_ACT_GET_USER:
 		return "GetUser";
+	case RAM_ACT_LIST_USERS:
+		return "ListUsers";
+	case RAM_ACT_LIST_USERS_FOR_GROUP:
+		return "ListUsersForGroup";
+	case STS_ACT_ASSUME_ROLE:
+		return "AssumeRole";
+	case STS_ACT_GET_CALLER_IDENTITY:
+		return "GetCallerIdentity";
+	case RAM_ACT_COUNT:
+		break;
 	}
 	return "Unknown";
+}
+
+bool ram_action_writes(enum ram_action act)
+{
+	return act == RAM_ACT_CREATE_ACCESS_KEY ||
+	    act == RAM_ACT_UPDATE_ACCESS_KEY ||
+	    act == RAM_ACT_DELETE_ACCESS_KEY || act == STS_ACT_ASSUME_ROLE;
 }
 
 /* --- Validation helpers --- */
@@ -341,7 +358,8 @@ out:
 	return r;
 }
 
-/* Wipe every string stored under the key "AccessKeySecret", anywhere. */
+/* Wipe every string stored under "AccessKeySecret" or "SecurityToken",
+ * anywhere. */
 static void wipe_secrets(struct json_object *o, int depth)
 {
 	size_t i, n;
@@ -359,7 +377,8 @@ static void wipe_secrets(struct json_object *o, int depth)
 		return;
 	json_object_object_foreach(o, key, val)
 	{
-		if (strcmp(key, "AccessKeySecret") == 0 &&
+		if ((strcmp(key, "AccessKeySecret") == 0 ||
+		    strcmp(key, "SecurityToken") == 0) &&
 		    json_object_is_type(val, json_type_string)) {
 			int l = json_object_get_string_len(val);
 			char *p = (char *)json_object_get_string(val);
@@ -569,6 +588,202 @@ static int parse_user(struct json_object *root, struct ram_result *res,
 	return 0;
 }
 
+/* A secret-bearing string into sodium memory, refusing control bytes. */
+static int secret_copy(const char *s, size_t len, size_t max, const char **out,
+    size_t *outlen)
+{
+	char *d;
+	size_t i;
+
+	if (len == 0 || len > max)
+		return RAMKEY_ERR_PROTOCOL;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return RAMKEY_ERR_PROTOCOL;
+	if (sodium_init() < 0)
+		return RAMKEY_ERR_CRYPTO;
+	if ((d = sodium_malloc(len + 1)) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	*out = d;
+	*outlen = len;
+	return 0;
+}
+
+static bool arn_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len < 8 || len > RAM_ARN_MAX || strncmp(s, "acs:", 4) != 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static int parse_assume_role(struct json_object *root, struct ram_result *res,
+    char *detail, size_t detail_size)
+{
+	struct ram_sts_credential *k = &res->sts;
+	struct json_object *cr, *u;
+	const char *s;
+	size_t len;
+	int r = RAMKEY_ERR_PROTOCOL;
+
+	if (get_obj(root, "Credentials", true, &cr) != 0) {
+		snprintf(detail, detail_size, "Credentials missing or invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	if (get_str(cr, "AccessKeyId", true, &s, &len) != 0 ||
+	    !ram_key_id_valid(s, len)) {
+		snprintf(detail, detail_size,
+		    "Credentials.AccessKeyId missing or invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	copy_str(k->id, s, len);
+	if (get_str(cr, "Expiration", true, &s, &len) != 0 ||
+	    len >= sizeof(k->expiration) ||
+	    ram_parse_date(s, len, &k->expiration_time) != 0) {
+		snprintf(detail, detail_size,
+		    "Credentials.Expiration missing or invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	copy_str(k->expiration, s, len);
+	if (get_str(cr, "AccessKeySecret", true, &s, &len) != 0 ||
+	    (r = secret_copy(s, len, RAM_SECRET_MAX, &k->secret,
+	    &k->secret_len)) != 0) {
+		snprintf(detail, detail_size,
+		    "Credentials.AccessKeySecret missing or invalid");
+		return r == RAMKEY_ERR_NOMEM ? r : RAMKEY_ERR_PROTOCOL;
+	}
+	if (get_str(cr, "SecurityToken", true, &s, &len) != 0 ||
+	    (r = secret_copy(s, len, RAM_TOKEN_MAX, &k->token,
+	    &k->token_len)) != 0) {
+		snprintf(detail, detail_size,
+		    "Credentials.SecurityToken missing or invalid");
+		return r == RAMKEY_ERR_NOMEM ? r : RAMKEY_ERR_PROTOCOL;
+	}
+	if (get_obj(root, "AssumedRoleUser", false, &u) != 0) {
+		snprintf(detail, detail_size, "AssumedRoleUser invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	if (u != NULL && get_str(u, "Arn", false, &s, &len) == 0 && s != NULL &&
+	    arn_valid(s, len))
+		copy_str(k->arn, s, len);
+	return 0;
+}
+
+static int parse_identity(struct json_object *root, struct ram_result *res,
+    char *detail, size_t detail_size)
+{
+	const char *s;
+	size_t len;
+
+	if (get_str(root, "Arn", true, &s, &len) != 0 || !arn_valid(s, len)) {
+		snprintf(detail, detail_size, "Arn missing or invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	copy_str(res->arn, s, len);
+	if (get_str(root, "AccountId", false, &s, &len) != 0 ||
+	    (s != NULL && !token_valid(s, len, sizeof(res->account_id) - 1))) {
+		snprintf(detail, detail_size, "AccountId invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	if (s != NULL)
+		copy_str(res->account_id, s, len);
+	if (get_str(root, "IdentityType", false, &s, &len) != 0 ||
+	    (s != NULL && !token_valid(s, len, sizeof(res->identity_type) -
+	    1))) {
+		snprintf(detail, detail_size, "IdentityType invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	if (s != NULL)
+		copy_str(res->identity_type, s, len);
+	return 0;
+}
+
+/* ListUsers and ListUsersForGroup: Users.User[].UserName, IsTruncated,
+ * Marker. */
+static int parse_users(struct json_object *root, struct ram_result *res,
+    char *detail, size_t detail_size)
+{
+	struct json_object *us, *arr = NULL, *t;
+	char **names = NULL;
+	const char *s;
+	size_t n = 0, i, len;
+	int r = RAMKEY_ERR_PROTOCOL;
+
+	if (get_obj(root, "Users", false, &us) != 0) {
+		snprintf(detail, detail_size, "Users is not an object");
+		goto out;
+	}
+	if (us != NULL && json_object_object_get_ex(us, "User", &arr) &&
+	    arr != NULL) {
+		if (!json_object_is_type(arr, json_type_array)) {
+			snprintf(detail, detail_size,
+			    "Users.User is not an array");
+			goto out;
+		}
+		n = json_object_array_length(arr);
+	}
+	if (n > RAM_LIST_MAX) {
+		snprintf(detail, detail_size, "more than %d users",
+		    RAM_LIST_MAX);
+		goto out;
+	}
+	if ((names = calloc(n + 1, sizeof(*names))) == NULL) {
+		r = RAMKEY_ERR_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct json_object *u = json_object_array_get_idx(arr, i);
+
+		if (u == NULL || !json_object_is_type(u, json_type_object) ||
+		    get_str(u, "UserName", true, &s, &len) != 0 ||
+		    !ram_user_name_valid(s, len)) {
+			snprintf(detail, detail_size,
+			    "Users.User[%zu].UserName missing or invalid", i);
+			goto out;
+		}
+		if ((names[i] = strndup(s, len)) == NULL) {
+			r = RAMKEY_ERR_NOMEM;
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(root, "IsTruncated", &t) && t != NULL) {
+		if (!json_object_is_type(t, json_type_boolean)) {
+			snprintf(detail, detail_size, "IsTruncated invalid");
+			goto out;
+		}
+		res->truncated = json_object_get_boolean(t);
+	}
+	if (get_str(root, "Marker", false, &s, &len) != 0 ||
+	    (s != NULL && (len > RAM_MARKER_MAX ||
+	    !token_valid(s, len, RAM_MARKER_MAX)))) {
+		snprintf(detail, detail_size, "Marker invalid");
+		goto out;
+	}
+	if (s != NULL)
+		copy_str(res->marker, s, len);
+	if (res->truncated && res->marker[0] == '\0') {
+		snprintf(detail, detail_size, "IsTruncated without a Marker");
+		goto out;
+	}
+	res->users = names;
+	res->nusers = n;
+	names = NULL;
+	r = 0;
+out:
+	if (names != NULL) {
+		for (i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+	return r;
+}
+
 int ram_parse_success(enum ram_action act, const char *body, size_t len,
     struct ram_result *res, char *detail, size_t detail_size)
 {
@@ -604,6 +819,16 @@ int ram_parse_success(enum ram_action act, const char *body, size_t len,
 	case RAM_ACT_GET_USER:
 		r = parse_user(root, res, detail, detail_size);
 		break;
+	case RAM_ACT_LIST_USERS:
+	case RAM_ACT_LIST_USERS_FOR_GROUP:
+		r = parse_users(root, res, detail, detail_size);
+		break;
+	case STS_ACT_ASSUME_ROLE:
+		r = parse_assume_role(root, res, detail, detail_size);
+		break;
+	case STS_ACT_GET_CALLER_IDENTITY:
+		r = parse_identity(root, res, detail, detail_size);
+		break;
 	case RAM_ACT_UPDATE_ACCESS_KEY:
 	case RAM_ACT_DELETE_ACCESS_KEY:
 		r = 0;
@@ -625,6 +850,17 @@ void ram_result_clear(struct ram_result *res)
 		return;
 	if (res->key.secret != NULL)
 		sodium_free((void *)res->key.secret); /* wipes */
+	if (res->sts.secret != NULL)
+		sodium_free((void *)res->sts.secret);
+	if (res->sts.token != NULL)
+		sodium_free((void *)res->sts.token);
+	if (res->users != NULL) {
+		size_t i;
+
+		for (i = 0; i < res->nusers; i++)
+			free(res->users[i]);
+		free((void *)res->users);
+	}
 	free((void *)res->keys);
 	memset(res, 0, sizeof(*res));
 }

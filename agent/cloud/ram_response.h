@@ -1,10 +1,11 @@
 /*
- * Parsing of RAM API response bodies (JSON, json-c): the success shapes of
- * the five operations the agent uses and RAM's error body. Everything is
+ * Parsing of RAM and STS API response bodies (JSON, json-c): the success
+ * shapes of the operations the agent uses and the common error body. Everything is
  * validated (types, lengths, character sets, dates) before it is trusted.
  *
- * Secrets: the AccessKeySecret of a CreateAccessKey answer goes straight
- * into sodium_malloc memory; json-c's copies (the string object and the
+ * Secrets: the AccessKeySecret of a CreateAccessKey answer, and the
+ * AccessKeySecret and SecurityToken of an AssumeRole answer, go straight
+ * into sodium_malloc memory; json-c's copies (the string objects and the
  * tokener's buffer) are wiped before they are freed. The caller wipes the
  * raw body it passed in.
  */
@@ -20,6 +21,7 @@
 #define RAM_BODY_MAX (1024 * 1024) /* larger bodies are refused unparsed */
 #define RAM_SECRET_MAX 256         /* longest AccessKeySecret accepted */
 #define RAM_LIST_MAX 1000          /* most keys in a ListAccessKeys answer */
+#define RAM_TOKEN_MAX 8192         /* longest SecurityToken accepted */
 
 enum ram_action {
 	RAM_ACT_CREATE_ACCESS_KEY = 0,
@@ -27,10 +29,17 @@ enum ram_action {
 	RAM_ACT_DELETE_ACCESS_KEY,
 	RAM_ACT_LIST_ACCESS_KEYS,
 	RAM_ACT_GET_USER,
+	RAM_ACT_LIST_USERS,
+	RAM_ACT_LIST_USERS_FOR_GROUP,
+	STS_ACT_ASSUME_ROLE,
+	STS_ACT_GET_CALLER_IDENTITY,
+	RAM_ACT_COUNT
 };
 
 /* "CreateAccessKey", ... (the Action parameter and err->op). */
 const char *ram_action_name(enum ram_action act);
+/* The action writes (its timeout is create/update/delete_timeout). */
+bool ram_action_writes(enum ram_action act);
 
 /*
  * Parse a 2xx body for act into res (cleared on entry). On success the
