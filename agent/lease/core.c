@@ -275,6 +275,7 @@ static void info_of(const struct lease *l, struct lease_info *out)
 	out->lease_end_ms = lease_end_ms(l);
 	out->expiration = l->expiration;
 	out->ttl_expires_ms = l->ttl_expires_ms;
+	out->refresh_ms = lease_refresh_ms(l);
 	out->sessions = l->nsessions;
 	out->key_fingerprint = l->key_fingerprint;
 	out->has_secret = l->secret_slot != 0;

@@ -279,6 +279,33 @@ int64_t lease_end_ms(const struct lease *l)
 	return l->received_ms + (int64_t)l->core->cfg.max_ttl_s * 1000;
 }
 
+int64_t lease_refresh_ms(const struct lease *l)
+{
+	const struct kind_ops *ops = l->p->kind->k.ops;
+	struct kind_lease kl;
+
+	if (ops->refresh_at != NULL) {
+		lease_kind_view(l, &kl);
+		return ops->refresh_at(l->p->kind->k.state, &kl);
+	}
+	if (ops->capacity > 0)
+		return l->received_ms + (int64_t)l->core->cfg.max_ttl_s * 800;
+	return lease_end_ms(l);
+}
+
+/* How long an ended credential stays valid at the cloud (kinds that
+ * cannot revoke, STS), wall ms, or 0. */
+static int64_t valid_after_end(const struct lease *l)
+{
+	const struct kind_ops *ops = l->p->kind->k.ops;
+	struct kind_lease kl;
+
+	if (!ops->renews_in_place || ops->retain_until == NULL)
+		return 0;
+	lease_kind_view(l, &kl);
+	return ops->retain_until(l->p->kind->k.state, &kl);
+}
+
 void lease_kind_view(const struct lease *l, struct kind_lease *kl)
 {
 	memset(kl, 0, sizeof(*kl));
@@ -700,20 +727,31 @@ void lease_set_fingerprint(struct lease_core *c, uint64_t id, const char *fpr)
 	lease_save(l);
 }
 
+static void revoke_one(struct lease *l, const char *why, unsigned *n,
+    int64_t *valid_until)
+{
+	int64_t v = valid_after_end(l);
+
+	if (valid_until != NULL && v > *valid_until)
+		*valid_until = v;
+	lease_end(l, why);
+	(*n)++;
+}
+
 void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
-    const char *why, unsigned *n)
+    const char *why, unsigned *n, int64_t *valid_until)
 {
 	struct strmap_iter it;
 	struct lease *l, *next;
 	void *v;
 
 	*n = 0;
+	if (valid_until != NULL)
+		*valid_until = 0;
 	if (id != 0) {
 		if ((l = lease_by_id(c, id)) != NULL &&
-		    l->state == LEASE_LIVE) {
-			lease_end(l, why);
-			(*n)++;
-		}
+		    l->state == LEASE_LIVE)
+			revoke_one(l, why, n, valid_until);
 		return;
 	}
 	if (user != NULL) {
@@ -721,10 +759,8 @@ void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
 
 		for (l = u != NULL ? u->leases : NULL; l != NULL; l = next) {
 			next = l->next_of_user;
-			if (l->state == LEASE_LIVE) {
-				lease_end(l, why);
-				(*n)++;
-			}
+			if (l->state == LEASE_LIVE)
+				revoke_one(l, why, n, valid_until);
 		}
 		return;
 	}
@@ -740,10 +776,8 @@ void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
 			if (((struct lease *)v)->state == LEASE_LIVE &&
 			    k < c->live)
 				all[k++] = v;
-		for (i = 0; i < k; i++) {
-			lease_end(all[i], why);
-			(*n)++;
-		}
+		for (i = 0; i < k; i++)
+			revoke_one(all[i], why, n, valid_until);
 		free(all);
 	}
 }

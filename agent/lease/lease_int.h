@@ -169,6 +169,7 @@ void lease_adopt_orphan(struct lease_core *c, struct lease_principal *p,
     const char *user, const char *cred_id, const char *create_date);
 struct lease *lease_by_id(struct lease_core *c, uint64_t id);
 int64_t lease_end_ms(const struct lease *l);
+int64_t lease_refresh_ms(const struct lease *l);
 void lease_kind_view(const struct lease *l, struct kind_lease *kl);
 /* Resume the end of a lease loaded as ending (recovery). */
 void lease_resume_end(struct lease *l);

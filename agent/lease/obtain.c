@@ -340,6 +340,7 @@ static void ob_obtain(struct obtain *ob)
 	memset(&req, 0, sizeof(req));
 	req.principal = ob->p->name;
 	req.user = ob->u->name;
+	req.uid = ob->u->uid;
 	req.intent = ob->intent != NULL ? ob->intent->data : NULL;
 	req.renewal = ob->renewal;
 	req.lease_end_ms = ob->renew != NULL ? lease_end_ms(ob->renew) :

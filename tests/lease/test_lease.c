@@ -172,7 +172,7 @@ static void L3_secret_only_in_memory(void **state)
 	/* The old lease lives on with its holder. */
 	assert_int_equal(h_lease_state(&H, first), LEASE_LIVE);
 	/* Its end wipes the secret. */
-	lease_revoke(H.core, b.lease_id, NULL, "test", &(unsigned){ 0 });
+	lease_revoke(H.core, b.lease_id, NULL, "test", &(unsigned){ 0 }, NULL);
 	assert_int_not_equal(lease_secret(H.core, b.lease_id, &secret, &len,
 	    NULL), 0);
 }
@@ -247,10 +247,10 @@ static void L4_revoke_ends_every_live_lease_of_the_user(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, 0, USER, "revoked by test", &n);
+	lease_revoke(H.core, 0, USER, "revoked by test", &n, NULL);
 	assert_int_equal(n, 1);
 	assert_int_equal(h_lease_state(&H, a.lease_id), LEASE_ENDING);
-	lease_revoke(H.core, 0, USER, "again", &n);
+	lease_revoke(H.core, 0, USER, "again", &n, NULL);
 	assert_int_equal(n, 0);
 }
 
@@ -344,7 +344,7 @@ static void L8_never_touches_a_credential_it_did_not_make(void **state)
 	mint(&H);
 	assert_int_equal(lease_find(H.core, "LTAIsomeoneelse", &li),
 	    RAMKEY_ERR_NOT_FOUND);
-	lease_revoke(H.core, 0, "bob", "test", &n);
+	lease_revoke(H.core, 0, "bob", "test", &n, NULL);
 	assert_int_equal(n, 0);
 	assert_int_equal(H.kind->started[FK_END], 0);
 	assert_int_equal(lease_find(H.core, "KEY0001", &li), 0);
@@ -426,7 +426,7 @@ static void R1_revocation_is_durable_before_the_answer(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	assert_int_equal(lease_after_commit(H.core, probe_committed, &probe),
 	    0);
 	h_pump(&H);
@@ -575,7 +575,7 @@ static void R5_failed_ends_are_retried_with_backoff(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	for (i = 0; i < 12; i++) {
 		assert_int_equal(fk_count_pending(H.kind, FK_END), 1);
 		fk_end_done(H.kind, fk_pending(H.kind, FK_END), RAMKEY_ERR_RAM,
@@ -610,7 +610,7 @@ static void R6_store_refusing_writes_mints_nothing(void **state)
 	assert_true(b.done);
 	assert_int_equal(b.rc, RAMKEY_ERR_STORE);
 	assert_int_equal(H.kind->started[FK_PREPARE], 1);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	assert_int_equal(fk_count_pending(H.kind, FK_END), 1);
 	fs_set_broken(H.store, false);
 	assert_int_equal(lease_core_resync(H.core), 0);
