@@ -414,17 +414,25 @@ static void kb_cancel(void *ctx, void *handle)
 	keybase_cancel(handle);
 }
 
+/* The cloud API that mints users' credentials: STS in fleet mode. */
+static struct ram_client *minting_client(const struct agent *a)
+{
+	return a->cfg->credential == CREDENTIAL_STS && a->sts != NULL ?
+	    a->sts : a->ram;
+}
+
 static bool cloud_ok(void *arg)
 {
 	struct agent *a = arg;
 
-	return !ram_client_degraded(a->ram);
+	return !ram_client_degraded(a->ram) &&
+	    !ram_client_degraded(minting_client(a));
 }
 
 static const char *cloud_last_error(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
-	const struct ram_error *e = ram_client_last_error(a->ram);
+	const struct ram_error *e = ram_client_last_error(minting_client(a));
 
 	if (e == NULL)
 		return NULL;

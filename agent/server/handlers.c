@@ -619,10 +619,16 @@ static void deadline_reached(void *arg)
 		lease_wait_cancel(req->wait);
 		req->wait = NULL;
 		req->waiting = W_NONE;
-		request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "the cloud did "
-		    "not complete the mint for %s within %u ms%s; try again "
-		    "later", req->principal ? req->principal : "this user",
-		    req->msg->timeout_ms, last);
+		if (s->cfg.sts)
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "STS did "
+			    "not issue a credential for role %s within %u ms%s; "
+			    "try again later", req->principal ? req->principal :
+			    "-", req->msg->timeout_ms, last);
+		else
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "RAM did "
+			    "not complete the mint for %s within %u ms%s; try "
+			    "again later", req->principal ? req->principal :
+			    "this user", req->msg->timeout_ms, last);
 		break;
 	case W_PGP_KEY:
 		pgp_job_cancel(req->job);
