@@ -27,6 +27,7 @@
 #include "duration.h"
 #include "effects.h"
 #include "evloop.h"
+#include "heap_trim.h"
 #include "keybase.h"
 #include "lease.h"
 #include "log.h"
@@ -72,6 +73,7 @@ struct agent {
 	char boot_id[BOOT_ID_LEN + 1];
 	int signal_fd;
 	struct ev_timer store_timer;
+	struct heap_trim heap_trim;
 };
 
 static void usage(FILE *f)
@@ -470,6 +472,7 @@ static void agent_free(struct agent *a)
 {
 	/* Requests first (they wait on everything else), then the lease
 	 * core (its kinds cancel their cloud calls), then the rest. */
+	heap_trim_stop(&a->heap_trim);
 	server_free(a->srv);
 	lease_core_free(a->core);
 	if (!a->kind_added && a->access_key.ops != NULL)
@@ -587,6 +590,10 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		return EXIT_START;
 	}
 	ev_timer_init(&a->store_timer, store_retry, a);
+	if (heap_trim_start(&a->heap_trim, a->loop) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	if (evloop_add_prepare(a->loop, store_hook, a) != 0) {
 		log_err("out of memory");
 		return EXIT_START;

@@ -117,7 +117,7 @@ int server_new(const struct server_deps *deps, const struct server_config *cfg,
 	s->health = deps->health;
 	s->listen_fd = -1;
 	if ((r = cfg_copy(&s->cfg, cfg)) != 0 ||
-	    (s->uids = strmap_new()) == NULL || (r = conn_setup(s)) != 0) {
+	    (s->uids = idmap_new()) == NULL || (r = conn_setup(s)) != 0) {
 		server_free(s);
 		return r != 0 ? r : RAMKEY_ERR_NOMEM;
 	}
@@ -158,9 +158,9 @@ void server_free(struct server *s)
 	evloop_timer_cancel(s->loop, &s->accept_timer);
 	if (s->uids != NULL) {
 		strmap_iter_init(&it);
-		while (strmap_next(s->uids, &it, NULL, &v))
+		while (idmap_next(s->uids, &it, NULL, &v))
 			free(v);
-		strmap_free(s->uids);
+		idmap_free(s->uids);
 	}
 	cfg_clear(&s->cfg);
 	free(s);

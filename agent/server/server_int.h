@@ -93,7 +93,7 @@ struct server {
 	int listen_fd;
 	bool socket_activated;
 	bool owns_socket_path;
-	struct strmap *uids;	/* "uid" -> uid_stats */
+	struct idmap *uids;	/* uid -> uid_stats */
 	struct conn *conns;
 	struct conn *flush_list;
 	struct ev_timer accept_timer; /* resumes accepting after EMFILE */

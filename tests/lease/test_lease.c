@@ -695,11 +695,48 @@ static void renewal_on_request_only(void **state)
 	assert_int_equal(H.kind->started[FK_OBTAIN], 2);
 }
 
+/* mint_rate: at most N obtains per principal in any window of the period;
+ * an obtain leaves the window a period later. */
+static void mint_rate_counts_obtains_in_the_window(void **state)
+{
+	struct lease_config cfg = H.cfg;
+	struct req r[4];
+	unsigned i;
+
+	(void)state;
+	cfg.mint_rate = 3;
+	cfg.mint_rate_period_s = 600;
+	lease_core_set_config(H.core, &cfg);
+	for (i = 0; i < 3; i++) {
+		h_acquire_ttl(&H, &r[i], USER, RAMU, 600);
+		mint(&H);
+		assert_true(r[i].done);
+		assert_int_equal(r[i].rc, 0);
+		/* Revoked: the next request obtains anew. */
+		lease_revoke(H.core, r[i].lease_id, NULL, "test",
+		    &(unsigned){ 0 }, NULL);
+		h_pump(&H);
+		h_advance(100 * 1000);
+	}
+	h_acquire_ttl(&H, &r[3], USER, RAMU, 600);
+	assert_true(r[3].done);
+	assert_int_equal(r[3].rc, RAMKEY_ERR_RATE);
+	assert_int_equal(H.kind->started[FK_OBTAIN], 3);
+	/* 600 s after the first obtain it is out of the window. */
+	h_advance(301 * 1000);
+	h_acquire_ttl(&H, &r[3], USER, RAMU, 600);
+	mint(&H);
+	assert_true(r[3].done);
+	assert_int_equal(r[3].rc, 0);
+	assert_int_equal(H.kind->started[FK_OBTAIN], 4);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest ak[] = {
 		cmocka_unit_test_setup_teardown(L1_one_lease_per_user_and_principal, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L2_single_flight, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(mint_rate_counts_obtains_in_the_window, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L3_secret_only_in_memory, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L4_last_holder_ends_the_lease, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L4_ttl_holder_expiry_ends_the_lease, setup_ak, teardown),
