@@ -45,6 +45,8 @@ enum key_id {
 	K_CREATE_TIMEOUT,
 	K_UPDATE_TIMEOUT,
 	K_DELETE_TIMEOUT,
+	K_METRICS_FILE,
+	K_METRICS_INTERVAL,
 	K_COUNT
 };
 
@@ -71,6 +73,8 @@ static const char *const key_names[K_COUNT] = {
 	[K_CREATE_TIMEOUT] = "create_timeout",
 	[K_UPDATE_TIMEOUT] = "update_timeout",
 	[K_DELETE_TIMEOUT] = "delete_timeout",
+	[K_METRICS_FILE] = "metrics_file",
+	[K_METRICS_INTERVAL] = "metrics_interval",
 };
 
 static int fail(char **errp, const char *fmt, ...)
@@ -138,6 +142,7 @@ static int defaults(struct config *c)
 	c->mint_rate_period = 3600;
 	c->max_connections_per_uid = 64;
 	c->create_timeout = c->update_timeout = c->delete_timeout = 300;
+	c->metrics_interval = 15;
 	return 0;
 }
 
@@ -157,6 +162,7 @@ void config_free(struct config *c)
 	free(c->allowed_group);
 	free(c->trusted_uids);
 	free(c->keybase_url);
+	free(c->metrics_file);
 	free(c);
 }
 
@@ -330,9 +336,18 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 	case K_STATE_DIR:
 	case K_CA_FILE:
 	case K_CREDENTIALS_FILE:
+	case K_METRICS_FILE:
 		if (v[0] != '/' || strlen(v) >= PATH_MAX) {
 			*why = "must be an absolute path";
 			return -1;
+		}
+		if (k == K_METRICS_FILE) {
+			if (v[strlen(v) - 1] == '/') {
+				*why = "must name a file, not a directory";
+				return -1;
+			}
+			r = set_str(&c->metrics_file, v);
+			break;
 		}
 		if (k == K_SOCKET && strlen(v) >= 108) {
 			*why = "socket path is longer than 107 bytes";
@@ -437,6 +452,8 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		return parse_ttl(v, &c->update_timeout, why);
 	case K_DELETE_TIMEOUT:
 		return parse_ttl(v, &c->delete_timeout, why);
+	case K_METRICS_INTERVAL:
+		return parse_ttl(v, &c->metrics_interval, why);
 	default:
 		*why = "internal error";
 		return -1;

@@ -47,6 +47,8 @@ struct config {
 	uint64_t create_timeout; /* seconds */
 	uint64_t update_timeout;
 	uint64_t delete_timeout;
+	char *metrics_file;	   /* node_exporter textfile, or NULL */
+	uint64_t metrics_interval; /* seconds between rewrites */
 };
 
 /*
