@@ -47,6 +47,9 @@ enum key_id {
 	K_DELETE_TIMEOUT,
 	K_METRICS_FILE,
 	K_METRICS_INTERVAL,
+	K_SWEEP_GROUP,
+	K_SWEEP_PREFIX,
+	K_SWEEP_MIN_AGE,
 	K_COUNT
 };
 
@@ -75,6 +78,9 @@ static const char *const key_names[K_COUNT] = {
 	[K_DELETE_TIMEOUT] = "delete_timeout",
 	[K_METRICS_FILE] = "metrics_file",
 	[K_METRICS_INTERVAL] = "metrics_interval",
+	[K_SWEEP_GROUP] = "sweep_group",
+	[K_SWEEP_PREFIX] = "sweep_prefix",
+	[K_SWEEP_MIN_AGE] = "sweep_min_age",
 };
 
 static int fail(char **errp, const char *fmt, ...)
@@ -163,7 +169,14 @@ void config_free(struct config *c)
 	free(c->trusted_uids);
 	free(c->keybase_url);
 	free(c->metrics_file);
+	free(c->sweep_group);
+	free(c->sweep_prefix);
 	free(c);
+}
+
+uint64_t config_sweep_min_age_floor(const struct config *cfg)
+{
+	return cfg->max_ttl + cfg->create_timeout + SWEEP_MARGIN_S;
 }
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid)
@@ -454,6 +467,18 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		return parse_ttl(v, &c->delete_timeout, why);
 	case K_METRICS_INTERVAL:
 		return parse_ttl(v, &c->metrics_interval, why);
+	case K_SWEEP_GROUP:
+	case K_SWEEP_PREFIX:
+		/* RAM's rule for user and group names. */
+		if (!ramkey_valid_ram_user(v)) {
+			*why = "must be 1-64 of A-Za-z0-9._- (a RAM name)";
+			return -1;
+		}
+		r = set_str(k == K_SWEEP_GROUP ? &c->sweep_group :
+		    &c->sweep_prefix, v);
+		break;
+	case K_SWEEP_MIN_AGE:
+		return parse_ttl(v, &c->sweep_min_age, why);
 	default:
 		*why = "internal error";
 		return -1;
@@ -469,6 +494,8 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
  * given (the defaults never fail these checks). */
 static int cross_check(struct config *c, const unsigned *lines, char **errp)
 {
+	uint64_t floor;
+
 	if (strncmp(c->endpoint, "http://", 7) == 0 && !c->allow_http)
 		return fail(errp, "%s:%u: endpoint: plain http:// needs "
 		    "allow_http = yes (use https:// in production)", c->path,
@@ -484,6 +511,21 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 		return fail(errp, "%s:%u: trusted_uids: the list is empty; the "
 		    "PAM module runs as root, so list at least 0", c->path,
 		    lines[K_TRUSTED_UIDS]);
+	/* A key younger than the bound may belong to a live lease. */
+	floor = config_sweep_min_age_floor(c);
+	if (c->sweep_min_age == 0) {
+		c->sweep_min_age = floor;
+	} else if (c->sweep_min_age < floor) {
+		char have[32], bound[32];
+
+		ramkey_duration_format(c->sweep_min_age, have, sizeof(have));
+		ramkey_duration_format(floor, bound, sizeof(bound));
+		return fail(errp, "%s:%u: sweep_min_age: %s is below %s, the "
+		    "youngest a key of no live lease can be (max_ttl + "
+		    "create_timeout + 10m); set it to %s or more, or leave it "
+		    "unset", c->path, lines[K_SWEEP_MIN_AGE], have, bound,
+		    bound);
+	}
 	return 0;
 }
 

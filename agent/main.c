@@ -36,6 +36,7 @@
 #include "ramkey_err.h"
 #include "server.h"
 #include "store.h"
+#include "sweep.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -81,17 +82,25 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config]\n"
+	    "       ramkey-agent [-c FILE] [-d] --sweep [--apply]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -f, --foreground    stay in the foreground and log to stderr\n"
 	    "  -d, --debug         also log debug messages\n"
 	    "      --check-config  check the configuration and the admin "
 	    "credentials, then exit\n"
+	    "      --sweep         fleet sweep, once: list the keys older "
+	    "than sweep_min_age\n"
+	    "                      of the RAM users in sweep_group or named "
+	    "sweep_prefix*\n"
+	    "      --apply         with --sweep: delete them (without it, a "
+	    "dry run)\n"
 	    "  -h, --help          this text\n"
 	    "  -V, --version       print the version\n"
 	    "\n"
-	    "Exit status: 0 clean stop, 1 configuration error, 2 usage, "
-	    "3 cannot start.\n", RAMKEY_DEFAULT_CONFIG);
+	    "Exit status: 0 clean stop (--sweep: done), 1 configuration error, "
+	    "2 usage,\n3 cannot start, 5 (--sweep) a RAM call failed.\n",
+	    RAMKEY_DEFAULT_CONFIG);
 }
 
 /* systemd's notify protocol ($NOTIFY_SOCKET), without libsystemd. */
@@ -642,6 +651,8 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "sweep", no_argument, NULL, 'S' },
+		{ "apply", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -650,6 +661,7 @@ int main(int argc, char **argv)
 	struct admin_credentials *cred = NULL;
 	const char *path = RAMKEY_DEFAULT_CONFIG;
 	bool explicit = false, foreground = false, debug = false, check = false;
+	bool sweep = false, apply = false;
 	char *err = NULL;
 	int c, status = EXIT_START;
 
@@ -670,6 +682,12 @@ int main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'S':
+			sweep = true;
+			break;
+		case 'A':
+			apply = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -687,7 +705,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	log_init("ramkey-agent", foreground || check, debug);
+	if (apply && !sweep) {
+		fprintf(stderr, "ramkey-agent: --apply goes with --sweep\n");
+		return EXIT_USAGE;
+	}
+	if (sweep && check) {
+		fprintf(stderr, "ramkey-agent: --sweep and --check-config are "
+		    "separate runs\n");
+		return EXIT_USAGE;
+	}
+	/* --check-config and --sweep are commands run by hand or by a
+	 * timer: their messages go to stderr (the journal, under systemd). */
+	log_init("ramkey-agent", foreground || check || sweep, debug);
 	harden();
 	if (config_load(path, explicit, &a.cfg, &err) != 0) {
 		log_err("%s", err);
@@ -706,6 +735,17 @@ int main(int argc, char **argv)
 		credentials_free(cred);
 		config_free(a.cfg);
 		return 0;
+	}
+	if (sweep) {
+		status = EXIT_START;
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+			log_err("cannot initialise libcurl");
+		else
+			status = sweep_run(a.cfg, cred, apply, stdout);
+		credentials_free(cred);
+		config_free(a.cfg);
+		curl_global_cleanup();
+		return status;
 	}
 	log_config(a.cfg);
 	if (block_signals() != 0) {
