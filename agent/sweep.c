@@ -223,8 +223,9 @@ static int delete_key(struct sweep *sw, const char *user,
 static int sweep_user(struct sweep *sw, const char *user)
 {
 	char buf[RAM_CODE_MAX + RAM_MESSAGE_MAX + 4];
+	struct sweep_key *keys = NULL;
+	size_t i, nkeys;
 	int64_t now;
-	size_t i;
 	int r, status = 0;
 
 	call_reset(sw);
@@ -239,9 +240,14 @@ static int sweep_user(struct sweep *sw, const char *user)
 	}
 	/* RAM's clock, which also set CreateDate; ours if it sent none. */
 	now = sw->server_date > 0 ? sw->server_date : ramkey_wall_now();
-	sw->keys_seen += sw->nkeys;
-	for (i = 0; i < sw->nkeys; i++) {
-		const struct sweep_key *k = &sw->keys[i];
+	/* Ours now: the deletions below are calls of their own. */
+	keys = sw->keys;
+	nkeys = sw->nkeys;
+	sw->keys = NULL;
+	sw->nkeys = 0;
+	sw->keys_seen += nkeys;
+	for (i = 0; i < nkeys; i++) {
+		const struct sweep_key *k = &keys[i];
 		uint64_t age = now > k->create_time ?
 		    (uint64_t)(now - k->create_time) : 0;
 
@@ -259,6 +265,7 @@ static int sweep_user(struct sweep *sw, const char *user)
 			sw->deleted++;
 		}
 	}
+	free(keys);
 	return status;
 }
 
