@@ -10,13 +10,15 @@ neither sweep_group nor sweep_prefix, is refused with exit 1; a RAM that
 refuses is exit 5.
 """
 
+import json
 import os
 import re
 import subprocess
 import unittest
 
 from emulator import Emulator
-from ramkey_fixture import AGENT_BIN, Agent, Users, Workdir, read_json_secret_file
+from ramkey_fixture import (AGENT_BIN, SOURCE_DIR, Agent, Users, Workdir,
+                            read_json_secret_file)
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -27,6 +29,21 @@ LINE = re.compile(r"^(would delete|deleted|delete failed): ram_user=(\S+) "
 
 def mask(key_id):
     return key_id[:4] + "****" + key_id[-4:]
+
+
+def readme_policies(account_id):
+    """The sweep's RAM policy as the README gives it (by prefix), and the
+    variant by group it describes."""
+    with open(os.path.join(SOURCE_DIR, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("\n## Fleet sweep\n"):]
+    section = section[:section.index("\n## ", 1)].replace("ACCOUNT_ID", account_id)
+    by_prefix = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    snippet = re.search(r'`(\{"Effect": "Allow", "Action": "ram:ListUsersForGroup".*?)`',
+                        section, re.S)
+    by_group = json.loads(json.dumps(by_prefix))
+    by_group["Statement"][1] = json.loads(snippet.group(1))
+    return by_prefix, by_group
 
 
 class Sweep(unittest.TestCase):
@@ -57,13 +74,13 @@ class Sweep(unittest.TestCase):
         self.emu.create_user(user)
         return self.emu.create_key(user, age=age)["AccessKeyId"]
 
-    def sweep(self, *args, **conf):
+    def sweep(self, *args, credentials=None, **conf):
         """Run ramkey-agent --sweep with its own agent.conf (the live
         agent's socket and state are never touched)."""
         d = self.wd.join("sweep-%d" % len(os.listdir(self.wd.path)))
         os.makedirs(d)
         base = {"endpoint": self.emu.endpoint, "ca_file": self.emu.ca_file,
-                "credentials_file": self.agent.cred_path,
+                "credentials_file": credentials or self.agent.cred_path,
                 "socket": os.path.join(d, "nowhere.sock"),
                 "state_dir": os.path.join(d, "nostate")}
         base.update(conf)
@@ -199,6 +216,42 @@ class Sweep(unittest.TestCase):
         r = subprocess.run([AGENT_BIN, "--apply"], capture_output=True, text=True,
                            timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
+
+    def test_the_readme_policy_is_enough(self):
+        by_prefix, by_group = readme_policies(self.emu.account_id)
+        sweeper = self.emu.create_key("sweeper")
+        cred = self.wd.join("sweeper.cred")
+        with open(cred, "w") as f:
+            f.write("[default]\ntype = access_key\naccess_key_id = %s\n"
+                    "access_key_secret = %s\n" % (sweeper["AccessKeyId"],
+                                                  sweeper["AccessKeySecret"]))
+        os.chmod(cred, 0o600)
+        self.emu.create_group("ramkey-users")
+        old = self.key("ramkey-pol", 2 * DAY)
+        self.emu.add_user_to_group("ramkey-users", "ramkey-pol")
+        old2 = self.key("ramkey-pol2", 2 * DAY)
+        self.emu.add_user_to_group("ramkey-users", "ramkey-pol2")
+        others = [self.key("pol-other", 2 * DAY)]
+        try:
+            self.emu.set_permissions("user/sweeper", policy=by_group)
+            r = self.sweep("--apply", credentials=cred, sweep_group="ramkey-users")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIsNone(self.emu.key(old))
+            self.assertIsNone(self.emu.key(old2))
+            old3 = self.key("ramkey-pol3", 2 * DAY)
+            self.emu.set_permissions("user/sweeper", policy=by_prefix)
+            r = self.sweep("--apply", credentials=cred, sweep_prefix="ramkey-")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIsNone(self.emu.key(old3))
+            # The policy is what stops it elsewhere: a wider prefix is
+            # refused by RAM, and nothing else is deleted.
+            r = self.sweep("--apply", credentials=cred, sweep_prefix="pol-")
+            self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+            self.assertIn("NoPermission", r.stderr)
+            for k in others:
+                self.assertIsNotNone(self.emu.key(k))
+        finally:
+            self.emu.clear_permissions("user/sweeper")
 
     def test_ram_refusing_is_exit_5(self):
         self.key(PREFIX + "f", 2 * DAY)
