@@ -51,7 +51,7 @@ struct config {
 	uint64_t metrics_interval; /* seconds between rewrites */
 	char *sweep_group;	   /* RAM group of the users ramkey serves */
 	char *sweep_prefix;	   /* or their common user name prefix */
-	uint64_t sweep_min_age;	   /* seconds; >= config_sweep_min_age_floor */
+	uint64_t sweep_min_age;	   /* seconds, at least the floor below */
 };
 
 /*

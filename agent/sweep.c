@@ -296,9 +296,9 @@ int sweep_run(const struct config *cfg, const struct admin_credentials *cred,
 	sw.out = out;
 	sw.apply = apply;
 	if (cfg->sweep_group == NULL && cfg->sweep_prefix == NULL) {
-		log_err("%s: --sweep needs sweep_group or sweep_prefix: the RAM "
-		    "users dedicated to ramkey, the only ones the sweep may "
-		    "touch", cfg->path);
+		log_err("%s: --sweep needs sweep_group or sweep_prefix: the "
+		    "RAM users dedicated to ramkey, the only ones the sweep "
+		    "may touch", cfg->path);
 		return SWEEP_EXIT_CONFIG;
 	}
 	memset(&rc, 0, sizeof(rc));

@@ -193,8 +193,10 @@ static int family_new(struct metrics *m, enum metric_type type,
 		    sizeof(double))) == NULL) ||
 		    (f->counts = calloc(f->nseries * (nbounds + 1),
 		    sizeof(uint64_t))) == NULL ||
-		    (f->hcount = calloc(f->nseries, sizeof(uint64_t))) == NULL ||
-		    (f->hsum_us = calloc(f->nseries, sizeof(uint64_t))) == NULL)
+		    (f->hcount = calloc(f->nseries,
+		    sizeof(uint64_t))) == NULL ||
+		    (f->hsum_us = calloc(f->nseries,
+		    sizeof(uint64_t))) == NULL)
 			goto out;
 		if (nbounds > 0)
 			memcpy(f->bounds, bounds, nbounds * sizeof(double));
