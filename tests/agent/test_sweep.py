@@ -181,6 +181,17 @@ class Sweep(unittest.TestCase):
         self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
         self.assertIn("EntityNotExist.Group", r.stderr)
 
+    def test_every_page_of_users(self):
+        # ListUsers answers 100 users a page: the old key is on page two.
+        for i in range(130):
+            self.emu.create_user("rkpg-%03d" % i)
+        old = self.key("rkpg-129", 2 * DAY)
+        r = self.sweep(sweep_prefix="rkpg-")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.listed(r, "would delete"), {("rkpg-129", mask(old))})
+        self.assertIn("of 130 RAM user(s)", r.stdout)
+        self.assertGreaterEqual(len(self.emu.log(action="ListUsers")), 2)
+
     def test_min_age_below_the_bound_is_refused(self):
         r = self.sweep(sweep_prefix=PREFIX, sweep_min_age="1h")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
