@@ -56,6 +56,11 @@ enum key_id {
 	K_STS_POLICY_FILE,
 	K_STS_ENDPOINT,
 	K_EXTERNAL_ID,
+	K_METRICS_FILE,
+	K_METRICS_INTERVAL,
+	K_SWEEP_GROUP,
+	K_SWEEP_PREFIX,
+	K_SWEEP_MIN_AGE,
 	K_COUNT
 };
 
@@ -91,6 +96,11 @@ static const char *const key_names[K_COUNT] = {
 	[K_STS_POLICY_FILE] = "sts_policy_file",
 	[K_STS_ENDPOINT] = "sts_endpoint",
 	[K_EXTERNAL_ID] = "external_id",
+	[K_METRICS_FILE] = "metrics_file",
+	[K_METRICS_INTERVAL] = "metrics_interval",
+	[K_SWEEP_GROUP] = "sweep_group",
+	[K_SWEEP_PREFIX] = "sweep_prefix",
+	[K_SWEEP_MIN_AGE] = "sweep_min_age",
 };
 
 static int fail(char **errp, const char *fmt, ...)
@@ -163,6 +173,7 @@ static int defaults(struct config *c)
 	c->mint_rate_period = 3600;
 	c->max_connections_per_uid = 64;
 	c->create_timeout = c->update_timeout = c->delete_timeout = 300;
+	c->metrics_interval = 15;
 	return 0;
 }
 
@@ -190,7 +201,15 @@ void config_free(struct config *c)
 	free(c->sts_policy);
 	free(c->sts_endpoint);
 	free(c->external_id);
+	free(c->metrics_file);
+	free(c->sweep_group);
+	free(c->sweep_prefix);
 	free(c);
+}
+
+uint64_t config_sweep_min_age_floor(const struct config *cfg)
+{
+	return cfg->max_ttl + cfg->create_timeout + SWEEP_MARGIN_S;
 }
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid)
@@ -363,9 +382,18 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 	case K_STATE_DIR:
 	case K_CA_FILE:
 	case K_CREDENTIALS_FILE:
+	case K_METRICS_FILE:
 		if (v[0] != '/' || strlen(v) >= PATH_MAX) {
 			*why = "must be an absolute path";
 			return -1;
+		}
+		if (k == K_METRICS_FILE) {
+			if (v[strlen(v) - 1] == '/') {
+				*why = "must name a file, not a directory";
+				return -1;
+			}
+			r = set_str(&c->metrics_file, v);
+			break;
 		}
 		if (k == K_SOCKET && strlen(v) >= 108) {
 			*why = "socket path is longer than 107 bytes";
@@ -530,6 +558,20 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		return parse_ttl(v, &c->update_timeout, why);
 	case K_DELETE_TIMEOUT:
 		return parse_ttl(v, &c->delete_timeout, why);
+	case K_METRICS_INTERVAL:
+		return parse_ttl(v, &c->metrics_interval, why);
+	case K_SWEEP_GROUP:
+	case K_SWEEP_PREFIX:
+		/* RAM's rule for user and group names. */
+		if (!ramkey_valid_ram_user(v)) {
+			*why = "must be 1-64 of A-Za-z0-9._- (a RAM name)";
+			return -1;
+		}
+		r = set_str(k == K_SWEEP_GROUP ? &c->sweep_group :
+		    &c->sweep_prefix, v);
+		break;
+	case K_SWEEP_MIN_AGE:
+		return parse_ttl(v, &c->sweep_min_age, why);
 	default:
 		*why = "internal error";
 		return -1;
@@ -598,6 +640,8 @@ out:
  * given (the defaults never fail these checks). */
 static int cross_check(struct config *c, const unsigned *lines, char **errp)
 {
+	uint64_t floor;
+
 	if (strncmp(c->endpoint, "http://", 7) == 0 && !c->allow_http)
 		return fail(errp, "%s:%u: endpoint: plain http:// needs "
 		    "allow_http = yes (use https:// in production)", c->path,
@@ -627,6 +671,21 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 		return fail(errp, "%s:%u: credential: sts needs role_arn or "
 		    "role_map (which role each user assumes)", c->path,
 		    lines[K_CREDENTIAL]);
+	/* A key younger than the bound may belong to a live lease. */
+	floor = config_sweep_min_age_floor(c);
+	if (c->sweep_min_age == 0) {
+		c->sweep_min_age = floor;
+	} else if (c->sweep_min_age < floor) {
+		char have[32], bound[32];
+
+		ramkey_duration_format(c->sweep_min_age, have, sizeof(have));
+		ramkey_duration_format(floor, bound, sizeof(bound));
+		return fail(errp, "%s:%u: sweep_min_age: %s is below %s, the "
+		    "youngest a key of no live lease can be (max_ttl + "
+		    "create_timeout + 10m); set it to %s or more, or leave it "
+		    "unset", c->path, lines[K_SWEEP_MIN_AGE], have, bound,
+		    bound);
+	}
 	return sts_files(c, lines, errp);
 }
 

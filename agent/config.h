@@ -67,6 +67,11 @@ struct config {
 	char *sts_policy;	 /* its text */
 	char *sts_endpoint;
 	char *external_id;
+	char *metrics_file;	   /* node_exporter textfile, or NULL */
+	uint64_t metrics_interval; /* seconds between rewrites */
+	char *sweep_group;	   /* RAM group of the users ramkey serves */
+	char *sweep_prefix;	   /* or their common user name prefix */
+	uint64_t sweep_min_age;	   /* seconds, at least the floor below */
 };
 
 /*
@@ -79,6 +84,15 @@ int config_load(const char *path, bool must_exist, struct config **ret,
 void config_free(struct config *cfg);
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid);
+
+/*
+ * The youngest key the fleet sweep may delete: max_ttl + create_timeout +
+ * SWEEP_MARGIN_S. A live lease's key is never older than max_ttl plus the
+ * time its mint took, so with the fleet's longest max_ttl no live key is
+ * that old. sweep_min_age defaults to this and may not be below it.
+ */
+#define SWEEP_MARGIN_S 600
+uint64_t config_sweep_min_age_floor(const struct config *cfg);
 /* root, the agent's own user, or the RAMKEY_USER account. */
 bool config_owner_ok(uid_t uid);
 

@@ -31,12 +31,15 @@
 #include "keybase.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_file.h"
 #include "pgp.h"
 #include "proc_watch.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
 #include "server.h"
 #include "store.h"
+#include "sweep.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -74,23 +77,38 @@ struct agent {
 	int signal_fd;
 	struct ev_timer store_timer;
 	struct heap_trim heap_trim;
+	/* Metrics: the registry, the gauges the agent sets itself, and the
+	 * metrics_file writer. */
+	struct metrics *metrics;
+	struct metric *m_build, *m_live, *m_pending, *m_store_ok, *m_cloud_ok;
+	struct metric *m_source_expiry;
+	bool collecting;
+	struct metrics_file *mfile;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config]\n"
+	    "       ramkey-agent [-c FILE] [-d] --sweep [--apply]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -f, --foreground    stay in the foreground and log to stderr\n"
 	    "  -d, --debug         also log debug messages\n"
 	    "      --check-config  check the configuration and the admin "
 	    "credentials, then exit\n"
+	    "      --sweep         fleet sweep, once: list the keys older "
+	    "than sweep_min_age\n"
+	    "                      of the RAM users in sweep_group or named "
+	    "sweep_prefix*\n"
+	    "      --apply         with --sweep: delete them (without it, a "
+	    "dry run)\n"
 	    "  -h, --help          this text\n"
 	    "  -V, --version       print the version\n"
 	    "\n"
-	    "Exit status: 0 clean stop, 1 configuration error, 2 usage, "
-	    "3 cannot start.\n", RAMKEY_DEFAULT_CONFIG);
+	    "Exit status: 0 clean stop (--sweep: done), 1 configuration error, "
+	    "2 usage,\n3 cannot start, 5 (--sweep) a RAM call failed.\n",
+	    RAMKEY_DEFAULT_CONFIG);
 }
 
 /* systemd's notify protocol ($NOTIFY_SOCKET), without libsystemd. */
@@ -131,6 +149,11 @@ static void log_config(const struct config *c)
 	    c->revoke == REVOKE_DELETE ? "delete" : "deactivate");
 	if (c->fetch_ttl_clamped)
 		log_warn("fetch_ttl is longer than max_ttl; using %s", fetch);
+	if (c->metrics_file != NULL) {
+		ramkey_duration_format(c->metrics_interval, max, sizeof(max));
+		log_info("metrics_file %s, rewritten every %s",
+		    c->metrics_file, max);
+	}
 }
 
 static void lease_config_of(const struct config *c, struct lease_config *lc)
@@ -233,6 +256,10 @@ static int apply_config(struct agent *a, const struct config *c)
 	lease_config_of(c, &lc);
 	lease_core_set_config(a->core, &lc);
 	access_key_kind_reconfigure(&a->access_key, &akc);
+	if (metrics_file_configure(a->mfile, c->metrics_file,
+	    c->metrics_interval) != 0)
+		log_warn("reload: cannot apply metrics_file; keeping the "
+		    "previous one");
 	return 0;
 }
 
@@ -443,6 +470,69 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 	return buf;
 }
 
+/* ---- metrics ---- */
+
+static const char *const version_values[] = { RAMKEY_VERSION, NULL };
+
+/* Before each rendering: the gauges that mirror the agent's state. */
+static void collect_gauges(void *arg)
+{
+	struct agent *a = arg;
+
+	metric_set(a->m_build, RAMKEY_VERSION, NULL, 1);
+	metric_set(a->m_live, NULL, NULL, lease_count_live(a->core));
+	metric_set(a->m_pending, NULL, NULL, lease_pending_ends(a->core));
+	metric_set(a->m_store_ok, NULL, NULL,
+	    lease_store_broken(a->core) ? 0 : 1);
+	metric_set(a->m_cloud_ok, NULL, NULL, cloud_ok(a) ? 1 : 0);
+}
+
+/*
+ * The hook for the agent's own (source) credential: call it whenever the
+ * credential the RAM client signs with changes, with when it expires
+ * (Unix seconds), or 0 for one that does not expire (a static AccessKey
+ * from credentials_file or the environment), which shows no sample.
+ * ramkey_source_credential_expiry_timestamp_seconds then tells an alert
+ * how long the agent can still reach RAM if renewals keep failing.
+ */
+static void source_credential_changed(struct agent *a, int64_t expires)
+{
+	if (expires > 0)
+		metric_set(a->m_source_expiry, NULL, NULL, (double)expires);
+	else
+		metric_unset(a->m_source_expiry, NULL, NULL);
+}
+
+static int metrics_setup(struct agent *a)
+{
+	const struct metric_label version[] = { { "version",
+		version_values } };
+	struct metrics *m;
+
+	if (metrics_new(&a->metrics) != 0)
+		return RAMKEY_ERR_NOMEM;
+	m = a->metrics;
+	if (metrics_gauge(m, "ramkey_build_info", "The agent's version, in "
+	    "the label; always 1.", version, 1, &a->m_build) != 0 ||
+	    metrics_gauge(m, "ramkey_leases_live", "Leases live now (each "
+	    "one credential held for one user).", NULL, 0, &a->m_live) != 0 ||
+	    metrics_gauge(m, "ramkey_revocations_pending", "Leases ended "
+	    "whose credential the cloud has not yet confirmed ended (retried "
+	    "until it does).", NULL, 0, &a->m_pending) != 0 ||
+	    metrics_gauge(m, "ramkey_store_writable", "1 when the state store "
+	    "accepts writes; 0 when it does not (no new mints).", NULL, 0,
+	    &a->m_store_ok) != 0 ||
+	    metrics_gauge(m, "ramkey_cloud_healthy", "0 when the last cloud "
+	    "API try failed for a transport or 5xx reason and none has "
+	    "succeeded since, else 1.", NULL, 0, &a->m_cloud_ok) != 0 ||
+	    metrics_gauge(m, "ramkey_source_credential_expiry_timestamp_"
+	    "seconds", "When the agent's own credential expires (Unix time); "
+	    "no sample for one that does not expire.", NULL, 0,
+	    &a->m_source_expiry) != 0)
+		return RAMKEY_ERR_NOMEM;
+	return 0;
+}
+
 /* Prepare hook: hand what is staged to the store's committer first. */
 static void store_hook(void *arg)
 {
@@ -471,8 +561,12 @@ static void store_retry(void *arg)
 static void agent_free(struct agent *a)
 {
 	/* Requests first (they wait on everything else), then the lease
-	 * core (its kinds cancel their cloud calls), then the rest. */
+	 * core (its kinds cancel their cloud calls), then the rest; the
+	 * metrics registry last, after everything that counts in it. */
 	heap_trim_stop(&a->heap_trim);
+	metrics_file_free(a->mfile);
+	if (a->collecting)
+		metrics_remove_collector(a->metrics, collect_gauges, a);
 	server_free(a->srv);
 	lease_core_free(a->core);
 	if (!a->kind_added && a->access_key.ops != NULL)
@@ -491,6 +585,7 @@ static void agent_free(struct agent *a)
 	if (a->signal_fd > 0)
 		close(a->signal_fd);
 	evloop_free(a->loop);
+	metrics_free(a->metrics);
 	config_free(a->cfg);
 }
 
@@ -519,6 +614,10 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	rc.delete_timeout_ms = a->cfg->delete_timeout * 1000;
 	/* ListAccessKeys is part of a mint: it shares create_timeout. */
 	rc.read_timeout_ms = a->cfg->create_timeout * 1000;
+	if (metrics_setup(a) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	if (ram_client_new(a->loop, &rc, &a->ram) != 0 ||
 	    ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
 	    0) {
@@ -526,6 +625,8 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		    a->cfg->path, a->cfg->endpoint);
 		return EXIT_CONFIG;
 	}
+	/* A static AccessKey: it does not expire. */
+	source_credential_changed(a, 0);
 	keybase_config_of(a->cfg, &kc);
 	if (keybase_new(a->loop, &kc, &a->kb) != 0) {
 		log_err("%s: keybase_url %s: cannot set up the Keybase client",
@@ -558,10 +659,14 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	    ACCESS_KEY_REVOKE_DEACTIVATE : ACCESS_KEY_REVOKE_DELETE;
 	if (lease_core_new(a->loop, &lc, &sp, &fx, &a->core) != 0 ||
 	    access_key_kind_new(a->ram, &akc, &a->access_key) != 0 ||
-	    lease_core_add_kind(a->core, &a->access_key) != 0) {
+	    lease_core_add_kind(a->core, &a->access_key) != 0 ||
+	    lease_core_set_metrics(a->core, a->metrics) != 0 ||
+	    ram_client_set_metrics(a->ram, a->metrics) != 0 ||
+	    metrics_add_collector(a->metrics, collect_gauges, a) != 0) {
 		log_err("out of memory");
 		return EXIT_START;
 	}
+	a->collecting = true;
 	a->kind_added = true;
 	/* STS leases may be in the store even if credential = access_key
 	 * now: their kind ends them as it must. */
@@ -575,6 +680,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		    a->cfg->path, a->cfg->sts_endpoint);
 		return EXIT_CONFIG;
 	}
+	ram_client_share_metrics(a->sts, a->ram);
 	if (sts_kind_new(a->sts, &stc, &a->sts_kind) != 0 ||
 	    lease_core_add_kind(a->core, &a->sts_kind) != 0) {
 		log_err("out of memory");
@@ -610,6 +716,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		log_err("out of memory");
 		return EXIT_START;
 	}
+	deps.metrics = a->metrics;
 	server_config_of(a->cfg, &sc, a->role_rules);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
@@ -618,6 +725,12 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	if (server_listen(a->srv, &err) != 0) {
 		log_err("%s", err);
 		free(err);
+		return EXIT_START;
+	}
+	if (metrics_file_new(a->loop, a->workers, a->metrics, &a->mfile) != 0 ||
+	    metrics_file_configure(a->mfile, a->cfg->metrics_file,
+	    a->cfg->metrics_interval) != 0) {
+		log_err("out of memory");
 		return EXIT_START;
 	}
 	return 0;
@@ -630,6 +743,8 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "sweep", no_argument, NULL, 'S' },
+		{ "apply", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -638,6 +753,7 @@ int main(int argc, char **argv)
 	struct admin_credentials *cred = NULL;
 	const char *path = RAMKEY_DEFAULT_CONFIG;
 	bool explicit = false, foreground = false, debug = false, check = false;
+	bool sweep = false, apply = false;
 	char *err = NULL;
 	int c, status = EXIT_START;
 
@@ -658,6 +774,12 @@ int main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'S':
+			sweep = true;
+			break;
+		case 'A':
+			apply = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -675,7 +797,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	log_init("ramkey-agent", foreground || check, debug);
+	if (apply && !sweep) {
+		fprintf(stderr, "ramkey-agent: --apply goes with --sweep\n");
+		return EXIT_USAGE;
+	}
+	if (sweep && check) {
+		fprintf(stderr, "ramkey-agent: --sweep and --check-config are "
+		    "separate runs\n");
+		return EXIT_USAGE;
+	}
+	/* --check-config and --sweep are commands run by hand or by a
+	 * timer: their messages go to stderr (the journal, under systemd). */
+	log_init("ramkey-agent", foreground || check || sweep, debug);
 	harden();
 	if (config_load(path, explicit, &a.cfg, &err) != 0) {
 		log_err("%s", err);
@@ -694,6 +827,17 @@ int main(int argc, char **argv)
 		credentials_free(cred);
 		config_free(a.cfg);
 		return 0;
+	}
+	if (sweep) {
+		status = EXIT_START;
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+			log_err("cannot initialise libcurl");
+		else
+			status = sweep_run(a.cfg, cred, apply, stdout);
+		credentials_free(cred);
+		config_free(a.cfg);
+		curl_global_cleanup();
+		return status;
 	}
 	log_config(a.cfg);
 	if (block_signals() != 0) {

@@ -118,6 +118,8 @@ static void usage_main(FILE *f)
 	    "                      user's (trusted callers only)\n"
 	    "  status              show your leases\n"
 	    "  set-status          set a key Active or Inactive\n"
+	    "  metrics             print the agent's metrics (trusted callers "
+	    "only)\n"
 	    "\n"
 	    "Global options:\n"
 	    "  --socket PATH       agent socket (default $RAMKEY_SOCKET or "
@@ -222,6 +224,17 @@ static void usage_set_status(FILE *f)
 	    "\n"
 	    "Set a key of your live leases Active or Inactive (the Terraform "
 	    "status).\n", prog);
+}
+
+static void usage_metrics(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s metrics\n"
+	    "\n"
+	    "Print the agent's metrics in the Prometheus text format "
+	    "(version 0.0.4):\nleases, mints and revocations by result, "
+	    "cloud API calls and their latency.\nFor the agent's "
+	    "trusted_uids only (exit 4 otherwise).\n", prog);
 }
 
 /* ---- helpers ---- */
@@ -711,6 +724,22 @@ static int do_set_status(const struct globals *g, const char *key_id,
 	return code;
 }
 
+static int do_metrics(const struct globals *g)
+{
+	struct ramkey_request *req = ramkey_request_new(RAMKEY_OP_METRICS);
+	struct ramkey_reply *rep = NULL;
+	int code;
+
+	if (req == NULL)
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	if ((code = call_agent(g, req, &rep)) == 0 &&
+	    (fputs(rep->metrics, stdout) == EOF || fflush(stdout) != 0))
+		code = die(EXIT_LOCAL_IO, "cannot write to stdout");
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return code;
+}
+
 /* ---- option parsing ---- */
 
 enum {
@@ -823,6 +852,8 @@ int main(int argc, char **argv)
 		allowed = A_USER | A_JSON;
 	else if (strcmp(command, "set-status") == 0)
 		allowed = A_KEY;
+	else if (strcmp(command, "metrics") == 0)
+		allowed = 0;
 	else {
 		command = NULL;
 		return die(EXIT_USAGE, "unknown command %s (try --help)",
@@ -896,6 +927,8 @@ int main(int argc, char **argv)
 			usage_revoke(stdout);
 		else if (strcmp(command, "status") == 0)
 			usage_status(stdout);
+		else if (strcmp(command, "metrics") == 0)
+			usage_metrics(stdout);
 		else
 			usage_set_status(stdout);
 		return EXIT_OK;
@@ -918,5 +951,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(command, "revoke") == 0)
 		return do_revoke(&g, fo.user, key_id, all);
+	if (strcmp(command, "metrics") == 0)
+		return do_metrics(&g);
 	return do_status(&g, fo.user, json);
 }

@@ -148,6 +148,12 @@ static void assert_defaults(const struct config *c)
 	assert_int_equal(c->create_timeout, 300);
 	assert_int_equal(c->update_timeout, 300);
 	assert_int_equal(c->delete_timeout, 300);
+	assert_null(c->metrics_file);
+	assert_int_equal(c->metrics_interval, 15);
+	assert_null(c->sweep_group);
+	assert_null(c->sweep_prefix);
+	/* max_ttl + create_timeout + 10m */
+	assert_int_equal(c->sweep_min_age, 12 * 3600 + 300 + 600);
 }
 
 /* ---- loading ---- */
@@ -581,6 +587,47 @@ static void test_other_bad_values_error(void **state)
 	free(longsock);
 }
 
+static void test_metrics_and_sweep_keys(void **state)
+{
+	struct config *c;
+
+	c = load_ok("metrics_file = /var/lib/node/ramkey.prom\n"
+	    "metrics_interval = 1m\n"
+	    "sweep_group = ramkey-users\n"
+	    "sweep_prefix = ramkey-\n"
+	    "max_ttl = 8h\n"
+	    "create_timeout = 2m\n");
+	assert_string_equal(c->metrics_file, "/var/lib/node/ramkey.prom");
+	assert_int_equal(c->metrics_interval, 60);
+	assert_string_equal(c->sweep_group, "ramkey-users");
+	assert_string_equal(c->sweep_prefix, "ramkey-");
+	/* The default follows max_ttl and create_timeout. */
+	assert_int_equal(c->sweep_min_age, 8 * 3600 + 120 + 600);
+	assert_int_equal(config_sweep_min_age_floor(c), 8 * 3600 + 120 + 600);
+	config_free(c);
+	/* At the bound, and above it. */
+	c = load_ok("max_ttl = 8h\ncreate_timeout = 2m\nsweep_min_age = "
+	    "8h12m\n");
+	assert_int_equal(c->sweep_min_age, 8 * 3600 + 12 * 60);
+	config_free(c);
+	c = load_ok("sweep_min_age = 2d\n");
+	assert_int_equal(c->sweep_min_age, 2 * 86400);
+	config_free(c);
+	/* Below it, whichever order the keys come in. */
+	assert_load_error("sweep_min_age = 8h11m\nmax_ttl = 8h\n"
+	    "create_timeout = 2m\n", 1, "sweep_min_age");
+	assert_load_error("sweep_min_age = 12h\n", 1, "sweep_min_age");
+	assert_load_error("sweep_min_age = 0\n", 1, "sweep_min_age");
+	assert_load_error("metrics_file = ramkey.prom\n", 1, "metrics_file");
+	assert_load_error("metrics_file = /var/lib/node/\n", 1,
+	    "metrics_file");
+	assert_load_error("metrics_interval = 0\n", 1, "metrics_interval");
+	assert_load_error("metrics_interval = soon\n", 1,
+	    "metrics_interval");
+	assert_load_error("sweep_group = ram users\n", 1, "sweep_group");
+	assert_load_error("sweep_prefix = ramkey/\n", 1, "sweep_prefix");
+}
+
 static void test_line_without_equals_error(void **state)
 {
 	char *path = put("socket = /run/a.sock\njust words\n", 0644);
@@ -995,6 +1042,7 @@ int main(void)
 	    cmocka_unit_test(test_trusted_uids_names_and_numbers),
 	    cmocka_unit_test(test_trusted_uids_bad_entries_error),
 	    cmocka_unit_test(test_other_bad_values_error),
+	    cmocka_unit_test(test_metrics_and_sweep_keys),
 	    cmocka_unit_test(test_line_without_equals_error),
 	    cmocka_unit_test(test_overlong_line_error),
 	    cmocka_unit_test(test_nul_byte_in_line_error),
