@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <sodium.h>
 
 #include "access_key.h"
@@ -29,11 +30,14 @@
 #include "lease.h"
 #include "log.h"
 #include "pgp.h"
+#include "preflight.h"
 #include "proc_watch.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
 #include "server.h"
+#include "source.h"
 #include "store.h"
+#include "util.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -55,6 +59,7 @@ struct agent {
 	struct config *cfg;
 	struct evloop *loop;
 	struct ram_client *ram;
+	struct source *src;	/* the agent's own credential */
 	struct keybase *kb;
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
@@ -71,13 +76,20 @@ struct agent {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config]\n"
+	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config "
+	    "[--check-as ACCOUNT]]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -f, --foreground    stay in the foreground and log to stderr\n"
 	    "  -d, --debug         also log debug messages\n"
-	    "      --check-config  check the configuration and the admin "
-	    "credentials, then exit\n"
+	    "      --check-config  check the configuration, the agent's own "
+	    "credential\n"
+	    "                      and the files it names, then exit\n"
+	    "      --check-as ACCOUNT\n"
+	    "                      with --check-config as root: open the files "
+	    "as ACCOUNT\n"
+	    "                      (default: " RAMKEY_USER ", the unit's "
+	    "account, if it exists)\n"
 	    "  -h, --help          this text\n"
 	    "  -V, --version       print the version\n"
 	    "\n"
@@ -115,9 +127,14 @@ static void log_config(const struct config *c)
 
 	ramkey_duration_format(c->max_ttl, max, sizeof(max));
 	ramkey_duration_format(c->fetch_ttl, fetch, sizeof(fetch));
-	log_info("config %s: socket=%s state_dir=%s endpoint=%s signature=%s "
-	    "ram_user=%s min_uid=%lu max_ttl=%s fetch_ttl=%s revoke=%s",
+	static const char *const sources[] = { "auto", "env", "file",
+		"ecs_ram_role" };
+
+	log_info("config %s: socket=%s state_dir=%s endpoint=%s "
+	    "credential_source=%s signature=%s ram_user=%s min_uid=%lu "
+	    "max_ttl=%s fetch_ttl=%s revoke=%s",
 	    c->path, c->socket, c->state_dir, c->endpoint,
+	    sources[c->credential_source],
 	    c->signature == RAM_SIG_V1 ? "v1" : "v3", c->ram_user,
 	    (unsigned long)c->min_uid, max, fetch,
 	    c->revoke == REVOKE_DELETE ? "delete" : "deactivate");
@@ -194,12 +211,57 @@ static bool str_changed(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
+/*
+ * SIGHUP and the agent's own credential: a key rotated in the credentials
+ * file is taken; any other change of source waits for a restart (the
+ * environment was read once and scrubbed, the metadata service and the
+ * chained role are bound to running clients). Returns false to keep the
+ * previous configuration.
+ */
+static bool reload_source(struct agent *a, struct config *nc)
+{
+	struct config *old = a->cfg;
+	struct source_status st;
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	bool ok = true;
+	int r = 0;
+
+	source_get_status(a->src, &st);
+	if (nc->credential_source != old->credential_source ||
+	    str_changed(nc->credentials_file, old->credentials_file) ||
+	    str_changed(nc->metadata_url, old->metadata_url) ||
+	    str_changed(nc->sts_endpoint, old->sts_endpoint) ||
+	    nc->imds_v1 != old->imds_v1)
+		log_warn("reload: credential_source, credentials_file, "
+		    "metadata_url, sts_endpoint and imds_v1 change only at "
+		    "restart; keeping the running credential source");
+	if (strcmp(st.origin, "file") != 0 ||
+	    str_changed(nc->credentials_file, old->credentials_file))
+		return true;
+	if (source_resolve(old, &spec, &err) != 0) {
+		log_err("reload: %s; keeping the previous configuration", err);
+		free(err);
+		return false;
+	}
+	if (strcmp(spec->origin, "file") == 0 &&
+	    (r = source_update(a->src, spec)) == RAMKEY_ERR_CONFIG) {
+		log_warn("reload: %s now describes another kind of credential; "
+		    "it is used from the next restart", old->credentials_file);
+	} else if (r != 0) {
+		log_err("reload: cannot install the new credentials; keeping "
+		    "the previous configuration");
+		ok = false;
+	}
+	source_spec_free(spec);
+	return ok;
+}
+
 /* SIGHUP: a new valid configuration replaces the old one; an invalid one
  * is reported and the old one kept. */
 static void reload(struct agent *a)
 {
 	struct config *nc = NULL, *old = a->cfg;
-	struct admin_credentials *cred = NULL;
 	char *err = NULL;
 
 	if (config_load(old->path, true, &nc, &err) != 0) {
@@ -207,9 +269,7 @@ static void reload(struct agent *a)
 		free(err);
 		return;
 	}
-	if (credentials_load(nc, &cred, &err) != 0) {
-		log_err("reload: %s; keeping the previous configuration", err);
-		free(err);
+	if (!reload_source(a, nc)) {
 		config_free(nc);
 		return;
 	}
@@ -239,21 +299,17 @@ static void reload(struct agent *a)
 	KEEP(endpoint);
 	KEEP(ca_file);
 	KEEP(proxy);
+	KEEP(credentials_file);
+	KEEP(metadata_url);
+	KEEP(sts_endpoint);
 #undef KEEP
 	nc->allow_http = old->allow_http;
 	nc->signature = old->signature;
 	nc->create_timeout = old->create_timeout;
 	nc->update_timeout = old->update_timeout;
 	nc->delete_timeout = old->delete_timeout;
-	if (ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("reload: cannot install the new credentials; keeping "
-		    "the previous configuration");
-		credentials_free(cred);
-		config_free(nc);
-		return;
-	}
-	credentials_free(cred);
+	nc->credential_source = old->credential_source;
+	nc->imds_v1 = old->imds_v1;
 	if (apply_config(a, nc) != 0) {
 		log_err("reload: out of memory; keeping the previous "
 		    "configuration");
@@ -365,23 +421,62 @@ static void kb_cancel(void *ctx, void *handle)
 	keybase_cancel(handle);
 }
 
+/* Healthy: the agent has a usable credential and RAM answers. */
 static bool cloud_ok(void *arg)
 {
 	struct agent *a = arg;
 
-	return !ram_client_degraded(a->ram);
+	return source_usable(a->src) && !ram_client_degraded(a->ram);
 }
 
 static const char *cloud_last_error(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
 	const struct ram_error *e = ram_client_last_error(a->ram);
+	struct source_status st;
 
+	if (!source_usable(a->src)) {
+		source_get_status(a->src, &st);
+		snprintf(buf, len, "the agent has no usable credential of its "
+		    "own: %s", st.why);
+		return buf;
+	}
 	if (e == NULL)
 		return NULL;
 	snprintf(buf, len, "%s%s%s", e->code, e->code[0] ? ": " : "",
 	    e->message);
 	return buf;
+}
+
+/* status --json: the agent's own credential, never its secret. */
+static void status_source(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+	struct source_status st;
+	struct json_object *o;
+	char t[32];
+
+	if (a->src == NULL || (o = json_object_new_object()) == NULL)
+		return;
+	source_get_status(a->src, &st);
+	json_object_object_add(o, "source", json_object_new_string(st.origin));
+	json_object_object_add(o, "type", json_object_new_string(st.type));
+	json_object_object_add(o, "kind", json_object_new_string(
+	    st.temporary ? "temporary" : "static"));
+	if (st.expires > 0)
+		ramkey_format_time(st.expires, t);
+	json_object_object_add(o, "expires", st.expires > 0 ?
+	    json_object_new_string(t) : NULL);
+	json_object_object_add(o, "renewable",
+	    json_object_new_boolean(st.renewable));
+	json_object_object_add(o, "access_key_id", st.key_id[0] ?
+	    json_object_new_string(st.key_id) : NULL);
+	json_object_object_add(o, "role", st.role != NULL ?
+	    json_object_new_string(st.role) : NULL);
+	json_object_object_add(o, "usable", json_object_new_boolean(st.usable));
+	json_object_object_add(o, "error", st.why[0] ?
+	    json_object_new_string(st.why) : NULL);
+	json_object_object_add(doc, "source", o);
 }
 
 /* Prepare hook: hand what is staged to the store's committer first. */
@@ -420,6 +515,7 @@ static void agent_free(struct agent *a)
 	pgp_worker_free(a->pgp);
 	keybase_free(a->kb);
 	ram_client_free(a->ram);
+	source_free(a->src);
 	store_close(a->store);
 	worker_pool_free(a->workers);
 	if (a->loop != NULL)
@@ -430,7 +526,7 @@ static void agent_free(struct agent *a)
 	config_free(a->cfg);
 }
 
-static int start_layers(struct agent *a, struct admin_credentials *cred)
+static int start_layers(struct agent *a, const struct source_spec *spec)
 {
 	struct ram_client_config rc;
 	struct keybase_config kc;
@@ -442,6 +538,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	struct server_deps deps;
 	struct access_key_config akc;
 	char *err = NULL;
+	int r;
 
 	memset(&rc, 0, sizeof(rc));
 	rc.endpoint = a->cfg->endpoint;
@@ -454,13 +551,19 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	rc.delete_timeout_ms = a->cfg->delete_timeout * 1000;
 	/* ListAccessKeys is part of a mint: it shares create_timeout. */
 	rc.read_timeout_ms = a->cfg->create_timeout * 1000;
-	if (ram_client_new(a->loop, &rc, &a->ram) != 0 ||
-	    ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: endpoint %s: cannot set up the RAM client",
-		    a->cfg->path, a->cfg->endpoint);
+	if ((r = ram_client_new(a->loop, &rc, &a->ram)) != 0) {
+		log_err("%s: endpoint %s: cannot set up the RAM client: %s",
+		    a->cfg->path, a->cfg->endpoint, ramkey_strerror(r));
 		return EXIT_CONFIG;
 	}
+	/* The STS client of a chained role shares the RAM client's TLS and
+	 * proxy settings. */
+	if ((r = source_new(a->loop, spec, &rc, &a->src)) != 0) {
+		log_err("%s: cannot set up the agent's credential from %s: %s",
+		    a->cfg->path, spec->where, ramkey_strerror(r));
+		return EXIT_CONFIG;
+	}
+	ram_client_set_credential_source(a->ram, source_credential, a->src);
 	keybase_config_of(a->cfg, &kc);
 	if (keybase_new(a->loop, &kc, &a->kb) != 0) {
 		log_err("%s: keybase_url %s: cannot set up the Keybase client",
@@ -519,6 +622,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	deps.health.arg = a;
 	deps.health.cloud_ok = cloud_ok;
 	deps.health.last_error = cloud_last_error;
+	deps.health.status_extra = status_source;
 	server_config_of(a->cfg, &sc);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
@@ -529,7 +633,120 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		free(err);
 		return EXIT_START;
 	}
+	/* Serve from now on; calls that need the cloud wait for it. */
+	if (source_start(a->src) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	return 0;
+}
+
+/*
+ * Everything that can refuse the set-up before the agent starts, each
+ * failure one line naming the file or key and why: the agent's own
+ * credential, the files the configuration names (opened as the agent's
+ * account would: with --check-config as root, the unit's account), and
+ * for the instance role, that ordinary accounts cannot reach the metadata
+ * service. Returns 0 or an exit status.
+ */
+static int check_setup(const struct config *cfg, bool check,
+    const char *check_as, struct source_spec **specp)
+{
+	struct config_file files[CONFIG_FILES_MAX];
+	struct preflight_account acct;
+	struct source_spec *spec = NULL;
+	char *err = NULL, detail[256];
+	size_t n;
+	int status = EXIT_CONFIG;
+
+	*specp = NULL;
+	if (source_resolve(cfg, &spec, &err) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	if (check) {
+		if (preflight_account(check_as, &acct, &err) != 0) {
+			log_err("%s", err);
+			goto out;
+		}
+	} else {
+		preflight_self(&acct);
+	}
+	n = config_named_files(cfg, spec, files, CONFIG_FILES_MAX);
+	if (preflight_files(&acct, files, n, &err) != 0) {
+		log_err("%s: %s", cfg->path, err);
+		goto out;
+	}
+	if (spec->type == SOURCE_IMDS) {
+		switch (preflight_imds(spec->metadata_url, detail,
+		    sizeof(detail))) {
+		case PREFLIGHT_IMDS_OPEN:
+			if (!cfg->imds_unrestricted_ok) {
+				log_err("%s: credential_source %s: an ordinary "
+				    "account can reach the instance metadata "
+				    "service at %s (%s), so any local user could "
+				    "take the instance role's credential; load "
+				    "the nftables rule that lets only root and "
+				    RAMKEY_USER " reach it (nft -f "
+				    RAMKEY_NFT_RULE ") or set "
+				    "imds_unrestricted_ok = yes", cfg->path,
+				    spec->profile_type, spec->metadata_url,
+				    detail);
+				goto out;
+			}
+			log_warn("imds_unrestricted_ok = yes: ordinary accounts "
+			    "can reach the instance metadata service (%s) and "
+			    "take the instance role's credential", detail);
+			break;
+		case PREFLIGHT_IMDS_RESTRICTED:
+			log_info("the instance metadata service is restricted: "
+			    "%s", detail);
+			break;
+		case PREFLIGHT_IMDS_UNKNOWN:
+		default:
+			if (geteuid() != 0)
+				log_info("cannot check whether ordinary accounts "
+				    "can reach the instance metadata service: "
+				    "%s; the unit checks it as root before the "
+				    "start (ExecStartPre=+ramkey-agent "
+				    "--check-config)", detail);
+			else
+				log_warn("cannot check whether ordinary accounts "
+				    "can reach the instance metadata service: "
+				    "%s", detail);
+			break;
+		}
+	}
+	*specp = spec;
+	spec = NULL;
+	status = 0;
+out:
+	free(err);
+	source_spec_free(spec);
+	return status;
+}
+
+/* What the log says of the configuration's choices, once it is good. */
+static void log_setup(const struct config *cfg, const struct source_spec *spec)
+{
+	char warn[512];
+
+	log_info("agent credential: %s", spec->choice);
+	if (spec->type == SOURCE_STATIC && spec->token != NULL) {
+		char t[32];
+
+		if (spec->token_expires > 0)
+			ramkey_format_time(spec->token_expires, t);
+		log_warn("agent credential: ALIBABA_CLOUD_SECURITY_TOKEN is a "
+		    "temporary credential the agent cannot renew: it stops "
+		    "working at %s%s; restart the agent with a new one before "
+		    "then", spec->token_expires > 0 ? t : "its expiry, which "
+		    "the environment does not say",
+		    spec->token_expires > 0 ? "" : " (set "
+		    "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION to have it shown)");
+	}
+	if (config_ram_user_warning(cfg, warn, sizeof(warn)))
+		log_warn("%s", warn);
 }
 
 int main(int argc, char **argv)
@@ -539,15 +756,16 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "check-as", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent a;
-	struct admin_credentials *cred = NULL;
-	const char *path = RAMKEY_DEFAULT_CONFIG;
+	struct source_spec *spec = NULL;
+	const char *path = RAMKEY_DEFAULT_CONFIG, *check_as = NULL;
 	bool explicit = false, foreground = false, debug = false, check = false;
-	char *err = NULL;
+	char *err = NULL, desc[SOURCE_WHY_MAX];
 	int c, status = EXIT_START;
 
 	memset(&a, 0, sizeof(a));
@@ -567,6 +785,9 @@ int main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'A':
+			check_as = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -584,6 +805,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (check_as != NULL && !check) {
+		fprintf(stderr, "ramkey-agent: --check-as goes with "
+		    "--check-config\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	log_init("ramkey-agent", foreground || check, debug);
 	harden();
 	if (config_load(path, explicit, &a.cfg, &err) != 0) {
@@ -591,20 +818,19 @@ int main(int argc, char **argv)
 		free(err);
 		return EXIT_CONFIG;
 	}
-	if (credentials_load(a.cfg, &cred, &err) != 0) {
-		log_err("%s", err);
-		free(err);
-		config_free(a.cfg);
-		return EXIT_CONFIG;
-	}
+	if ((status = check_setup(a.cfg, check, check_as, &spec)) != 0)
+		goto out;
+	status = EXIT_START;
 	if (check) {
-		printf("%s: configuration OK (admin key from %s)\n",
-		    a.cfg->path, cred->source);
-		credentials_free(cred);
-		config_free(a.cfg);
-		return 0;
+		log_setup(a.cfg, spec);
+		source_spec_describe(spec, desc, sizeof(desc));
+		printf("%s: configuration OK (agent credential: %s)\n",
+		    a.cfg->path, desc);
+		status = 0;
+		goto out;
 	}
 	log_config(a.cfg);
+	log_setup(a.cfg, spec);
 	if (block_signals() != 0) {
 		log_err("cannot block signals");
 		goto out;
@@ -621,15 +847,17 @@ int main(int argc, char **argv)
 		log_err("cannot read /proc/sys/kernel/random/boot_id");
 		goto out;
 	}
-	if ((status = start_layers(&a, cred)) != 0)
+	if ((status = start_layers(&a, spec)) != 0)
 		goto out;
 	status = EXIT_START;
-	credentials_free(cred);
-	cred = NULL;
-	/* The admin secret has been copied into locked memory: do not
-	 * leave it in the environment for children (gpg) to inherit. */
+	source_spec_free(spec);
+	spec = NULL;
+	/* The agent's credential has been copied into locked memory: do
+	 * not leave it in the environment for children (gpg) to inherit. */
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION");
 	if (setup_signals(&a) != 0) {
 		log_err("cannot set up signal handling");
 		goto out;
@@ -652,7 +880,7 @@ out:
 	/* What is staged becomes durable before anything is freed. */
 	if (a.store != NULL)
 		store_flush(a.store);
-	credentials_free(cred);
+	source_spec_free(spec);
 	agent_free(&a);
 	curl_global_cleanup();
 	return status;

@@ -144,7 +144,12 @@ def as_user_cmd(pw, argv):
 
 
 class Agent:
-    """A real ramkey-agent against an emulator, on a private socket."""
+    """A real ramkey-agent against an emulator, on a private socket.
+
+    credentials: (key_id, secret) for an access_key credentials file
+    (default: the emulator's admin key); False for no file at all
+    (credentials_file then names a path that does not exist); or a str,
+    the file's whole text (e.g. a ram_role_arn profile)."""
 
     def __init__(self, wd, emu, credentials=None, **conf):
         self.wd = wd
@@ -160,11 +165,18 @@ class Agent:
         self.log_path = os.path.join(self.dir, "agent.log")
         self.conf_path = os.path.join(self.dir, "agent.conf")
         self.cred_path = os.path.join(self.dir, "credentials")
-        key_id, secret = credentials or (emu.admin_key_id, emu.admin_secret)
-        with open(self.cred_path, "w") as f:
-            f.write("[default]\ntype = access_key\naccess_key_id = %s\n"
-                    "access_key_secret = %s\n" % (key_id, secret))
-        os.chmod(self.cred_path, 0o600)
+        if credentials is False:
+            self.cred_path = os.path.join(self.dir, "no-credentials")
+        elif isinstance(credentials, str):
+            with open(self.cred_path, "w") as f:
+                f.write(credentials)
+            os.chmod(self.cred_path, 0o600)
+        else:
+            key_id, secret = credentials or (emu.admin_key_id, emu.admin_secret)
+            with open(self.cred_path, "w") as f:
+                f.write("[default]\ntype = access_key\naccess_key_id = %s\n"
+                        "access_key_secret = %s\n" % (key_id, secret))
+            os.chmod(self.cred_path, 0o600)
         trusted = "0" if os.geteuid() == 0 else "0,%d" % os.geteuid()
         self.conf = {
             "socket": self.socket,
@@ -192,8 +204,10 @@ class Agent:
         assert self.proc is None or self.proc.poll() is not None
         log = open(self.log_path, "a")
         e = dict(os.environ)
-        e.pop("ALIBABA_CLOUD_ACCESS_KEY_ID", None)
-        e.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET", None)
+        for name in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                     "ALIBABA_CLOUD_SECURITY_TOKEN",
+                     "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION"):
+            e.pop(name, None)
         if env:
             e.update(env)
         argv = [AGENT_BIN, "-f", "-c", self.conf_path] + list(args)
