@@ -550,8 +550,11 @@ static void print_status(struct json_object *doc, bool healthy)
 	if (json_object_object_get_ex(doc, "source", &src) && src != NULL) {
 		struct json_object *u = NULL;
 
-		printf("agent credential: %s, %s (%s), expires %s\n",
-		    jstr(src, "source"), jstr(src, "type"), jstr(src, "kind"),
+		const char *from = jstr(src, "source"), *type = jstr(src, "type");
+
+		printf("agent credential: %s%s%s (%s), expires %s\n", from,
+		    strcmp(from, type) != 0 ? ", " : "",
+		    strcmp(from, type) != 0 ? type : "", jstr(src, "kind"),
 		    strcmp(jstr(src, "expires"), "-") != 0 ?
 		    jstr(src, "expires") : "never");
 		if (json_object_object_get_ex(src, "usable", &u) &&

@@ -252,19 +252,21 @@ static void expiry_check(void *arg)
 
 		ramkey_mask_key_id(s->key_id, masked);
 		why_set(s->why, sizeof(s->why), "%s handed out credential %s, "
-		    "which expired at %s; asking again", s->desc, masked, t);
+		    "which has run out (Expiration %s); asking again", s->desc,
+		    masked, t);
 		return;
 	} else if (!s->renewable) {
-		why_set(s->why, sizeof(s->why), "its credential from %s "
-		    "expired at %s and cannot be renewed; restart the agent "
-		    "with a new one", s->desc, t);
+		why_set(s->why, sizeof(s->why), "its credential from %s has "
+		    "run out (Expiration %s) and cannot be renewed; restart the "
+		    "agent with a new one", s->desc, t);
 	} else {
 		char masked[RAMKEY_MASKED_MAX];
 
 		ramkey_mask_key_id(s->key_id, masked);
 		why_set(s->why, sizeof(s->why), "its credential %s from %s "
-		    "expired at %s and renewing it has failed%s%s", masked,
-		    s->desc, t, s->last_fail[0] ? ": " : "", s->last_fail);
+		    "has run out (Expiration %s) and renewing it has failed%s%s",
+		    masked, s->desc, t, s->last_fail[0] ? ": " : "",
+		    s->last_fail);
 	}
 	log_err("agent credential: %s; RAM calls fail until %s", s->why,
 	    s->renewable ? "the source answers again" : "then");
@@ -312,8 +314,8 @@ static void fetched(struct source *s, const char *id, const char *secret,
 	fmt_time(expiration, t);
 	if (!usable_at(s, now))
 		why_set(s->why, sizeof(s->why), "%s handed out credential %s, "
-		    "which has expired (at %s); asking again", s->desc, masked,
-		    t);
+		    "which has run out (Expiration %s); asking again", s->desc,
+		    masked, t);
 	else
 		s->why[0] = '\0';
 	if (!same)
@@ -364,8 +366,8 @@ static void fetch_failed(struct source *s, const char *why)
 			ramkey_mask_key_id(s->key_id, masked);
 			fmt_time(s->expiration, t);
 			why_set(s->why, sizeof(s->why), "its credential %s "
-			    "from %s expired at %s and renewing it has failed: "
-			    "%s", masked, s->desc, t, why);
+			    "from %s has run out (Expiration %s) and renewing "
+			    "it has failed: %s", masked, s->desc, t, why);
 		}
 		if (log_it)
 			log_err("agent credential: %s failed: %s; RAM calls "
@@ -385,6 +387,16 @@ static void imds_done(void *arg, int rc, const struct imds_result *res,
 	if (rc != 0) {
 		fetch_failed(s, why != NULL ? why : ramkey_strerror(rc));
 		return;
+	}
+	/* The role the service named, for status (when not configured). */
+	if (res->role != NULL && (s->role == NULL ||
+	    strcmp(s->role, res->role) != 0)) {
+		char *r = strdup(res->role);
+
+		if (r != NULL) {
+			free(s->role);
+			s->role = r;
+		}
 	}
 	if (res->token_less && s->key_id == NULL)
 		log_warn("agent credential: the metadata service gave no "
