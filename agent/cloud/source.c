@@ -29,7 +29,8 @@ struct source {
 	char *origin;
 	char *profile_type;
 	char *desc;		/* where it comes from, for the log */
-	char *role;		/* IMDS role name (as configured) or role ARN */
+	char *role;		/* IMDS role name or role ARN */
+	bool role_configured;	/* IMDS: named in the credentials file */
 	/* The current credential. */
 	char *key_id;
 	char *secret;		/* sodium_malloc */
@@ -389,7 +390,7 @@ static void imds_done(void *arg, int rc, const struct imds_result *res,
 		return;
 	}
 	/* The role the service named, for status (when not configured). */
-	if (res->role != NULL && (s->role == NULL ||
+	if (res->role != NULL && !s->role_configured && (s->role == NULL ||
 	    strcmp(s->role, res->role) != 0)) {
 		char *r = strdup(res->role);
 
@@ -553,6 +554,7 @@ int source_new(struct evloop *loop, const struct source_spec *spec,
 		};
 
 		s->renewable = true;
+		s->role_configured = spec->role_name != NULL;
 		if (spec->role_name != NULL &&
 		    (s->role = strdup(spec->role_name)) == NULL)
 			goto out;
@@ -680,7 +682,7 @@ int source_update(struct source *s, const struct source_spec *spec)
 		    spec->secret);
 	case SOURCE_IMDS:
 	default:
-		if ((spec->role_name == NULL) != (s->role == NULL) ||
+		if ((spec->role_name == NULL) != !s->role_configured ||
 		    (spec->role_name != NULL &&
 		    strcmp(spec->role_name, s->role) != 0))
 			return RAMKEY_ERR_CONFIG;
