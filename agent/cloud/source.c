@@ -359,8 +359,8 @@ static void fetch_failed(struct source *s, const char *why)
 			    s->desc, why, masked, t);
 	} else {
 		if (s->key_id == NULL) {
-			why_set(s->why, sizeof(s->why), "no answer yet from "
-			    "%s: %s", s->desc, why);
+			why_set(s->why, sizeof(s->why), "no credential yet "
+			    "from %s: %s", s->desc, why);
 		} else {
 			if (!s->expired_logged)
 				expiry_check(s);

@@ -188,7 +188,7 @@ static void test_metadata_service_away(void **state)
 	assert_true(st.temporary);
 	assert_true(st.renewable);
 	assert_string_equal(st.key_id, "");
-	assert_non_null(strstr(st.why, "no answer yet"));
+	assert_non_null(strstr(st.why, "no credential yet"));
 	/* Calls every 10 ms keep failing at once with the reason (the
 	 * pace of the fetches they ask for is checked against the
 	 * emulator's metadata service in source.imds_outage). */
