@@ -135,6 +135,39 @@ class Users:
         self.users, self.groups = [], []
 
 
+def cache_value(name):
+    with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+        for ln in f:
+            if ln.startswith(name + ":"):
+                return ln.split("=", 1)[1].strip()
+    raise AssertionError("%s not in CMakeCache.txt" % name)
+
+
+class ServiceAccount:
+    """RAMKEY_USER's account (the one the unit runs the agent as): the
+    machine's, or one made for the test and removed after it. Tests that
+    use it share the ctest RESOURCE_LOCK ramkey_account."""
+
+    def __init__(self, name):
+        self.name = name
+        self.created = False
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", name], check=True)
+            self.created = True
+        self.pw = pwd.getpwnam(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.created:
+            subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
+            subprocess.run(["userdel", self.name], capture_output=True)
+
+
 def as_user_cmd(pw, argv):
     """argv run with pw's uid, gid and groups (setpriv), HOME set."""
     return ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),

@@ -19,7 +19,6 @@ and removed again.
 """
 
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -33,8 +32,8 @@ import netns  # noqa: E402
 netns.enter()
 
 from emulator import Emulator  # noqa: E402
-from ramkey_fixture import (AGENT_BIN, BUILD_DIR, Agent, Users, Workdir,  # noqa: E402
-                            as_user_cmd, wait_for)
+from ramkey_fixture import (AGENT_BIN, BUILD_DIR, Agent, ServiceAccount,  # noqa: E402
+                            Users, Workdir, as_user_cmd, cache_value, wait_for)
 
 RULE = os.path.join(BUILD_DIR, "contrib", "nftables", "ramkey-metadata.nft")
 BASE = "http://%s" % netns.ADDR
@@ -48,37 +47,6 @@ def log(msg):
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
-
-
-def cache_value(name):
-    with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-        for ln in f:
-            if ln.startswith(name + ":"):
-                return ln.split("=", 1)[1].strip()
-    raise AssertionError("%s not in CMakeCache.txt" % name)
-
-
-class ServiceAccount:
-    """RAMKEY_USER's account: the machine's, or one made for the test."""
-
-    def __init__(self, name):
-        self.name = name
-        self.created = False
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                            "/usr/sbin/nologin", name], check=True)
-            self.created = True
-        self.pw = pwd.getpwnam(name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.created:
-            subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
-            subprocess.run(["userdel", self.name], capture_output=True)
 
 
 def curl_as(pw, *args):
