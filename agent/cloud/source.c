@@ -615,6 +615,16 @@ int source_start(struct source *s)
 	if (s == NULL)
 		return RAMKEY_ERR_INVALID;
 	if (s->type == SOURCE_STATIC) {
+		char masked[RAMKEY_MASKED_MAX], t[32];
+
+		ramkey_mask_key_id(s->key_id, masked);
+		fmt_time(s->expiration, t);
+		if (s->token != NULL)
+			log_info("agent credential: %s from %s, temporary, "
+			    "expires %s, cannot be renewed", masked, s->desc, t);
+		else
+			log_info("agent credential: %s from %s, static (does not "
+			    "expire)", masked, s->desc);
 		arm_expiry(s);
 		return 0;
 	}

@@ -81,6 +81,9 @@ def main():
         mints = emu.log(action="CreateAccessKey")
         check(mints and all(e["access_key_id"] == emu.admin_key_id for e in mints),
               "not signed by the environment's key: %s" % mints)
+        check("agent credential: %s from the environment, static (does not "
+              "expire)" % (emu.admin_key_id[:4] + "****" + emu.admin_key_id[-4:])
+              in agent.log(), "the log does not give the kind:\n" + agent.log())
         src = agent.status()["source"]
         check(src["source"] == "env" and src["kind"] == "static" and
               src["expires"] is None, "status source: %s" % src)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """source.chained_role: a credentials file of type ram_role_arn (root only,
-else 77). The static key in it may do nothing at the emulator but
+else 77), signing with v1 (the token as the SecurityToken parameter). The static key in it may do nothing at the emulator but
 sts:AssumeRole on the agent's own role; that is enough to mint, because
 the agent signs its RAM calls with the role's temporary credential and
 renews it (here it lives 20 s) before it runs out. A key that may not
@@ -63,8 +63,10 @@ def main():
         log("the static key alone: CreateAccessKey -> %s" % body["Code"])
         since = time.time()
 
+        # Signature v1 here (SecurityToken as a signed parameter); the
+        # instance-role tests use v3 (the x-acs-security-token header).
         agent = Agent(wd, emu, credentials=profile(key, arn),
-                      sts_endpoint=emu.endpoint, mint_rate="1000/h")
+                      sts_endpoint=emu.endpoint, mint_rate="1000/h", signature="v1")
         agent.start()
         wait_for(lambda: agent.client("status").returncode == 0, 15,
                  what="the assumed role's credential")
@@ -90,7 +92,8 @@ def main():
               "AssumeRole calls: %s" % assumes)
         ram = [e for e in emu.log(since=since) if e["api"] == "ram"]
         check(ram and all(e["principal_kind"] == "role_session" and e["role"] == ROLE
-                          and e["role_session"] == SESSION for e in ram),
+                          and e["role_session"] == SESSION and
+                          e["signature_version"] == "v1" for e in ram),
               "RAM calls not signed by the assumed role: %s" % ram)
         creates = emu.log(since=since, action="CreateAccessKey")
         check(len({e["access_key_id"] for e in creates}) == 2,
