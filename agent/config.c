@@ -376,8 +376,8 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		unsigned port;
 
 		if (!valid_url(v) || imds_url_parse(v, &host, &port) != 0) {
-			*why = "must be a plain http://HOST[:PORT] URL without a "
-			    "path (the metadata service speaks plain HTTP)";
+			*why = "must be a plain http://HOST[:PORT] URL without "
+			    "a path (the metadata service speaks plain HTTP)";
 			return -1;
 		}
 		free(host);
@@ -837,11 +837,12 @@ static int profile_to_spec(const struct config *cfg, const char *path,
 	if (spec->type == SOURCE_ASSUME_ROLE) {
 		if (pr->role_arn == NULL || !role_arn_valid(pr->role_arn))
 			return fail(errp, "%s: [default] type = ram_role_arn "
-			    "needs role_arn = acs:ram::ACCOUNT:role/NAME", path);
+			    "needs role_arn = acs:ram::ACCOUNT:role/NAME",
+			    path);
 		if (pr->session_name != NULL && *pr->session_name != '\0' &&
 		    !session_name_valid(pr->session_name))
-			return fail(errp, "%s: [default] role_session_name: 2-64 "
-			    "of A-Za-z0-9 . @ - _", path);
+			return fail(errp, "%s: [default] role_session_name: "
+			    "2-64 of A-Za-z0-9 . @ - _", path);
 		if (pr->external_id != NULL && *pr->external_id != '\0' &&
 		    !external_id_valid(pr->external_id))
 			return fail(errp, "%s: [default] external_id: 2-%d of "

@@ -39,7 +39,7 @@ struct config {
 	bool allow_http;
 	char *credentials_file;
 	enum credential_source credential_source;
-	char *metadata_url;	/* the instance metadata service's base URL */
+	char *metadata_url;	/* the instance metadata service */
 	bool imds_v1;		/* token-less metadata requests allowed */
 	bool imds_unrestricted_ok; /* ecs_ram_role without the firewall rule */
 	char *sts_endpoint;	/* STS, for a chained role (ram_role_arn) */
@@ -115,8 +115,8 @@ size_t config_named_files(const struct config *cfg,
 
 /*
  * A warning for a ram_user template whose expansion starts with a
- * user-dependent specifier (%u, %U, %h): the agent's RAM policy must then
- * name every RAM user (user/ and a wildcard) of the account. Returns false when there is
+ * user-dependent specifier (%u, %U, %h): the agent's RAM policy must
+ * then name every RAM user of the account. Returns false when there is
  * nothing to say.
  */
 bool config_ram_user_warning(const struct config *cfg, char *buf,

@@ -642,6 +642,49 @@ static int start_layers(struct agent *a, const struct source_spec *spec)
 }
 
 /*
+ * The instance role is safe only if ordinary accounts cannot reach the
+ * metadata service; only root can find out. Returns 0 or EXIT_CONFIG.
+ */
+static int check_imds(const struct config *cfg, const struct source_spec *spec)
+{
+	char d[256];
+
+	switch (preflight_imds(spec->metadata_url, d, sizeof(d))) {
+	case PREFLIGHT_IMDS_OPEN:
+		if (!cfg->imds_unrestricted_ok) {
+			log_err("%s: credential_source %s: an ordinary account "
+			    "can reach the instance metadata service at %s "
+			    "(%s), so any local user could take the instance "
+			    "role's credential; load the nftables rule that "
+			    "lets only root and " RAMKEY_USER " reach it "
+			    "(nft -f " RAMKEY_NFT_RULE ") or set "
+			    "imds_unrestricted_ok = yes", cfg->path,
+			    spec->profile_type, spec->metadata_url, d);
+			return EXIT_CONFIG;
+		}
+		log_warn("imds_unrestricted_ok = yes: ordinary accounts can "
+		    "reach the instance metadata service (%s) and take the "
+		    "instance role's credential", d);
+		break;
+	case PREFLIGHT_IMDS_RESTRICTED:
+		log_info("the instance metadata service is restricted: %s", d);
+		break;
+	case PREFLIGHT_IMDS_UNKNOWN:
+	default:
+		if (geteuid() != 0)
+			log_info("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s; the unit "
+			    "checks it as root before the start "
+			    "(ExecStartPre=+ramkey-agent --check-config)", d);
+		else
+			log_warn("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s", d);
+		break;
+	}
+	return 0;
+}
+
+/*
  * Everything that can refuse the set-up before the agent starts, each
  * failure one line naming the file or key and why: the agent's own
  * credential, the files the configuration names (opened as the agent's
@@ -655,7 +698,7 @@ static int check_setup(const struct config *cfg, bool check,
 	struct config_file files[CONFIG_FILES_MAX];
 	struct preflight_account acct;
 	struct source_spec *spec = NULL;
-	char *err = NULL, detail[256];
+	char *err = NULL;
 	size_t n;
 	int status = EXIT_CONFIG;
 
@@ -677,46 +720,8 @@ static int check_setup(const struct config *cfg, bool check,
 		log_err("%s: %s", cfg->path, err);
 		goto out;
 	}
-	if (spec->type == SOURCE_IMDS) {
-		switch (preflight_imds(spec->metadata_url, detail,
-		    sizeof(detail))) {
-		case PREFLIGHT_IMDS_OPEN:
-			if (!cfg->imds_unrestricted_ok) {
-				log_err("%s: credential_source %s: an ordinary "
-				    "account can reach the instance metadata "
-				    "service at %s (%s), so any local user could "
-				    "take the instance role's credential; load "
-				    "the nftables rule that lets only root and "
-				    RAMKEY_USER " reach it (nft -f "
-				    RAMKEY_NFT_RULE ") or set "
-				    "imds_unrestricted_ok = yes", cfg->path,
-				    spec->profile_type, spec->metadata_url,
-				    detail);
-				goto out;
-			}
-			log_warn("imds_unrestricted_ok = yes: ordinary accounts "
-			    "can reach the instance metadata service (%s) and "
-			    "take the instance role's credential", detail);
-			break;
-		case PREFLIGHT_IMDS_RESTRICTED:
-			log_info("the instance metadata service is restricted: "
-			    "%s", detail);
-			break;
-		case PREFLIGHT_IMDS_UNKNOWN:
-		default:
-			if (geteuid() != 0)
-				log_info("cannot check whether ordinary accounts "
-				    "can reach the instance metadata service: "
-				    "%s; the unit checks it as root before the "
-				    "start (ExecStartPre=+ramkey-agent "
-				    "--check-config)", detail);
-			else
-				log_warn("cannot check whether ordinary accounts "
-				    "can reach the instance metadata service: "
-				    "%s", detail);
-			break;
-		}
-	}
+	if (spec->type == SOURCE_IMDS && check_imds(cfg, spec) != 0)
+		goto out;
 	*specp = spec;
 	spec = NULL;
 	status = 0;
@@ -742,8 +747,8 @@ static void log_setup(const struct config *cfg, const struct source_spec *spec)
 		    "working at %s%s; restart the agent with a new one before "
 		    "then", spec->token_expires > 0 ? t : "its expiry, which "
 		    "the environment does not say",
-		    spec->token_expires > 0 ? "" : " (set "
-		    "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION to have it shown)");
+		    spec->token_expires > 0 ? "" : " (set ALIBABA_CLOUD_"
+		    "SECURITY_TOKEN_EXPIRATION to have it shown)");
 	}
 	if (config_ram_user_warning(cfg, warn, sizeof(warn)))
 		log_warn("%s", warn);

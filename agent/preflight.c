@@ -71,8 +71,8 @@ int preflight_account(const char *as_user, struct preflight_account *out,
 		else
 			pw = getpwnam(as_user);
 		if (pw == NULL)
-			return fail(errp, RAMKEY_ERR_CONFIG, "--check-as %s: no "
-			    "such account", as_user);
+			return fail(errp, RAMKEY_ERR_CONFIG, "--check-as %s: "
+			    "no such account", as_user);
 	} else if (geteuid() == 0) {
 		pw = getpwnam(RAMKEY_USER);
 	}
@@ -169,8 +169,8 @@ int preflight_files(const struct preflight_account *acct,
 		groups[0] = acct->gid;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
-		return fail(errp, RAMKEY_ERR_SYSTEM, "cannot check the files as "
-		    "%s: pipe: %s", acct->name, strerror(errno));
+		return fail(errp, RAMKEY_ERR_SYSTEM, "cannot check the files "
+		    "as %s: pipe: %s", acct->name, strerror(errno));
 	if ((pid = fork()) < 0) {
 		r = fail(errp, RAMKEY_ERR_SYSTEM, "cannot check the files as "
 		    "%s: fork: %s", acct->name, strerror(errno));
@@ -191,8 +191,8 @@ int preflight_files(const struct preflight_account *acct,
 		;
 	if (got != (ssize_t)sizeof(v) || !WIFEXITED(status) ||
 	    WEXITSTATUS(status) != 0)
-		return fail(errp, RAMKEY_ERR_SYSTEM, "cannot check the files as "
-		    "%s (uid %lu): the checking process failed", acct->name,
+		return fail(errp, RAMKEY_ERR_SYSTEM, "cannot check the files "
+		    "as %s (uid %lu): the checking process failed", acct->name,
 		    (unsigned long)acct->uid);
 verdict:
 	if (v.index < 0 || (size_t)v.index >= n)

@@ -50,9 +50,9 @@ int preflight_files(const struct preflight_account *acct,
     const struct config_file *files, size_t n, char **errp);
 
 enum preflight_imds {
-	PREFLIGHT_IMDS_RESTRICTED,	/* the agent reaches it, nobody does not */
+	PREFLIGHT_IMDS_RESTRICTED,	/* root reaches it, nobody not */
 	PREFLIGHT_IMDS_OPEN,		/* an ordinary uid reaches it */
-	PREFLIGHT_IMDS_UNKNOWN,		/* cannot tell (detail says why) */
+	PREFLIGHT_IMDS_UNKNOWN,		/* cannot tell (detail: why) */
 };
 
 /*

@@ -550,7 +550,8 @@ static void print_status(struct json_object *doc, bool healthy)
 	if (json_object_object_get_ex(doc, "source", &src) && src != NULL) {
 		struct json_object *u = NULL;
 
-		const char *from = jstr(src, "source"), *type = jstr(src, "type");
+		const char *from = jstr(src, "source");
+		const char *type = jstr(src, "type");
 
 		printf("agent credential: %s%s%s (%s), expires %s\n", from,
 		    strcmp(from, type) != 0 ? ", " : "",

@@ -51,7 +51,7 @@ struct imds {
 	int64_t server_date;
 	imds_done_fn fn;
 	void *arg;
-	unsigned busy;		/* > 0 while we dispatch; free is deferred */
+	unsigned busy;		/* > 0 while we dispatch */
 	bool dying;
 };
 
@@ -271,8 +271,8 @@ static int req_start(struct imds *m)
 		goto out;
 	if (m->step == STEP_TOKEN) {
 		snprintf(ttl, sizeof(ttl), "%d", IMDS_TOKEN_TTL_S);
-		if ((r = header_add(m, "X-aliyun-ecs-metadata-token-ttl-seconds",
-		    ttl)) != 0)
+		if ((r = header_add(m,
+		    "X-aliyun-ecs-metadata-token-ttl-seconds", ttl)) != 0)
 			goto out;
 	} else if (m->token != NULL &&
 	    (r = header_add(m, "X-aliyun-ecs-metadata-token", m->token)) != 0) {

@@ -38,9 +38,9 @@ struct imds;
 #define IMDS_BODY_MAX (32 * 1024)
 
 struct imds_config {
-	const char *base_url;	/* http://HOST[:PORT]; NULL: IMDS_DEFAULT_URL */
+	const char *base_url;	/* http://HOST[:PORT], NULL: the default */
 	const char *role;	/* the role's name, or NULL: ask the service */
-	bool allow_v1;		/* token-less requests if no token is given */
+	bool allow_v1;		/* token-less if no token is given */
 };
 
 struct imds_result {

@@ -637,8 +637,8 @@ static int parse_sts_credential(struct json_object *cr,
 
 	if (get_str(cr, "AccessKeyId", true, &s, &len) != 0 ||
 	    !ram_key_id_valid(s, len)) {
-		snprintf(detail, detail_size, "%sAccessKeyId missing or invalid",
-		    what);
+		snprintf(detail, detail_size,
+		    "%sAccessKeyId missing or invalid", what);
 		return RAMKEY_ERR_PROTOCOL;
 	}
 	copy_str(k->id, s, len);

@@ -36,7 +36,7 @@ struct source {
 	char *secret;		/* sodium_malloc */
 	size_t secret_len;
 	char *token;		/* sodium_malloc, or NULL */
-	int64_t expiration;	/* Unix s as the source said; 0: never/unknown */
+	int64_t expiration;	/* Unix s as the source said; 0: none */
 	uint64_t expires_mono;	/* evloop ms; 0: never */
 	bool renewable;
 	bool expired_logged;
@@ -53,7 +53,7 @@ struct source {
 	uint64_t last_try;	/* evloop ms of the last fetch's start */
 	unsigned failures;
 	uint64_t last_fail_log;
-	char why[SOURCE_WHY_MAX];	/* why not usable, or the last failure */
+	char why[SOURCE_WHY_MAX];	/* why there is no usable one */
 	char last_fail[SOURCE_WHY_MAX];
 };
 
@@ -258,16 +258,16 @@ static void expiry_check(void *arg)
 		return;
 	} else if (!s->renewable) {
 		why_set(s->why, sizeof(s->why), "its credential from %s has "
-		    "run out (Expiration %s) and cannot be renewed; restart the "
-		    "agent with a new one", s->desc, t);
+		    "run out (Expiration %s) and cannot be renewed; restart "
+		    "the agent with a new one", s->desc, t);
 	} else {
 		char masked[RAMKEY_MASKED_MAX];
 
 		ramkey_mask_key_id(s->key_id, masked);
 		why_set(s->why, sizeof(s->why), "its credential %s from %s "
-		    "has run out (Expiration %s) and renewing it has failed%s%s",
-		    masked, s->desc, t, s->last_fail[0] ? ": " : "",
-		    s->last_fail);
+		    "has run out (Expiration %s) and renewing it has "
+		    "failed%s%s", masked, s->desc, t,
+		    s->last_fail[0] ? ": " : "", s->last_fail);
 	}
 	log_err("agent credential: %s; RAM calls fail until %s", s->why,
 	    s->renewable ? "the source answers again" : "then");
@@ -323,8 +323,8 @@ static void fetched(struct source *s, const char *id, const char *secret,
 		log_info("agent credential: %s from %s, temporary, expires %s",
 		    masked, s->desc, t);
 	else
-		log_debug("agent credential: %s still hands out %s (expires %s)",
-		    s->desc, masked, t);
+		log_debug("agent credential: %s still hands out %s "
+		    "(expires %s)", s->desc, masked, t);
 	if (usable_at(s, now)) {
 		if (!was_usable && s->ever_usable)
 			log_info("agent credential: usable again");
@@ -621,10 +621,11 @@ int source_start(struct source *s)
 		fmt_time(s->expiration, t);
 		if (s->token != NULL)
 			log_info("agent credential: %s from %s, temporary, "
-			    "expires %s, cannot be renewed", masked, s->desc, t);
+			    "expires %s, cannot be renewed", masked, s->desc,
+			    t);
 		else
-			log_info("agent credential: %s from %s, static (does not "
-			    "expire)", masked, s->desc);
+			log_info("agent credential: %s from %s, static (does "
+			    "not expire)", masked, s->desc);
 		arm_expiry(s);
 		return 0;
 	}

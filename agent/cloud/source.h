@@ -72,12 +72,12 @@ enum source_type {
 struct source_spec {
 	char *origin;		/* "env", "file" or "ecs_ram_role" */
 	char *where;		/* "the environment", the file, the URL */
-	char *profile_type;	/* "access_key", "ecs_ram_role", "ram_role_arn" */
+	char *profile_type;	/* access_key, ecs_ram_role, ram_role_arn */
 	enum source_type type;
 	/* SOURCE_STATIC, and the static key of SOURCE_ASSUME_ROLE */
 	char *key_id;
 	char *secret;
-	char *token;		/* SOURCE_STATIC from the environment only */
+	char *token;		/* SOURCE_STATIC from the environment */
 	int64_t token_expires;	/* Unix s; 0: not known */
 	/* SOURCE_IMDS */
 	char *metadata_url;
