@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <sodium.h>
 
 #include "access_key.h"
@@ -34,12 +35,15 @@
 #include "metrics.h"
 #include "metrics_file.h"
 #include "pgp.h"
+#include "preflight.h"
 #include "proc_watch.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
 #include "server.h"
+#include "source.h"
 #include "store.h"
 #include "sweep.h"
+#include "util.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -62,6 +66,7 @@ struct agent {
 	struct evloop *loop;
 	struct ram_client *ram;
 	struct ram_client *sts;
+	struct source *src;	/* the agent's own credential */
 	struct keybase *kb;
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
@@ -89,14 +94,21 @@ struct agent {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config]\n"
+	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config "
+	    "[--check-as ACCOUNT]]\n"
 	    "       ramkey-agent [-c FILE] [-d] --sweep [--apply]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -f, --foreground    stay in the foreground and log to stderr\n"
 	    "  -d, --debug         also log debug messages\n"
-	    "      --check-config  check the configuration and the admin "
-	    "credentials, then exit\n"
+	    "      --check-config  check the configuration, the agent's own "
+	    "credential\n"
+	    "                      and the files it names, then exit\n"
+	    "      --check-as ACCOUNT\n"
+	    "                      with --check-config as root: open the files "
+	    "as ACCOUNT\n"
+	    "                      (default: " RAMKEY_USER ", the unit's "
+	    "account, if it exists)\n"
 	    "      --sweep         fleet sweep, once: list the keys older "
 	    "than sweep_min_age\n"
 	    "                      of the RAM users in sweep_group or named "
@@ -141,9 +153,14 @@ static void log_config(const struct config *c)
 
 	ramkey_duration_format(c->max_ttl, max, sizeof(max));
 	ramkey_duration_format(c->fetch_ttl, fetch, sizeof(fetch));
-	log_info("config %s: socket=%s state_dir=%s endpoint=%s signature=%s "
-	    "ram_user=%s min_uid=%lu max_ttl=%s fetch_ttl=%s revoke=%s",
+	static const char *const sources[] = { "auto", "env", "file",
+		"ecs_ram_role" };
+
+	log_info("config %s: socket=%s state_dir=%s endpoint=%s "
+	    "credential_source=%s signature=%s ram_user=%s min_uid=%lu "
+	    "max_ttl=%s fetch_ttl=%s revoke=%s",
 	    c->path, c->socket, c->state_dir, c->endpoint,
+	    sources[c->credential_source],
 	    c->signature == RAM_SIG_V1 ? "v1" : "v3", c->ram_user,
 	    (unsigned long)c->min_uid, max, fetch,
 	    c->revoke == REVOKE_DELETE ? "delete" : "deactivate");
@@ -270,12 +287,57 @@ static bool str_changed(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
+/*
+ * SIGHUP and the agent's own credential: a key rotated in the credentials
+ * file is taken; any other change of source waits for a restart (the
+ * environment was read once and scrubbed, the metadata service and the
+ * chained role are bound to running clients). Returns false to keep the
+ * previous configuration.
+ */
+static bool reload_source(struct agent *a, struct config *nc)
+{
+	struct config *old = a->cfg;
+	struct source_status st;
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	bool ok = true;
+	int r = 0;
+
+	source_get_status(a->src, &st);
+	if (nc->credential_source != old->credential_source ||
+	    str_changed(nc->credentials_file, old->credentials_file) ||
+	    str_changed(nc->metadata_url, old->metadata_url) ||
+	    str_changed(nc->sts_endpoint, old->sts_endpoint) ||
+	    nc->imds_v1 != old->imds_v1)
+		log_warn("reload: credential_source, credentials_file, "
+		    "metadata_url, sts_endpoint and imds_v1 change only at "
+		    "restart; keeping the running credential source");
+	if (strcmp(st.origin, "file") != 0 ||
+	    str_changed(nc->credentials_file, old->credentials_file))
+		return true;
+	if (source_resolve(old, &spec, &err) != 0) {
+		log_err("reload: %s; keeping the previous configuration", err);
+		free(err);
+		return false;
+	}
+	if (strcmp(spec->origin, "file") == 0 &&
+	    (r = source_update(a->src, spec)) == RAMKEY_ERR_CONFIG) {
+		log_warn("reload: %s now describes another kind of credential; "
+		    "it is used from the next restart", old->credentials_file);
+	} else if (r != 0) {
+		log_err("reload: cannot install the new credentials; keeping "
+		    "the previous configuration");
+		ok = false;
+	}
+	source_spec_free(spec);
+	return ok;
+}
+
 /* SIGHUP: a new valid configuration replaces the old one; an invalid one
  * is reported and the old one kept. */
 static void reload(struct agent *a)
 {
 	struct config *nc = NULL, *old = a->cfg;
-	struct admin_credentials *cred = NULL;
 	char *err = NULL;
 
 	if (config_load(old->path, true, &nc, &err) != 0) {
@@ -283,9 +345,7 @@ static void reload(struct agent *a)
 		free(err);
 		return;
 	}
-	if (credentials_load(nc, &cred, &err) != 0) {
-		log_err("reload: %s; keeping the previous configuration", err);
-		free(err);
+	if (!reload_source(a, nc)) {
 		config_free(nc);
 		return;
 	}
@@ -315,6 +375,8 @@ static void reload(struct agent *a)
 	KEEP(endpoint);
 	KEEP(ca_file);
 	KEEP(proxy);
+	KEEP(credentials_file);
+	KEEP(metadata_url);
 	KEEP(sts_endpoint);
 #undef KEEP
 	nc->allow_http = old->allow_http;
@@ -322,16 +384,8 @@ static void reload(struct agent *a)
 	nc->create_timeout = old->create_timeout;
 	nc->update_timeout = old->update_timeout;
 	nc->delete_timeout = old->delete_timeout;
-	if (ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0 || (a->sts != NULL && ram_client_set_credentials(a->sts,
-	    cred->key_id, cred->secret) != 0)) {
-		log_err("reload: cannot install the new credentials; keeping "
-		    "the previous configuration");
-		credentials_free(cred);
-		config_free(nc);
-		return;
-	}
-	credentials_free(cred);
+	nc->credential_source = old->credential_source;
+	nc->imds_v1 = old->imds_v1;
 	if (apply_config(a, nc) != 0) {
 		log_err("reload: out of memory; keeping the previous "
 		    "configuration");
@@ -450,11 +504,12 @@ static struct ram_client *minting_client(const struct agent *a)
 	    a->sts : a->ram;
 }
 
+/* Healthy: the agent has a usable credential and RAM answers. */
 static bool cloud_ok(void *arg)
 {
 	struct agent *a = arg;
 
-	return !ram_client_degraded(a->ram) &&
+	return source_usable(a->src) && !ram_client_degraded(a->ram) &&
 	    !ram_client_degraded(minting_client(a));
 }
 
@@ -462,7 +517,14 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
 	const struct ram_error *e = ram_client_last_error(minting_client(a));
+	struct source_status st;
 
+	if (!source_usable(a->src)) {
+		source_get_status(a->src, &st);
+		snprintf(buf, len, "the agent has no usable credential of its "
+		    "own: %s", st.why);
+		return buf;
+	}
 	if (e == NULL)
 		return NULL;
 	snprintf(buf, len, "%s%s%s", e->code, e->code[0] ? ": " : "",
@@ -473,6 +535,23 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 /* ---- metrics ---- */
 
 static const char *const version_values[] = { RAMKEY_VERSION, NULL };
+
+/*
+ * When the agent's own credential expires (Unix seconds): no sample for
+ * one that does not expire (a static AccessKey from credentials_file or
+ * the environment). An alert on it tells how long the agent can still
+ * reach RAM if renewals keep failing.
+ */
+static void collect_source_expiry(struct agent *a)
+{
+	struct source_status st;
+
+	source_get_status(a->src, &st);
+	if (st.temporary && st.expires > 0)
+		metric_set(a->m_source_expiry, NULL, NULL, (double)st.expires);
+	else
+		metric_unset(a->m_source_expiry, NULL, NULL);
+}
 
 /* Before each rendering: the gauges that mirror the agent's state. */
 static void collect_gauges(void *arg)
@@ -485,22 +564,7 @@ static void collect_gauges(void *arg)
 	metric_set(a->m_store_ok, NULL, NULL,
 	    lease_store_broken(a->core) ? 0 : 1);
 	metric_set(a->m_cloud_ok, NULL, NULL, cloud_ok(a) ? 1 : 0);
-}
-
-/*
- * The hook for the agent's own (source) credential: call it whenever the
- * credential the RAM client signs with changes, with when it expires
- * (Unix seconds), or 0 for one that does not expire (a static AccessKey
- * from credentials_file or the environment), which shows no sample.
- * ramkey_source_credential_expiry_timestamp_seconds then tells an alert
- * how long the agent can still reach RAM if renewals keep failing.
- */
-static void source_credential_changed(struct agent *a, int64_t expires)
-{
-	if (expires > 0)
-		metric_set(a->m_source_expiry, NULL, NULL, (double)expires);
-	else
-		metric_unset(a->m_source_expiry, NULL, NULL);
+	collect_source_expiry(a);
 }
 
 static int metrics_setup(struct agent *a)
@@ -531,6 +595,37 @@ static int metrics_setup(struct agent *a)
 	    &a->m_source_expiry) != 0)
 		return RAMKEY_ERR_NOMEM;
 	return 0;
+}
+
+/* status --json: the agent's own credential, never its secret. */
+static void status_source(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+	struct source_status st;
+	struct json_object *o;
+	char t[32];
+
+	if (a->src == NULL || (o = json_object_new_object()) == NULL)
+		return;
+	source_get_status(a->src, &st);
+	json_object_object_add(o, "source", json_object_new_string(st.origin));
+	json_object_object_add(o, "type", json_object_new_string(st.type));
+	json_object_object_add(o, "kind", json_object_new_string(
+	    st.temporary ? "temporary" : "static"));
+	if (st.expires > 0)
+		ramkey_format_time(st.expires, t);
+	json_object_object_add(o, "expires", st.expires > 0 ?
+	    json_object_new_string(t) : NULL);
+	json_object_object_add(o, "renewable",
+	    json_object_new_boolean(st.renewable));
+	json_object_object_add(o, "access_key_id", st.key_id[0] ?
+	    json_object_new_string(st.key_id) : NULL);
+	json_object_object_add(o, "role", st.role != NULL ?
+	    json_object_new_string(st.role) : NULL);
+	json_object_object_add(o, "usable", json_object_new_boolean(st.usable));
+	json_object_object_add(o, "error", st.why[0] ?
+	    json_object_new_string(st.why) : NULL);
+	json_object_object_add(doc, "source", o);
 }
 
 /* Prepare hook: hand what is staged to the store's committer first. */
@@ -578,6 +673,7 @@ static void agent_free(struct agent *a)
 	ram_client_free(a->sts);
 	ram_client_free(a->ram);
 	free(a->role_rules);
+	source_free(a->src);
 	store_close(a->store);
 	worker_pool_free(a->workers);
 	if (a->loop != NULL)
@@ -589,7 +685,7 @@ static void agent_free(struct agent *a)
 	config_free(a->cfg);
 }
 
-static int start_layers(struct agent *a, struct admin_credentials *cred)
+static int start_layers(struct agent *a, const struct source_spec *spec)
 {
 	struct ram_client_config rc;
 	struct keybase_config kc;
@@ -602,6 +698,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	struct access_key_config akc;
 	struct sts_config stc;
 	char *err = NULL;
+	int r;
 
 	memset(&rc, 0, sizeof(rc));
 	rc.endpoint = a->cfg->endpoint;
@@ -618,15 +715,19 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		log_err("out of memory");
 		return EXIT_START;
 	}
-	if (ram_client_new(a->loop, &rc, &a->ram) != 0 ||
-	    ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: endpoint %s: cannot set up the RAM client",
-		    a->cfg->path, a->cfg->endpoint);
+	if ((r = ram_client_new(a->loop, &rc, &a->ram)) != 0) {
+		log_err("%s: endpoint %s: cannot set up the RAM client: %s",
+		    a->cfg->path, a->cfg->endpoint, ramkey_strerror(r));
 		return EXIT_CONFIG;
 	}
-	/* A static AccessKey: it does not expire. */
-	source_credential_changed(a, 0);
+	/* The STS client of a chained role shares the RAM client's TLS and
+	 * proxy settings. */
+	if ((r = source_new(a->loop, spec, &rc, &a->src)) != 0) {
+		log_err("%s: cannot set up the agent's credential from %s: %s",
+		    a->cfg->path, spec->where, ramkey_strerror(r));
+		return EXIT_CONFIG;
+	}
+	ram_client_set_credential_source(a->ram, source_credential, a->src);
 	keybase_config_of(a->cfg, &kc);
 	if (keybase_new(a->loop, &kc, &a->kb) != 0) {
 		log_err("%s: keybase_url %s: cannot set up the Keybase client",
@@ -673,13 +774,13 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	rc.endpoint = a->cfg->sts_endpoint;
 	rc.api_version = "2015-04-01";
 	sts_config_of(a->cfg, &stc);
-	if (ram_client_new(a->loop, &rc, &a->sts) != 0 ||
-	    ram_client_set_credentials(a->sts, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: sts_endpoint %s: cannot set up the STS client",
-		    a->cfg->path, a->cfg->sts_endpoint);
+	if ((r = ram_client_new(a->loop, &rc, &a->sts)) != 0) {
+		log_err("%s: sts_endpoint %s: cannot set up the STS client: %s",
+		    a->cfg->path, a->cfg->sts_endpoint, ramkey_strerror(r));
 		return EXIT_CONFIG;
 	}
+	/* Users' STS credentials are assumed with the agent's own. */
+	ram_client_set_credential_source(a->sts, source_credential, a->src);
 	ram_client_share_metrics(a->sts, a->ram);
 	if (sts_kind_new(a->sts, &stc, &a->sts_kind) != 0 ||
 	    lease_core_add_kind(a->core, &a->sts_kind) != 0) {
@@ -717,6 +818,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		return EXIT_START;
 	}
 	deps.metrics = a->metrics;
+	deps.health.status_extra = status_source;
 	server_config_of(a->cfg, &sc, a->role_rules);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
@@ -733,7 +835,125 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		log_err("out of memory");
 		return EXIT_START;
 	}
+	/* Serve from now on; calls that need the cloud wait for it. */
+	if (source_start(a->src) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	return 0;
+}
+
+/*
+ * The instance role is safe only if ordinary accounts cannot reach the
+ * metadata service; only root can find out. Returns 0 or EXIT_CONFIG.
+ */
+static int check_imds(const struct config *cfg, const struct source_spec *spec)
+{
+	char d[256];
+
+	switch (preflight_imds(spec->metadata_url, d, sizeof(d))) {
+	case PREFLIGHT_IMDS_OPEN:
+		if (!cfg->imds_unrestricted_ok) {
+			log_err("%s: credential_source %s: an ordinary account "
+			    "can reach the instance metadata service at %s "
+			    "(%s), so any local user could take the instance "
+			    "role's credential; load the nftables rule that "
+			    "lets only root and " RAMKEY_USER " reach it "
+			    "(nft -f " RAMKEY_NFT_RULE ") or set "
+			    "imds_unrestricted_ok = yes", cfg->path,
+			    spec->profile_type, spec->metadata_url, d);
+			return EXIT_CONFIG;
+		}
+		log_warn("imds_unrestricted_ok = yes: ordinary accounts can "
+		    "reach the instance metadata service (%s) and take the "
+		    "instance role's credential", d);
+		break;
+	case PREFLIGHT_IMDS_RESTRICTED:
+		log_info("the instance metadata service is restricted: %s", d);
+		break;
+	case PREFLIGHT_IMDS_UNKNOWN:
+	default:
+		if (geteuid() != 0)
+			log_info("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s; the unit "
+			    "checks it as root before the start "
+			    "(ExecStartPre=+ramkey-agent --check-config)", d);
+		else
+			log_warn("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s", d);
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Everything that can refuse the set-up before the agent starts, each
+ * failure one line naming the file or key and why: the agent's own
+ * credential, the files the configuration names (opened as the agent's
+ * account would: with --check-config as root, the unit's account), and
+ * for the instance role, that ordinary accounts cannot reach the metadata
+ * service. Returns 0 or an exit status.
+ */
+static int check_setup(const struct config *cfg, bool check,
+    const char *check_as, struct source_spec **specp)
+{
+	struct config_file files[CONFIG_FILES_MAX];
+	struct preflight_account acct;
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	size_t n;
+	int status = EXIT_CONFIG;
+
+	*specp = NULL;
+	if (source_resolve(cfg, &spec, &err) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	if (check) {
+		if (preflight_account(check_as, &acct, &err) != 0) {
+			log_err("%s", err);
+			goto out;
+		}
+	} else {
+		preflight_self(&acct);
+	}
+	n = config_named_files(cfg, spec, files, CONFIG_FILES_MAX);
+	if (preflight_files(&acct, files, n, &err) != 0) {
+		log_err("%s: %s", cfg->path, err);
+		goto out;
+	}
+	if (spec->type == SOURCE_IMDS && check_imds(cfg, spec) != 0)
+		goto out;
+	*specp = spec;
+	spec = NULL;
+	status = 0;
+out:
+	free(err);
+	source_spec_free(spec);
+	return status;
+}
+
+/* What the log says of the configuration's choices, once it is good. */
+static void log_setup(const struct config *cfg, const struct source_spec *spec)
+{
+	char warn[512];
+
+	log_info("agent credential: %s", spec->choice);
+	if (spec->type == SOURCE_STATIC && spec->token != NULL) {
+		char t[32];
+
+		if (spec->token_expires > 0)
+			ramkey_format_time(spec->token_expires, t);
+		log_warn("agent credential: ALIBABA_CLOUD_SECURITY_TOKEN is a "
+		    "temporary credential the agent cannot renew: it stops "
+		    "working at %s%s; restart the agent with a new one before "
+		    "then", spec->token_expires > 0 ? t : "its expiry, which "
+		    "the environment does not say",
+		    spec->token_expires > 0 ? "" : " (set ALIBABA_CLOUD_"
+		    "SECURITY_TOKEN_EXPIRATION to have it shown)");
+	}
+	if (config_ram_user_warning(cfg, warn, sizeof(warn)))
+		log_warn("%s", warn);
 }
 
 int main(int argc, char **argv)
@@ -744,17 +964,18 @@ int main(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "sweep", no_argument, NULL, 'S' },
-		{ "apply", no_argument, NULL, 'A' },
+		{ "apply", no_argument, NULL, 'a' },
+		{ "check-as", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent a;
-	struct admin_credentials *cred = NULL;
-	const char *path = RAMKEY_DEFAULT_CONFIG;
+	struct source_spec *spec = NULL;
+	const char *path = RAMKEY_DEFAULT_CONFIG, *check_as = NULL;
 	bool explicit = false, foreground = false, debug = false, check = false;
 	bool sweep = false, apply = false;
-	char *err = NULL;
+	char *err = NULL, desc[SOURCE_WHY_MAX];
 	int c, status = EXIT_START;
 
 	memset(&a, 0, sizeof(a));
@@ -777,8 +998,11 @@ int main(int argc, char **argv)
 		case 'S':
 			sweep = true;
 			break;
-		case 'A':
+		case 'a':
 			apply = true;
+			break;
+		case 'A':
+			check_as = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -806,6 +1030,12 @@ int main(int argc, char **argv)
 		    "separate runs\n");
 		return EXIT_USAGE;
 	}
+	if (check_as != NULL && !check) {
+		fprintf(stderr, "ramkey-agent: --check-as goes with "
+		    "--check-config\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	/* --check-config and --sweep are commands run by hand or by a
 	 * timer: their messages go to stderr (the journal, under systemd). */
 	log_init("ramkey-agent", foreground || check || sweep, debug);
@@ -815,31 +1045,28 @@ int main(int argc, char **argv)
 		free(err);
 		return EXIT_CONFIG;
 	}
-	if (credentials_load(a.cfg, &cred, &err) != 0) {
-		log_err("%s", err);
-		free(err);
-		config_free(a.cfg);
-		return EXIT_CONFIG;
-	}
+	if ((status = check_setup(a.cfg, check, check_as, &spec)) != 0)
+		goto out;
+	status = EXIT_START;
 	if (check) {
-		printf("%s: configuration OK (admin key from %s)\n",
-		    a.cfg->path, cred->source);
-		credentials_free(cred);
-		config_free(a.cfg);
-		return 0;
+		log_setup(a.cfg, spec);
+		source_spec_describe(spec, desc, sizeof(desc));
+		printf("%s: configuration OK (agent credential: %s)\n",
+		    a.cfg->path, desc);
+		status = 0;
+		goto out;
 	}
 	if (sweep) {
-		status = EXIT_START;
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-			log_err("cannot initialise libcurl");
-		else
-			status = sweep_run(a.cfg, cred, apply, stdout);
-		credentials_free(cred);
-		config_free(a.cfg);
-		curl_global_cleanup();
-		return status;
+		if (sodium_init() < 0 ||
+		    curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+			log_err("cannot initialise libsodium or libcurl");
+			goto out;
+		}
+		status = sweep_run(a.cfg, spec, apply, stdout);
+		goto out;
 	}
 	log_config(a.cfg);
+	log_setup(a.cfg, spec);
 	if (block_signals() != 0) {
 		log_err("cannot block signals");
 		goto out;
@@ -856,15 +1083,17 @@ int main(int argc, char **argv)
 		log_err("cannot read /proc/sys/kernel/random/boot_id");
 		goto out;
 	}
-	if ((status = start_layers(&a, cred)) != 0)
+	if ((status = start_layers(&a, spec)) != 0)
 		goto out;
 	status = EXIT_START;
-	credentials_free(cred);
-	cred = NULL;
-	/* The admin secret has been copied into locked memory: do not
-	 * leave it in the environment for children (gpg) to inherit. */
+	source_spec_free(spec);
+	spec = NULL;
+	/* The agent's credential has been copied into locked memory: do
+	 * not leave it in the environment for children (gpg) to inherit. */
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION");
 	if (setup_signals(&a) != 0) {
 		log_err("cannot set up signal handling");
 		goto out;
@@ -887,7 +1116,7 @@ out:
 	/* What is staged becomes durable before anything is freed. */
 	if (a.store != NULL)
 		store_flush(a.store);
-	credentials_free(cred);
+	source_spec_free(spec);
 	agent_free(&a);
 	curl_global_cleanup();
 	return status;

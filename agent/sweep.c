@@ -10,6 +10,7 @@
 #include "log.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
+#include "source.h"
 #include "sweep.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@ struct sweep {
 	const struct config *cfg;
 	struct evloop *loop;
 	struct ram_client *ram;
+	struct source *src;	/* the credential it signs with */
 	FILE *out;
 	bool apply;
 	/* The dedicated RAM users. */
@@ -278,10 +280,33 @@ static void sweep_free(struct sweep *sw)
 	free(sw->users);
 	free(sw->keys);
 	ram_client_free(sw->ram);
+	source_free(sw->src);
 	evloop_free(sw->loop);
 }
 
-int sweep_run(const struct config *cfg, const struct admin_credentials *cred,
+/* A temporary credential (instance role, chained role) is fetched before
+ * the first call; give it as long as a RAM call may take. */
+static int source_wait(struct sweep *sw, uint64_t timeout_ms)
+{
+	uint64_t deadline = evloop_now() + timeout_ms;
+	struct source_status st;
+
+	if (source_start(sw->src) != 0)
+		return RAMKEY_ERR_NOMEM;
+	while (!source_usable(sw->src)) {
+		if (evloop_now() >= deadline) {
+			source_get_status(sw->src, &st);
+			log_err("no usable credential to sweep with: %s",
+			    st.why[0] ? st.why : "none came in time");
+			return RAMKEY_ERR_UNAVAILABLE;
+		}
+		if (evloop_run_once(sw->loop, 200) != 0)
+			return RAMKEY_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int sweep_run(const struct config *cfg, const struct source_spec *spec,
     bool apply, FILE *out)
 {
 	struct ram_client_config rc;
@@ -314,10 +339,14 @@ int sweep_run(const struct config *cfg, const struct admin_credentials *cred,
 	rc.read_timeout_ms = cfg->create_timeout * 1000;
 	if (evloop_new(&sw.loop) != 0 ||
 	    ram_client_new(sw.loop, &rc, &sw.ram) != 0 ||
-	    ram_client_set_credentials(sw.ram, cred->key_id,
-	    cred->secret) != 0) {
+	    source_new(sw.loop, spec, &rc, &sw.src) != 0) {
 		log_err("%s: endpoint %s: cannot set up the RAM client",
 		    cfg->path, cfg->endpoint);
+		goto out;
+	}
+	ram_client_set_credential_source(sw.ram, source_credential, sw.src);
+	if (source_wait(&sw, rc.read_timeout_ms) != 0) {
+		status = SWEEP_EXIT_RAM;
 		goto out;
 	}
 	ramkey_duration_format(cfg->sweep_min_age, age, sizeof(age));

@@ -22,16 +22,17 @@
 #include <stdio.h>
 
 struct config;
-struct admin_credentials;
+struct source_spec;
 
 #define SWEEP_EXIT_OK 0
 #define SWEEP_EXIT_CONFIG 1	/* no sweep_group or sweep_prefix, ... */
 #define SWEEP_EXIT_START 3	/* cannot set up the loop or the client */
 #define SWEEP_EXIT_RAM 5	/* a RAM call failed: listing or deleting */
 
-/* Run the sweep; what it finds and does goes to out, one line each.
- * Returns one of the SWEEP_EXIT_* statuses. */
-int sweep_run(const struct config *cfg, const struct admin_credentials *cred,
+/* Run the sweep, signing with the agent's own credential as spec says
+ * (a temporary one is fetched first); what it finds and does goes to out,
+ * one line each. Returns one of the SWEEP_EXIT_* statuses. */
+int sweep_run(const struct config *cfg, const struct source_spec *spec,
     bool apply, FILE *out);
 
 #endif

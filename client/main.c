@@ -615,6 +615,7 @@ static const char *jstr(struct json_object *o, const char *k)
 static void print_status(struct json_object *doc, bool healthy)
 {
 	struct json_object *leases = NULL, *amb = NULL, *pend = NULL;
+	struct json_object *src = NULL;
 	size_t i, n;
 
 	json_object_object_get_ex(doc, "leases", &leases);
@@ -668,9 +669,26 @@ static void print_status(struct json_object *doc, bool healthy)
 		printf("ambiguous key %s of RAM user %s: check it by hand\n",
 		    jstr(k, "access_key_id"), jstr(k, "ram_user"));
 	}
+	if (json_object_object_get_ex(doc, "source", &src) && src != NULL) {
+		struct json_object *u = NULL;
+
+		const char *from = jstr(src, "source");
+		const char *type = jstr(src, "type");
+
+		printf("agent credential: %s%s%s (%s), expires %s\n", from,
+		    strcmp(from, type) != 0 ? ", " : "",
+		    strcmp(from, type) != 0 ? type : "", jstr(src, "kind"),
+		    strcmp(jstr(src, "expires"), "-") != 0 ?
+		    jstr(src, "expires") : "never");
+		if (json_object_object_get_ex(src, "usable", &u) &&
+		    !json_object_get_boolean(u))
+			printf("agent credential unusable: %s\n",
+			    jstr(src, "error"));
+	}
 	if (!healthy)
-		printf("agent unhealthy: its state store is not writable or "
-		    "its last RAM call failed\n");
+		printf("agent unhealthy: its state store is not writable, its "
+		    "last RAM call failed, or it has no usable credential of "
+		    "its own\n");
 }
 
 static int do_status(const struct globals *g, const char *user, bool json)

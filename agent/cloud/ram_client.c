@@ -79,6 +79,7 @@ struct ram_call {
 	char *post;
 	struct http_body body;
 	char errbuf[CURL_ERROR_SIZE];
+	char unavailable[RAM_MESSAGE_MAX]; /* why there is no credential */
 	/* Outcome of the last finished try. */
 	struct ram_error err;
 	bool unknown_outcome; /* a try failed without a definite answer */
@@ -407,8 +408,10 @@ static void fail_unavailable(struct ram_call *call)
 	e->http_status = 0;
 	e->transport_or_5xx = false;
 	e->attempts = call->attempts;
+	/* Nothing was sent now; an earlier try may still have been. */
+	e->earlier_try_unknown = call->unknown_outcome;
 	snprintf(e->message, sizeof(e->message), "the agent has no usable "
-	    "credential of its own: %s", call->errbuf);
+	    "credential of its own: %.330s", call->unavailable);
 	call_complete(call, RAMKEY_ERR_UNAVAILABLE, NULL);
 }
 
@@ -624,8 +627,9 @@ static int try_start(struct ram_call *call)
 	call->errbuf[0] = '\0';
 	call->body.max = RAM_BODY_MAX;
 	call->server_date = 0;
-	if ((r = signing_credential(c, &cr, call->errbuf,
-	    sizeof(call->errbuf))) != 0)
+	call->unavailable[0] = '\0';
+	if ((r = signing_credential(c, &cr, call->unavailable,
+	    sizeof(call->unavailable))) != 0)
 		goto out;
 	r = c->signature == RAM_SIG_V1 ? build_v1(call, &cr) :
 	    build_v3(call, &cr);

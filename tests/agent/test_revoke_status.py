@@ -147,7 +147,14 @@ class RevokeStatus(unittest.TestCase):
         kid = self.fetch(pw)
         doc = self.agent.status(pw.pw_name)
         self.assertEqual(sorted(doc), ["ambiguous_keys", "leases",
-                                       "pending_revocations"])
+                                       "pending_revocations", "source"])
+        # The agent's own credential: where from, which kind, until when.
+        self.assertEqual(doc["source"], {
+            "source": "file", "type": "access_key", "kind": "static",
+            "expires": None, "renewable": False,
+            "access_key_id": self.emu.admin_key_id[:4] + "****" +
+            self.emu.admin_key_id[-4:],
+            "role": None, "usable": True, "error": None})
         (lease,) = doc["leases"]
         self.assertEqual(sorted(lease), sorted([
             "user", "ram_user", "access_key_id", "status", "create_time",

@@ -40,7 +40,7 @@ def block(text, start, end="};"):
 
 def config_keys():
     table = block(src("agent", "config.c"), "key_names[K_COUNT] = {")
-    return re.findall(r'\[K_[A-Z_]+\]\s*=\s*"([a-z0-9_]+)"', table)
+    return re.findall(r'\[K_[A-Z0-9_]+\]\s*=\s*"([a-z0-9_]+)"', table)
 
 
 def getopt_tables(text):
