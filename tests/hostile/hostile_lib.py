@@ -132,3 +132,37 @@ def summary(label, values):
     v = sorted(values)
     return "%s: n=%d median %.1f ms, max %.1f ms" % (
         label, len(v), v[len(v) // 2] * 1000, v[-1] * 1000)
+
+
+def raw_fetch(sock_path, user, timeout=10.0):
+    """A fetch for user as this process (root), straight on the socket
+    with a throwaway sealing key: (reply, seconds). What is timed is the
+    agent's answer, without a client process to start (on a loaded
+    machine that alone varies by tens of milliseconds)."""
+    import base64
+    from ramkey_fixture import raw_call
+    req = {"v": 1, "op": "fetch", "user": user,
+           "seal_key": base64.b64encode(os.urandom(32)).decode()}
+    t0 = time.monotonic()
+    rep = raw_call(sock_path, req, timeout=timeout)
+    return rep, time.monotonic() - t0
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if v else float("nan")
+
+
+def check_latency(label, before, during, bound_s):
+    """The bound applies to the median of the samples during the attack;
+    none may reach 1 s, the least a stall behind the attack would cost.
+    Single samples vary on a loaded machine for reasons of its own."""
+    print(summary(label + " before", before))
+    print(summary(label + " during", during))
+    check(len(during) >= 5, "%d samples during" % len(during))
+    if not during:
+        return
+    check(median(during) < bound_s, "median %s during: %.1f ms (< %.0f ms)"
+          % (label, median(during) * 1000, bound_s * 1000))
+    check(max(during) < 1.0, "slowest %s during: %.1f ms (< 1 s)"
+          % (label, max(during) * 1000))

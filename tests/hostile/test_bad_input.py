@@ -7,9 +7,8 @@ user cannot flood the log, and the agent keeps answering root.
 
 Checked: at most 200 lines in the agent's log for the whole flood (stderr,
 what journald would get), a "suppressed" count in them, and root's fetches
-for another user during the flood all answered, their median under 200 ms
-and none over 1 s (the flooder's processes compete for the same CPUs as
-the root client)."""
+for another user during the flood all answered, in < 200 ms (the median;
+none may take 1 s: the flooder's processes share the machine's CPUs)."""
 
 import json
 import subprocess
@@ -17,8 +16,8 @@ import time
 
 from emulator import Emulator
 from ramkey_fixture import Agent, Users, Workdir, require_root
-from hostile_lib import (as_user_python, check, finish, require, summary,
-                         timed)
+from hostile_lib import (as_user_python, check, check_latency, finish,
+                         raw_fetch, require)
 
 FLOOD_S = 10
 THREADS = 16
@@ -36,9 +35,11 @@ def main():
             require(r.returncode == 0, "root's first fetch for bob (%s)"
                     % r.stderr.strip())
             quiet = []
-            for _ in range(5):
-                r, t = timed(agent.client, "fetch", "--user", bob.pw_name)
-                require(r.returncode == 0, "root fetch for bob before the flood")
+            for _ in range(10):
+                rep, t = raw_fetch(agent.socket, bob.pw_name)
+                if not rep.get("ok"):
+                    require(False, "root fetch for bob before the flood (%s)"
+                            % rep.get("error"))
                 quiet.append(t)
             lines0 = len(agent.log().splitlines())
             flood = subprocess.Popen(
@@ -49,11 +50,11 @@ def main():
             time.sleep(0.5)
             t_end = time.monotonic() + FLOOD_S - 1
             while time.monotonic() < t_end:
-                r, t = timed(agent.client, "fetch", "--user", bob.pw_name)
+                rep, t = raw_fetch(agent.socket, bob.pw_name)
                 during.append(t)
-                if r.returncode != 0:
-                    failed.append(r.stderr.strip())
-                time.sleep(0.25)
+                if not rep.get("ok"):
+                    failed.append(rep.get("error"))
+                time.sleep(0.2)
             out, _ = flood.communicate(timeout=FLOOD_S + 30)
             counts = json.loads(out.strip().splitlines()[-1])
             time.sleep(0.5)
@@ -64,8 +65,6 @@ def main():
                   % (len(new), len(about), mallory.pw_uid))
             for l in new[:6]:
                 print("  " + l)
-            print(summary("root fetch before the flood", quiet))
-            print(summary("root fetch during the flood", during))
             check(counts["connections"] >= 1000, "the flood made %d "
                   "connections (>= 1000)" % counts["connections"])
             check(counts["answered"] <= counts["connections"] // 4,
@@ -77,14 +76,9 @@ def main():
                   "the lines count the ones left out")
             check(not failed, "every root fetch for bob during the flood "
                   "succeeded (%s)" % failed[:2])
-            # The flooder's own processes share the machine's CPUs with
-            # the root client: the bound is on the median, and the slowest
-            # may not be a stall.
-            med = sorted(during)[len(during) // 2]
-            check(med < 0.2, "median root fetch during the flood %.1f ms "
-                  "(< 200 ms)" % (med * 1000))
-            check(max(during) < 1.0, "slowest root fetch during the flood "
-                  "%.1f ms (< 1 s)" % (max(during) * 1000))
+            check_latency("root fetch for bob", quiet, during, 0.2)
+            r = agent.client("fetch", "--user", bob.pw_name)
+            check(r.returncode == 0, "and with the client (%s)" % r.stderr.strip())
         finally:
             check(agent.stop() == 0, "agent stops cleanly")
     finish()

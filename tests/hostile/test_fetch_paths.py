@@ -4,9 +4,10 @@ fetch_paths_max (8) of them per user (agent/lease/holders.c, files_trim),
 so its memory and its state_dir stay put, and root's fetches for another
 user are answered meanwhile.
 
-Bounds checked: agent RSS grows < 5 MB, state_dir < 2 MB, every root
-fetch for another user during the flood < 200 ms, and the store holds at
-most 8 of the user's fetch paths at the end."""
+Bounds checked: agent RSS grows < 5 MB, state_dir < 2 MB, root's fetches
+for another user during the flood are answered in < 200 ms (the median;
+none may take 1 s), and the store holds at most 8 of the user's fetch
+paths at the end."""
 
 import json
 import os
@@ -18,8 +19,8 @@ import time
 
 from emulator import Emulator
 from ramkey_fixture import Agent, Users, Workdir, require_root
-from hostile_lib import (as_user_python, check, finish, require, rss_kib,
-                         summary, timed, tree_bytes)
+from hostile_lib import (as_user_python, check, check_latency, finish,
+                         raw_fetch, require, rss_kib, tree_bytes)
 
 FLOOD_S = 20
 FETCH_PATHS_MAX = 8
@@ -58,9 +59,11 @@ def main():
             r = agent.client("fetch", "--user", bob.pw_name)
             require(r.returncode == 0, "root's first fetch for bob (%s)" % r.stderr.strip())
             quiet = []
-            for _ in range(5):
-                r, t = timed(agent.client, "fetch", "--user", bob.pw_name)
-                require(r.returncode == 0, "root fetch for bob before the flood")
+            for _ in range(10):
+                rep, t = raw_fetch(agent.socket, bob.pw_name)
+                if not rep.get("ok"):
+                    require(False, "root fetch for bob before the flood (%s)"
+                            % rep.get("error"))
                 quiet.append(t)
             rss0, state0 = rss_kib(agent.pid), tree_bytes(agent.state_dir)
             print("before: rss %d KiB, state_dir %d bytes" % (rss0, state0))
@@ -72,18 +75,16 @@ def main():
             time.sleep(1.0)
             t_end = time.monotonic() + FLOOD_S - 2
             while time.monotonic() < t_end:
-                r, t = timed(agent.client, "fetch", "--user", bob.pw_name)
+                rep, t = raw_fetch(agent.socket, bob.pw_name)
                 during.append(t)
-                if r.returncode != 0:
-                    failed.append(r.stderr.strip())
-                time.sleep(0.5)
+                if not rep.get("ok"):
+                    failed.append(rep.get("error"))
+                time.sleep(0.25)
             out, _ = flood.communicate(timeout=FLOOD_S + 30)
             counts = json.loads(out.strip().splitlines()[-1])
             rss1, state1 = rss_kib(agent.pid), tree_bytes(agent.state_dir)
             print("flood by uid %d: %s" % (mallory.pw_uid, counts))
             print("after: rss %d KiB, state_dir %d bytes" % (rss1, state1))
-            print(summary("root fetch before the flood", quiet))
-            print(summary("root fetch during the flood", during))
             check(not failed, "every root fetch for bob during the flood "
                   "succeeded (%s)" % failed[:2])
             check(counts["ok"] >= 200, "the flood named %d new paths that "
@@ -92,8 +93,9 @@ def main():
                   % (rss1 - rss0))
             check((state1 - state0) < 2 * 1024 * 1024, "state_dir grew %d "
                   "bytes (< 2 MB)" % (state1 - state0))
-            check(max(during) < 0.2, "slowest root fetch during the flood "
-                  "%.1f ms (< 200 ms)" % (max(during) * 1000))
+            check_latency("root fetch for bob", quiet, during, 0.2)
+            r = agent.client("fetch", "--user", bob.pw_name)
+            check(r.returncode == 0, "and with the client (%s)" % r.stderr.strip())
             n = stored_paths(agent.state_dir, mallory.pw_name)
             check(n <= FETCH_PATHS_MAX, "the store keeps %d of mallory's "
                   "paths (<= %d)" % (n, FETCH_PATHS_MAX))
