@@ -33,6 +33,7 @@
 #include "pgp.h"
 #include "proc_watch.h"
 #include "ram_client.h"
+#include "wipe_mem.h"
 #include "ramkey_err.h"
 #include "server.h"
 #include "store.h"
@@ -631,6 +632,7 @@ int main(int argc, char **argv)
 	struct admin_credentials *cred = NULL;
 	const char *path = RAMKEY_DEFAULT_CONFIG;
 	bool explicit = false, foreground = false, debug = false, check = false;
+	struct cloud_wipe_status wipe;
 	char *err = NULL;
 	int c, status = EXIT_START;
 
@@ -693,10 +695,17 @@ int main(int argc, char **argv)
 		log_err("cannot block signals");
 		goto out;
 	}
-	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+	if (sodium_init() < 0 || cloud_global_init(&wipe) != 0) {
 		log_err("cannot initialise libsodium or libcurl");
 		goto out;
 	}
+	/* Secrets in libcurl's and OpenSSL's buffers (wipe_mem.h). */
+	if (!wipe.openssl_hooks)
+		log_warn("OpenSSL was in use before its allocator could be "
+		    "replaced: the buffers it frees are not wiped");
+	if (!wipe.tls_cleanse)
+		log_warn("libcurl's TLS library is not OpenSSL 3: received "
+		    "plaintext stays in its buffers until overwritten");
 	if (evloop_new(&a.loop) != 0) {
 		log_err("out of memory");
 		goto out;
@@ -738,6 +747,6 @@ out:
 		store_flush(a.store);
 	credentials_free(cred);
 	agent_free(&a);
-	curl_global_cleanup();
+	cloud_global_cleanup();
 	return status;
 }
