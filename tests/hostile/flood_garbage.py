@@ -1,8 +1,11 @@
 """Run as an ordinary user: for DURATION seconds, on THREADS connections
 at a time, send the agent garbage (bad frame headers, frames that are not
-JSON, JSON that is not a request), each on a fresh connection, and wait
-for the agent to close it. Prints one JSON line of counts."""
+JSON, JSON that is not a request) and requests it must deny (another
+user's key, a key that is not ours), each on a fresh connection, and wait
+for the agent's answer or for it to close the connection. Prints one JSON
+line of counts: garbage closed or answered, denials answered, what else."""
 
+import base64
 import json
 import os
 import socket
@@ -28,7 +31,15 @@ PAYLOADS = [
     frame(b"[1,2,3]"),                         # not an object
     frame(b'{"v":1,"op":"status","extra":"field"}'),  # unknown field
 ]
-counts = {"connections": 0, "closed_by_agent": 0, "answered": 0, "errors": 0}
+SEAL = base64.b64encode(os.urandom(32)).decode()
+DENIED = [
+    frame(json.dumps({"v": 1, "op": "fetch", "user": "root",
+                      "seal_key": SEAL}).encode()),
+    frame(b'{"v":1,"op":"set_status","key_id":"LTAI5tNotYours0000000000",'
+          b'"status":"Inactive"}'),
+]
+counts = {"connections": 0, "garbage_closed": 0, "garbage_answered": 0,
+          "denied_answered": 0, "denied_other": 0, "errors": 0}
 lock = threading.Lock()
 deadline = time.monotonic() + duration
 
@@ -36,7 +47,11 @@ deadline = time.monotonic() + duration
 def worker(k):
     i = k
     while time.monotonic() < deadline:
-        payload = PAYLOADS[i % len(PAYLOADS)] + os.urandom(i % 3)
+        garbage = i % 5 != 4
+        if garbage:
+            payload = PAYLOADS[i % len(PAYLOADS)] + os.urandom(i % 3)
+        else:
+            payload = DENIED[i % len(DENIED)]
         i += 1
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
@@ -45,7 +60,11 @@ def worker(k):
             s.connect(sock_path)
             s.sendall(payload)
             data = s.recv(65536)
-            what = "closed_by_agent" if data == b"" else "answered"
+            if garbage:
+                what = "garbage_closed" if data == b"" else "garbage_answered"
+            else:
+                what = "denied_answered" if b'"ok":false' in data else \
+                    "denied_other"
         except OSError:
             pass
         finally:
