@@ -52,6 +52,8 @@ struct lease_principal {
 	struct ev_timer rec_timer;
 	uint32_t *mint_times;	/* ring of obtain times, Unix seconds */
 	uint32_t nmint, mint_head;
+	uint64_t rate_deny_ms;	/* last mint_rate deny line */
+	uint32_t rate_deny_suppressed;
 	unsigned nleases;
 };
 
