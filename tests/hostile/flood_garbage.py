@@ -1,7 +1,8 @@
 """Run as an ordinary user: for DURATION seconds, on THREADS connections
 at a time, send the agent garbage (bad frame headers, frames that are not
 JSON, JSON that is not a request) and requests it must deny (another
-user's key, a key that is not ours), each on a fresh connection, and wait
+user's key, a key that is not ours, a new key past mint_rate), each on a
+fresh connection, and wait
 for the agent's answer or for it to close the connection. Prints one JSON
 line of counts: garbage closed or answered, denials answered, what else."""
 
@@ -37,6 +38,8 @@ DENIED = [
                       "seal_key": SEAL}).encode()),
     frame(b'{"v":1,"op":"set_status","key_id":"LTAI5tNotYours0000000000",'
           b'"status":"Inactive"}'),
+    # our own key, past mint_rate
+    frame(json.dumps({"v": 1, "op": "fetch", "seal_key": SEAL}).encode()),
 ]
 counts = {"connections": 0, "garbage_closed": 0, "garbage_answered": 0,
           "denied_answered": 0, "denied_other": 0, "errors": 0}

@@ -3,8 +3,9 @@
 requests it must deny, on many connections at once. Every garbage
 connection is closed; the agent writes at most one line about one uid's
 bad input per 5 s, with the count of the lines it left out (log_bad_input()
-in agent/server/conn.c), and at most one deny line per 5 s for an
-untrusted uid (deny() in agent/server/authz.c), so the user cannot flood
+in agent/server/conn.c), at most one deny line per 5 s for an untrusted
+uid (deny() in agent/server/authz.c) and one per 5 s for a RAM user past
+mint_rate (deny_rate() in agent/lease/obtain.c), so the user cannot flood
 the log, and the agent keeps answering root.
 
 Checked: at most 200 lines in the agent's log for the whole flood (stderr,
@@ -30,9 +31,15 @@ def main():
     with Workdir() as wd, Users("hb") as users, Emulator(https=True) as emu:
         mallory = users.add("mallory")
         bob = users.add("bob")
-        agent = Agent(wd, emu)
+        agent = Agent(wd, emu, mint_rate="1/h")
         agent.start()
         try:
+            # mallory's one mint this hour, ended: her fetches are
+            # refused for mint_rate from now on.
+            r = agent.client("fetch", user=mallory)
+            require(r.returncode == 0, "mallory's fetch (%s)" % r.stderr.strip())
+            r = agent.client("revoke", "--user", mallory.pw_name)
+            require(r.returncode == 0, "root revokes it (%s)" % r.stderr.strip())
             r = agent.client("fetch", "--user", bob.pw_name)
             require(r.returncode == 0, "root's first fetch for bob (%s)"
                     % r.stderr.strip())
@@ -81,9 +88,12 @@ def main():
             check(any("suppressed" in l for l in about),
                   "the lines count the ones left out")
             denies = [l for l in about if "event=deny" in l]
-            check(0 < len(denies) <= 2 * FLOOD_S / 5 + 2, "%d deny lines "
-                  "about uid %d (at most one per 5 s, and the request "
-                  "rate's one per 10 s)" % (len(denies), mallory.pw_uid))
+            check(0 < len(denies) <= 3 * (FLOOD_S / 5 + 1), "%d deny lines "
+                  "about uid %d (at most one per 5 s for her requests, one "
+                  "per 5 s for her RAM user's mint_rate, one per 10 s for "
+                  "the request rate)" % (len(denies), mallory.pw_uid))
+            check(any("reason=mint_rate" in l for l in denies),
+                  "mint_rate refusals among them")
             check(not failed, "every root fetch for bob during the flood "
                   "succeeded (%s)" % failed[:2])
             check_latency("root fetch for bob", quiet, during, 0.2)
