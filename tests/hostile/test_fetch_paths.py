@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from emulator import Emulator
-from ramkey_fixture import Agent, Users, Workdir, require_root
+from ramkey_fixture import SANITIZED, Agent, Users, Workdir, require_root
 from hostile_lib import (as_user_python, check, check_latency, finish,
                          raw_fetch, require, rss_kib, tree_bytes)
 
@@ -89,8 +89,14 @@ def main():
                   "succeeded (%s)" % failed[:2])
             check(counts["ok"] >= 200, "the flood named %d new paths that "
                   "the agent accepted (>= 200)" % counts["ok"])
-            check((rss1 - rss0) < 5 * 1024, "agent RSS grew %d KiB (< 5 MB)"
-                  % (rss1 - rss0))
+            if SANITIZED:
+                # ASan's quarantine, size-class caches and shadow pages
+                # grow with any allocation traffic: RSS tells nothing here.
+                print("agent RSS grew %d KiB (not bounded in the sanitizer "
+                      "build)" % (rss1 - rss0))
+            else:
+                check((rss1 - rss0) < 5 * 1024, "agent RSS grew %d KiB "
+                      "(< 5 MB)" % (rss1 - rss0))
             check((state1 - state0) < 2 * 1024 * 1024, "state_dir grew %d "
                   "bytes (< 2 MB)" % (state1 - state0))
             check_latency("root fetch for bob", quiet, during, 0.2)

@@ -81,9 +81,11 @@ def main():
                "RAMKEY_NSSTEST_DELAY_MS": str(DELAY_MS),
                "RAMKEY_NSSTEST_LOG": nsslog}
         if os.environ.get("ASAN_OPTIONS"):
-            # nss_wrapper is preloaded ahead of the sanitizer's runtime
+            # nss_wrapper is preloaded ahead of the sanitizer's runtime,
+            # and must not dlopen libc with RTLD_DEEPBIND under it.
             env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + \
                 ":verify_asan_link_order=0"
+            env["NSS_WRAPPER_DISABLE_DEEPBIND"] = "1"
         agent = Agent(wd, emu)
         agent.start(env=env)
         try:
