@@ -14,7 +14,7 @@
  *   OpenSSL wipes a record's plaintext as soon as libcurl has read it.
  *
  * Cost (measured, docs/ARCHITECTURE.md "Secrets in memory"): a memset of
- * each freed block, about 260 KB (5-7 us) per AccessKey mint against about
+ * each freed block, 260-520 KB (5-15 us) per AccessKey mint against about
  * 1 ms of agent CPU; no connection is given up, no handshake added.
  */
 #ifndef RAMKEY_WIPE_MEM_H
