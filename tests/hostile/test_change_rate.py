@@ -86,8 +86,10 @@ def main():
                   % len(results))
             check(len(of_m) <= 10, "UpdateAccessKey calls for mallory's key "
                   "at RAM: %d (<= 10)" % len(of_m))
-            check(len(ok) == len(of_m), "each change she was granted is one "
-                  "call (%d, %d)" % (len(ok), len(of_m)))
+            # A try that fails in transit is retried (rule R5): a granted
+            # change is one call or more, never none.
+            check(len(of_m) >= len(ok), "each change she was granted reached "
+                  "RAM (%d granted, %d calls)" % (len(ok), len(of_m)))
             bad = [r for r in refused if r.returncode != 4 or
                    not RETRY_RE.search(r.stderr)]
             check(not bad, "every refusal exits 4 and says when to try again "
@@ -98,8 +100,8 @@ def main():
                   "bob (same RAM user, another uid) changed his key %d times "
                   "meanwhile, none refused%s" % (len(bob_results), (
                       ": %s" % bob_bad[0].stderr.strip()) if bob_bad else ""))
-            check(len(of_b) == len(bob_results) - len(bob_bad),
-                  "each of bob's changes is one call (%d)" % len(of_b))
+            check(len(of_b) >= len(bob_results) - len(bob_bad),
+                  "each of bob's changes reached RAM (%d calls)" % len(of_b))
             r = agent.client("revoke", user=mallory)
             check(r.returncode == 4 and RETRY_RE.search(r.stderr) is not None,
                   "mallory's revoke is refused too: exit %d: %s"
