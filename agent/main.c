@@ -44,6 +44,7 @@
 #include "store.h"
 #include "sweep.h"
 #include "util.h"
+#include "wipe_mem.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -975,6 +976,7 @@ int main(int argc, char **argv)
 	const char *path = RAMKEY_DEFAULT_CONFIG, *check_as = NULL;
 	bool explicit = false, foreground = false, debug = false, check = false;
 	bool sweep = false, apply = false;
+	struct cloud_wipe_status wipe;
 	char *err = NULL, desc[SOURCE_WHY_MAX];
 	int c, status = EXIT_START;
 
@@ -1045,6 +1047,12 @@ int main(int argc, char **argv)
 		free(err);
 		return EXIT_CONFIG;
 	}
+	/* First: OpenSSL's allocator can be replaced (wipe_mem.h) only
+	 * before anything, the checks' metadata probe included, uses it. */
+	if (sodium_init() < 0 || cloud_global_init(&wipe) != 0) {
+		log_err("cannot initialise libsodium or libcurl");
+		goto out;
+	}
 	if ((status = check_setup(a.cfg, check, check_as, &spec)) != 0)
 		goto out;
 	status = EXIT_START;
@@ -1057,11 +1065,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (sweep) {
-		if (sodium_init() < 0 ||
-		    curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-			log_err("cannot initialise libsodium or libcurl");
-			goto out;
-		}
 		status = sweep_run(a.cfg, spec, apply, stdout);
 		goto out;
 	}
@@ -1071,10 +1074,13 @@ int main(int argc, char **argv)
 		log_err("cannot block signals");
 		goto out;
 	}
-	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-		log_err("cannot initialise libsodium or libcurl");
-		goto out;
-	}
+	/* Secrets in libcurl's and OpenSSL's buffers (wipe_mem.h). */
+	if (!wipe.openssl_hooks)
+		log_warn("OpenSSL was in use before its allocator could be "
+		    "replaced: the buffers it frees are not wiped");
+	if (!wipe.tls_cleanse)
+		log_warn("libcurl's TLS library is not OpenSSL 3: received "
+		    "plaintext stays in its buffers until overwritten");
 	if (evloop_new(&a.loop) != 0) {
 		log_err("out of memory");
 		goto out;
@@ -1118,6 +1124,6 @@ out:
 		store_flush(a.store);
 	source_spec_free(spec);
 	agent_free(&a);
-	curl_global_cleanup();
+	cloud_global_cleanup();
 	return status;
 }

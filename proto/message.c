@@ -1,4 +1,6 @@
+#include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,8 +607,98 @@ static int add_bool(struct json_object *o, const char *k, bool b)
 	return 0;
 }
 
+/*
+ * A secret string of a message we encode (a reply's STS token) never
+ * enters json-c: its print buffer grows by realloc, freeing the old copies
+ * unwiped, and its string objects are freed unwiped too. The tree holds a
+ * placeholder instead, whose serializer notes where the value goes and
+ * writes as many filler bytes as the escaped value takes; to_text() writes
+ * the value into its own copy of the text, which the caller wipes.
+ */
+struct secret_field {
+	const char *value;
+	size_t esc_len;		/* JSON-escaped, quotes excluded */
+	size_t at;		/* offset of its opening quote in the text */
+	bool placed;
+};
+
+static size_t json_escaped_len(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (*s == '"' || *s == '\\')
+			n += 2;
+		else if ((unsigned char)*s < 0x20)
+			n += 6;
+		else
+			n++;
+	return n;
+}
+
+static void json_escape_into(char *d, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			*d++ = '\\';
+			*d++ = (char)c;
+		} else if (c < 0x20) {
+			memcpy(d, "\\u00", 4);
+			d[4] = hex[c >> 4];
+			d[5] = hex[c & 15];
+			d += 6;
+		} else {
+			*d++ = (char)c;
+		}
+	}
+}
+
+static int secret_field_serialize(struct json_object *jso,
+    struct printbuf *pb, int level, int flags)
+{
+	struct secret_field *f = json_object_get_userdata(jso);
+
+	(void)level;
+	(void)flags;
+	if (f->esc_len > (size_t)INT_MAX - 2 || pb->bpos < 0)
+		return -1;
+	f->at = (size_t)pb->bpos;
+	f->placed = true;
+	if (printbuf_memappend(pb, "\"", 1) < 0 ||
+	    printbuf_memset(pb, -1, 'x', (int)f->esc_len) < 0 ||
+	    printbuf_memappend(pb, "\"", 1) < 0)
+		return -1;
+	return 0;
+}
+
+static int add_secret_str(struct json_object *o, const char *k,
+    struct secret_field *f, const char *value)
+{
+	struct json_object *v;
+
+	memset(f, 0, sizeof(*f));
+	if (value == NULL)
+		return 0;
+	f->value = value;
+	f->esc_len = json_escaped_len(value);
+	if ((v = json_object_new_boolean(0)) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	json_object_set_serializer(v, secret_field_serialize, f, NULL);
+	if (json_object_object_add(o, k, v) != 0) {
+		json_object_put(v);
+		return RAMKEY_ERR_NOMEM;
+	}
+	return 0;
+}
+
+/* o as text, in *out (malloc'd), with the secret field f (or NULL)
+ * written in. */
 static int to_text(struct json_object *o, size_t max, char **out,
-    size_t *lenp)
+    size_t *lenp, struct secret_field *f)
 {
 	const char *s;
 	size_t n;
@@ -618,8 +710,14 @@ static int to_text(struct json_object *o, size_t max, char **out,
 	n = strlen(s);
 	if (n > max)
 		return RAMKEY_ERR_TOO_LARGE;
+	if (f != NULL && f->value != NULL && (!f->placed ||
+	    f->at + f->esc_len + 1 >= n || s[f->at] != '"' ||
+	    s[f->at + f->esc_len + 1] != '"'))
+		return RAMKEY_ERR_INTERNAL;
 	if ((*out = strdup(s)) == NULL)
 		return RAMKEY_ERR_NOMEM;
+	if (f != NULL && f->value != NULL)
+		json_escape_into(*out + f->at + 1, f->value);
 	if (lenp != NULL)
 		*lenp = n;
 	return 0;
@@ -667,7 +765,7 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 		goto out;
 	if (req->all && (r = add_bool(o, "all", true)) != 0)
 		goto out;
-	if ((r = to_text(o, RAMKEY_FRAME_MAX, out, lenp)) != 0)
+	if ((r = to_text(o, RAMKEY_FRAME_MAX, out, lenp, NULL)) != 0)
 		goto out;
 	/* Validate by the receiver's own rules. */
 	{
@@ -692,7 +790,8 @@ out:
 
 /* ---- replies ---- */
 
-static int encode_key(struct json_object *o, const struct ramkey_key_info *k)
+static int encode_key(struct json_object *o, const struct ramkey_key_info *k,
+    struct secret_field *token)
 {
 	struct json_object *ko;
 	char *sealed = NULL;
@@ -710,7 +809,8 @@ static int encode_key(struct json_object *o, const struct ramkey_key_info *k)
 	    (r = add_str(ko, "encrypted_secret", k->encrypted_secret)) != 0 ||
 	    (r = add_str(ko, "key_fingerprint", k->key_fingerprint)) != 0 ||
 	    (r = add_int(ko, "expires", k->expires)) != 0 ||
-	    (r = add_str(ko, "security_token", k->security_token)) != 0 ||
+	    (r = add_secret_str(ko, "security_token", token,
+	    k->security_token)) != 0 ||
 	    (k->expiration != 0 &&
 	    (r = add_int(ko, "expiration", k->expiration)) != 0) ||
 	    (k->refresh_at != 0 &&
@@ -732,6 +832,7 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
     size_t *lenp)
 {
 	struct json_object *o = NULL, *e = NULL;
+	struct secret_field token = { 0 };
 	int r;
 
 	*out = NULL;
@@ -758,13 +859,13 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 			goto out;
 		}
 		e = NULL;
-		r = to_text(o, RAMKEY_FRAME_MAX, out, lenp);
+		r = to_text(o, RAMKEY_FRAME_MAX, out, lenp, NULL);
 		goto out;
 	}
 	switch (rep->op) {
 	case RAMKEY_OP_OPEN_SESSION:
 	case RAMKEY_OP_FETCH:
-		if ((r = encode_key(o, &rep->key)) != 0 ||
+		if ((r = encode_key(o, &rep->key, &token)) != 0 ||
 		    (r = add_str(o, "session", rep->session)) != 0 ||
 		    (r = add_str(o, "secret_file", rep->secret_file)) != 0 ||
 		    (r = add_str(o, "region_id", rep->region_id)) != 0)
@@ -807,7 +908,7 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 		r = RAMKEY_ERR_INVALID;
 		goto out;
 	}
-	r = to_text(o, ramkey_reply_frame_max(rep->op), out, lenp);
+	r = to_text(o, ramkey_reply_frame_max(rep->op), out, lenp, &token);
 out:
 	if (e != NULL)
 		json_object_put(e);

@@ -1,8 +1,12 @@
 /*
- * One locked arena for all lease secrets (rule L3, docs/ARCHITECTURE.md): fixed 128-byte slots
- * in sodium_malloc'd chunks (guard pages, mlock'd, excluded from core
- * dumps), rather than one 8 KiB sodium_malloc per lease. A slot is wiped
- * when released.
+ * One locked arena for all lease secrets (rule L3, docs/ARCHITECTURE.md):
+ * fixed-size slots in sodium_malloc'd chunks (guard pages, mlock'd,
+ * excluded from core dumps), rather than one sodium_malloc of at least
+ * 16 KiB of address space per lease. Slots of 128 bytes (an
+ * AccessKeySecret, an STS secret), 512, 1280 (an STS SecurityToken, about
+ * 1 KiB), 2048, 4096 and 8320; a secret takes the smallest that fits. A
+ * chunk holds up to 64 KiB of slots of one size, and is locked whole. A
+ * slot is wiped when released.
  */
 #ifndef RAMKEY_SECRET_ARENA_H
 #define RAMKEY_SECRET_ARENA_H
@@ -10,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ARENA_SECRET_MAX 126 /* bytes of secret per slot */
+#define ARENA_SECRET_MAX 8317 /* bytes of secret in the largest slot */
 
 struct secret_arena;
 
@@ -26,6 +30,7 @@ const char *secret_arena_get(const struct secret_arena *a, uint32_t slot,
 /* Wipe and release a slot (0 is ignored). */
 void secret_arena_release(struct secret_arena *a, uint32_t slot);
 
+/* Slots in use. */
 size_t secret_arena_used(const struct secret_arena *a);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "curl_trust.h"
 #include "ramkey_err.h"
+#include "wipe_mem.h"
 
 /* Largest CA bundle read when ca_file has to be merged in memory. */
 #define CA_BUNDLE_MAX (16 * 1024 * 1024)
@@ -141,6 +142,10 @@ CURLcode curl_trust_apply(CURL *e, const struct curl_trust *t)
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
 	SET(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+	/* Received plaintext is wiped from OpenSSL's record buffer once read
+	 * (wipe_mem.h). */
+	if (cloud_tls_wipe_available())
+		SET(CURLOPT_SSL_CTX_FUNCTION, cloud_tls_wipe);
 	if (t->blob.data != NULL) {
 		SET(CURLOPT_CAINFO_BLOB, &t->blob);
 		SET(CURLOPT_PROXY_CAINFO_BLOB, &t->blob);

@@ -230,10 +230,7 @@ void lease_core_free(struct lease_core *c)
 				session_free(s);
 			}
 			free(l->status_op);
-			if (l->token != NULL) {
-				explicit_bzero(l->token, strlen(l->token));
-				free(l->token);
-			}
+			/* The token's slot goes with the arena, wiped. */
 			free(l->key_fingerprint);
 			free(l);
 		}
@@ -344,7 +341,7 @@ int lease_secret(struct lease_core *c, uint64_t id, const char **secret,
 		return RAMKEY_ERR_UNAVAILABLE;
 	*secret = s;
 	if (token != NULL)
-		*token = l->token;
+		*token = secret_arena_get(c->arena, l->token_slot, NULL);
 	return 0;
 }
 

@@ -233,10 +233,7 @@ static void lease_free(struct lease *l)
 {
 	if (l == NULL)
 		return;
-	if (l->token != NULL) {
-		sodium_memzero(l->token, strlen(l->token));
-		free(l->token);
-	}
+	secret_arena_release(l->core->arena, l->token_slot);
 	free(l->key_fingerprint);
 	free(l);
 }
@@ -244,8 +241,7 @@ static void lease_free(struct lease *l)
 int lease_take_credential(struct lease *l, const struct credential *cred)
 {
 	struct lease_core *c = l->core;
-	uint32_t slot = 0;
-	char *token = NULL;
+	uint32_t slot = 0, token_slot = 0;
 	int r;
 
 	if (strlen(cred->id) > CRED_ID_MAX)
@@ -253,19 +249,18 @@ int lease_take_credential(struct lease *l, const struct credential *cred)
 	if ((r = secret_arena_put(c->arena, cred->secret, cred->secret_len,
 	    &slot)) != 0)
 		return r;
-	if (cred->token != NULL && (token = strdup(cred->token)) == NULL) {
+	/* The token too is a secret: it lives in the arena. */
+	if (cred->token != NULL && (r = secret_arena_put(c->arena,
+	    cred->token, strlen(cred->token), &token_slot)) != 0) {
 		secret_arena_release(c->arena, slot);
-		return RAMKEY_ERR_NOMEM;
+		return r;
 	}
 	if (l->cred_id[0] != '\0' && strmap_get(c->by_cred, l->cred_id) == l)
 		strmap_del(c->by_cred, l->cred_id);
 	secret_arena_release(c->arena, l->secret_slot);
 	l->secret_slot = slot;
-	if (l->token != NULL) {
-		sodium_memzero(l->token, strlen(l->token));
-		free(l->token);
-	}
-	l->token = token;
+	secret_arena_release(c->arena, l->token_slot);
+	l->token_slot = token_slot;
 	snprintf(l->cred_id, sizeof(l->cred_id), "%s", cred->id);
 	snprintf(l->create_date, sizeof(l->create_date), "%s",
 	    cred->create_date != NULL ? cred->create_date : "");
@@ -553,11 +548,8 @@ void lease_end(struct lease *l, const char *why)
 	 * (or left to expire) by the kind. */
 	secret_arena_release(c->arena, l->secret_slot);
 	l->secret_slot = 0;
-	if (l->token != NULL) {
-		sodium_memzero(l->token, strlen(l->token));
-		free(l->token);
-		l->token = NULL;
-	}
+	secret_arena_release(c->arena, l->token_slot);
+	l->token_slot = 0;
 	l->state = LEASE_ENDING;
 	c->live--;
 	c->pending_ends++;
@@ -643,6 +635,8 @@ void lease_forget(struct lease *l)
 	l->end_op = NULL;
 	secret_arena_release(c->arena, l->secret_slot);
 	l->secret_slot = 0;
+	secret_arena_release(c->arena, l->token_slot);
+	l->token_slot = 0;
 	if (l->state == LEASE_ENDING)
 		c->pending_ends--;
 	else if (l->state == LEASE_LIVE)

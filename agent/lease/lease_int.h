@@ -55,6 +55,8 @@ struct lease_principal {
 	uint32_t *mint_times;	/* obtain times in the window, oldest first,
 				 * Unix seconds; NULL when there are none */
 	uint32_t nmint, mint_cap;
+	uint64_t rate_deny_ms;	/* last mint_rate deny line */
+	uint32_t rate_deny_suppressed;
 	unsigned nleases;
 };
 
@@ -115,7 +117,7 @@ struct lease {
 	int64_t expiration;	/* the credential's own expiry, Unix s */
 	int64_t ttl_expires_ms;	/* TTL holder; 0 = none */
 	uint32_t secret_slot;	/* 0: secret unknown (agent restarted) */
-	char *token;		/* SecurityToken, or NULL */
+	uint32_t token_slot;	/* its SecurityToken in the arena, or 0 */
 	char *key_fingerprint;	/* last PGP key it was handed to */
 	enum lease_state state;
 	bool purge;		/* ending a retained credential */

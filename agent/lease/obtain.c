@@ -816,13 +816,30 @@ static int renewal_start(struct lease *l, struct obtain **ret)
 	return 0;
 }
 
+/* Past mint_rate, every request for the principal is refused: one deny
+ * line per period, the next one counting those left out. */
+#define RATE_DENY_AUDIT_MS 5000
+
 static void deny_rate(struct lease_wait *w)
 {
 	struct lease_core *c = w->core;
+	struct lease_principal *p = w->p;
+	uint64_t now = evloop_now();
+	char extra[64];
 
-	core_audit_principal("deny", w->u, w->p, &w->want.peer,
-	    "reason=mint_rate");
 	core_count_mint(c, "rate_limited");
+	if (p->rate_deny_ms != 0 && now - p->rate_deny_ms < RATE_DENY_AUDIT_MS) {
+		p->rate_deny_suppressed++;
+	} else {
+		snprintf(extra, sizeof(extra), "reason=mint_rate");
+		if (p->rate_deny_suppressed > 0)
+			snprintf(extra, sizeof(extra), "reason=mint_rate "
+			    "suppressed=%lu",
+			    (unsigned long)p->rate_deny_suppressed);
+		core_audit_principal("deny", w->u, p, &w->want.peer, extra);
+		p->rate_deny_ms = now;
+		p->rate_deny_suppressed = 0;
+	}
 	wait_fail(w, RAMKEY_ERR_RATE, NULL, "mint_rate exceeded for %s %s (at "
 	    "most %u keys per %llu s); try again later", principal_word(w->p),
 	    w->p->name, c->cfg.mint_rate,

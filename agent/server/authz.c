@@ -30,24 +30,49 @@
 /* How long a lookup may take when the requester gave no timeout. */
 #define LOOKUP_DEADLINE_MS 10000
 #define PW_BUF_MAX (1 << 20)
+/* At most one deny line per this period per untrusted uid. */
+#define DENY_AUDIT_MS 5000
 /* Requests per second a non-trusted uid may make, and its burst. */
 #define REQUEST_RATE 50.0
 #define REQUEST_BURST 100.0
 
+/*
+ * Deny lines of an untrusted caller: the first, then at most one per
+ * period with the count of those left out, so that one user's requests
+ * for what it may not have (at the request rate, 50 a second) cannot
+ * flood the log. Denials of trusted callers (the PAM module's logins)
+ * each get their line.
+ */
 int deny(struct request *req, int err, const char *target, const char *fmt,
     ...)
 {
-	char buf[RAMKEY_MESSAGE_TEXT_MAX], extra[RAMKEY_MESSAGE_TEXT_MAX + 16];
+	char buf[RAMKEY_MESSAGE_TEXT_MAX], extra[RAMKEY_MESSAGE_TEXT_MAX + 48];
 	struct audit_who who = { true, req->peer.uid, req->peer.pid,
 		req->msg->rhost, req->msg->tty };
+	struct uid_stats *u = req->trusted ? NULL :
+	    uid_stats_get(req->srv, req->peer.uid);
+	uint64_t now = evloop_now();
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	snprintf(extra, sizeof(extra), "op=%s reason=\"%s\"",
-	    ramkey_op_name(req->msg->op), buf);
-	audit_line("deny", target, "ram_user", NULL, NULL, &who, extra);
+	if (u != NULL && u->deny_audit_ms != 0 &&
+	    now - u->deny_audit_ms < DENY_AUDIT_MS) {
+		u->deny_suppressed++;
+	} else {
+		snprintf(extra, sizeof(extra), "op=%s reason=\"%s\"",
+		    ramkey_op_name(req->msg->op), buf);
+		if (u != NULL && u->deny_suppressed > 0)
+			snprintf(extra + strlen(extra), sizeof(extra) -
+			    strlen(extra), " suppressed=%lu",
+			    (unsigned long)u->deny_suppressed);
+		audit_line("deny", target, "ram_user", NULL, NULL, &who, extra);
+		if (u != NULL) {
+			u->deny_audit_ms = now;
+			u->deny_suppressed = 0;
+		}
+	}
 	request_fail(req, err, NULL, "%s", buf);
 	return err;
 }
@@ -315,9 +340,11 @@ static void lookup_done(struct worker_task *t, int rc)
 	req->lookup = NULL;
 	req->waiting = W_NONE;
 	if (rc == RAMKEY_ERR_TIMEOUT) {
-		log_warn("looking up %s for uid %lu took too long; is the "
-		    "directory service slow?", lk->target != NULL ?
-		    lk->target : "the caller", (unsigned long)req->peer.uid);
+		/* One line per period per uid: a requester's timeout_ms
+		 * decides when this happens. */
+		log_bad_input(req->srv, req->peer.uid, req->peer.pid,
+		    "looking up %s took too long; is the directory service "
+		    "slow?", lk->target != NULL ? lk->target : "the caller");
 		request_fail(req, RAMKEY_ERR_UNAVAILABLE, NULL, "looking up "
 		    "the user in the directory service took too long; try "
 		    "again");

@@ -704,7 +704,8 @@ void request_dispatch(struct conn *c, struct ramkey_request *msg)
 	}
 	if (!request_rate_ok(req)) {
 		request_fail(req, RAMKEY_ERR_RATE, NULL, "too many requests "
-		    "from uid %lu; slow down", (unsigned long)req->peer.uid);
+		    "from uid %lu; slow down and try again in 1s",
+		    (unsigned long)req->peer.uid);
 		return;
 	}
 	switch (msg->op) {

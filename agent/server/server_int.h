@@ -34,6 +34,8 @@ struct uid_stats {
 	uint32_t flood_suppressed;
 	uint64_t badinput_log_ms; /* last bad-input line */
 	uint32_t badinput_suppressed;
+	uint64_t deny_audit_ms;	/* last deny line (untrusted callers) */
+	uint32_t deny_suppressed;
 };
 
 struct conn {

@@ -494,12 +494,16 @@ int store_open(const char *state_dir, struct store **ret, char **errp)
 	 * instead of corrupting the first one's view. WAL: a FULL commit is
 	 * durable when COMMIT returns. The WAL keeps its size between
 	 * checkpoints (journal_size_limit) so a commit does not have to grow
-	 * the file, which would make every sync a metadata sync.
+	 * the file, which would make every sync a metadata sync. A
+	 * checkpoint every 256 pages (SQLite's default is 1000) keeps that
+	 * size near 1 MiB: whatever one user makes the agent write (a
+	 * fetch path is a row), state_dir grows by about that much at most.
 	 */
 	if (exec(s->db, "PRAGMA locking_mode=EXCLUSIVE") != 0 ||
 	    exec(s->db, "PRAGMA journal_mode=WAL") != 0 ||
 	    exec(s->db, "PRAGMA synchronous=FULL") != 0 ||
 	    exec(s->db, "PRAGMA journal_size_limit=8388608") != 0 ||
+	    exec(s->db, "PRAGMA wal_autocheckpoint=256") != 0 ||
 	    exec(s->db, "PRAGMA cache_size=-256") != 0 ||
 	    exec(s->db, "BEGIN IMMEDIATE") != 0) {
 		snprintf(msg, sizeof(msg), "%s: %s (is another ramkey-agent "

@@ -89,6 +89,48 @@ static void thousands_of_slots_live_then_released(void **state)
 	free(slots);
 }
 
+/* An AccessKeySecret, an STS token, the largest: each in a slot of its
+ * size, each read back whole, each wiped on release. */
+static void sizes_take_slots_that_fit(void **state)
+{
+	static const size_t lens[] = { 30, 125, 126, 509, 510, 1100, 1277,
+		1278, 2046, 4093, 4094, ARENA_SECRET_MAX };
+	enum { N = sizeof(lens) / sizeof(lens[0]) };
+	struct secret_arena *a;
+	uint32_t slots[N];
+	char *buf;
+	size_t i, len;
+
+	(void)state;
+	assert_non_null(buf = malloc(ARENA_SECRET_MAX));
+	assert_int_equal(secret_arena_new(&a), 0);
+	for (i = 0; i < N; i++) {
+		memset(buf, 'a' + (int)i, lens[i]);
+		assert_int_equal(secret_arena_put(a, buf, lens[i], &slots[i]),
+		    0);
+	}
+	for (i = 0; i < N; i++) {
+		const char *s = secret_arena_get(a, slots[i], &len);
+
+		assert_non_null(s);
+		assert_int_equal(len, lens[i]);
+		assert_int_equal(s[len], '\0');
+		assert_true(s[0] == 'a' + (int)i && s[len - 1] == 'a' + (int)i);
+	}
+	for (i = 0; i < N; i++) {
+		const char *s = secret_arena_get(a, slots[i], &len);
+
+		secret_arena_release(a, slots[i]);
+		/* The slot's bytes are zero now (the chunk stays mapped). */
+		for (size_t k = 0; k < lens[i]; k++)
+			assert_int_equal(s[k], 0);
+		assert_null(secret_arena_get(a, slots[i], NULL));
+	}
+	assert_int_equal(secret_arena_used(a), 0);
+	secret_arena_free(a);
+	free(buf);
+}
+
 static void release_of_zero_or_free_slot_is_harmless(void **state)
 {
 	struct secret_arena *a;
@@ -112,6 +154,7 @@ int main(void)
 		cmocka_unit_test(put_get_release_round_trip),
 		cmocka_unit_test(refuses_empty_and_oversized_secrets),
 		cmocka_unit_test(thousands_of_slots_live_then_released),
+		cmocka_unit_test(sizes_take_slots_that_fit),
 		cmocka_unit_test(release_of_zero_or_free_slot_is_harmless),
 	};
 
