@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +385,45 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * ramkey-pgp-helper: next to this program when it is there (a build
+ * tree), else where it is installed.
+ */
+static const char *pgp_helper_path(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	char *slash;
+
+	if (n > 0) {
+		buf[n] = '\0';
+		if ((slash = strrchr(buf, '/')) != NULL &&
+		    (size_t)(slash - buf) + sizeof("/ramkey-pgp-helper") <=
+		    len) {
+			memcpy(slash, "/ramkey-pgp-helper",
+			    sizeof("/ramkey-pgp-helper"));
+			if (access(buf, X_OK) == 0)
+				return buf;
+		}
+	}
+	snprintf(buf, len, "%s", RAMKEY_PGP_HELPER);
+	return buf;
+}
+
+static void log_pgp_confinement(const struct pgp_worker *pgp)
+{
+	struct pgp_status st;
+	char names[128] = "";
+	size_t i, n = 0;
+
+	pgp_worker_status(pgp, &st);
+	for (i = 0; st.confinement[i] != NULL; i++)
+		n += (size_t)snprintf(names + n, n < sizeof(names) ?
+		    sizeof(names) - n : 0, "%s%s", i > 0 ? " " : "",
+		    st.confinement[i]);
+	log_info("PGP helpers confined by: %s%s%s", names[0] ? names : "none",
+	    st.lacking[0] ? "; lacking " : "", st.lacking);
+}
+
 /* Prepare hook: hand what is staged to the store's committer first. */
 static void store_hook(void *arg)
 {
@@ -435,6 +475,8 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	struct ram_client_config rc;
 	struct keybase_config kc;
 	struct pgp_fetcher fetcher;
+	struct pgp_config pc;
+	char helper[PATH_MAX];
 	struct lease_store_port sp;
 	struct lease_effects fx;
 	struct lease_config lc;
@@ -470,13 +512,17 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	fetcher.ctx = a->kb;
 	fetcher.fetch = kb_fetch;
 	fetcher.cancel = kb_cancel;
-	if (pgp_worker_new(a->loop, &fetcher, &a->pgp) != 0) {
+	memset(&pc, 0, sizeof(pc));
+	pc.helper = pgp_helper_path(helper, sizeof(helper));
+	if (pgp_worker_new(a->loop, &pc, &fetcher, &a->pgp) != 0) {
 		log_err("cannot start the PGP worker");
 		return EXIT_START;
 	}
 	if (pgp_worker_unavailable(a->pgp) != NULL)
 		log_warn("PGP keys cannot be used: %s",
 		    pgp_worker_unavailable(a->pgp));
+	else
+		log_pgp_confinement(a->pgp);
 	if (worker_pool_new(a->loop, WORKER_THREADS, &a->workers) != 0) {
 		log_err("cannot start the worker threads");
 		return EXIT_START;

@@ -9,7 +9,8 @@
  * whether it ran inside pgp_key_prepare()/pgp_encrypt() (it must not).
  *
  * Commands (ID: 0..MAX_SLOTS-1; "-" = none):
- *   new URL ALLOW_HTTP CA PROXY	pgp_worker_new (frees the old one)
+ *   new URL ALLOW_HTTP CA PROXY [DEADLINE_MS [HELPERS]]
+ *				pgp_worker_new (frees the old one)
  *   reconf URL ALLOW_HTTP CA PROXY	pgp_worker_reconfigure
  *   prepare ID FILE		pgp_key_prepare(spec = FILE's contents)
  *   prepare_str ID SPEC...	pgp_key_prepare(spec = rest of the line)
@@ -296,9 +297,10 @@ static void command(char *line)
 		argv[argc++] = p;
 	if (argc == 0)
 		return;
-	if (strcmp(argv[0], "new") == 0 && argc == 5) {
+	if (strcmp(argv[0], "new") == 0 && argc >= 5 && argc <= 7) {
 		struct keybase_config c;
 		struct pgp_fetcher f;
+		struct pgp_config pc;
 
 		pgp_worker_free(worker);
 		worker = NULL;
@@ -309,8 +311,14 @@ static void command(char *line)
 		f.ctx = kb;
 		f.fetch = kb_fetch;
 		f.cancel = kb_cancel;
+		memset(&pc, 0, sizeof(pc));
+		pc.helper = RAMKEY_TEST_PGP_HELPER;
+		if (argc >= 6)
+			pc.deadline_ms = (unsigned)atol(argv[5]);
+		if (argc >= 7)
+			pc.helpers_max = (unsigned)atol(argv[6]);
 		if (r == 0)
-			r = pgp_worker_new(loop, &f, &worker);
+			r = pgp_worker_new(loop, &pc, &f, &worker);
 		out("{\"ev\":\"new\",\"rc\":%d}\n", r);
 	} else if (strcmp(argv[0], "reconf") == 0 && argc == 5) {
 		struct keybase_config c;
