@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <sodium.h>
 
 #include "access_key.h"
@@ -424,6 +425,45 @@ static void log_pgp_confinement(const struct pgp_worker *pgp)
 	    st.lacking[0] ? "; lacking " : "", st.lacking);
 }
 
+/* The PGP helpers in the status document: how they are confined, what
+ * the kernel lacked, how busy they are. */
+static void status_extra(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+	struct json_object *pgp, *conf;
+	struct pgp_status st;
+	const char *why = pgp_worker_unavailable(a->pgp);
+	size_t i;
+
+	if ((pgp = json_object_new_object()) == NULL)
+		return;
+	json_object_object_add(doc, "pgp", pgp);
+	json_object_object_add(pgp, "available",
+	    json_object_new_boolean(why == NULL));
+	if (why != NULL)
+		json_object_object_add(pgp, "unavailable",
+		    json_object_new_string(why));
+	pgp_worker_status(a->pgp, &st);
+	if ((conf = json_object_new_array()) == NULL)
+		return;
+	json_object_object_add(pgp, "confinement", conf);
+	for (i = 0; st.confinement[i] != NULL; i++)
+		json_object_array_add(conf,
+		    json_object_new_string(st.confinement[i]));
+	json_object_object_add(pgp, "lacking",
+	    json_object_new_string(st.lacking));
+	json_object_object_add(pgp, "landlock_abi",
+	    json_object_new_int64(st.landlock_abi));
+	json_object_object_add(pgp, "helpers_running",
+	    json_object_new_int64(st.running));
+	json_object_object_add(pgp, "helpers_max",
+	    json_object_new_int64(st.helpers_max));
+	json_object_object_add(pgp, "jobs_queued",
+	    json_object_new_int64(st.queued));
+	json_object_object_add(pgp, "deadline_ms",
+	    json_object_new_int64(st.deadline_ms));
+}
+
 /* Prepare hook: hand what is staged to the store's committer first. */
 static void store_hook(void *arg)
 {
@@ -565,6 +605,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	deps.health.arg = a;
 	deps.health.cloud_ok = cloud_ok;
 	deps.health.last_error = cloud_last_error;
+	deps.health.status_extra = status_extra;
 	server_config_of(a->cfg, &sc);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
