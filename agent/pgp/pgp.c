@@ -1300,14 +1300,16 @@ void pgp_job_cancel(struct pgp_job *job)
 
 /*
  * Run the helper once with nothing to do but confine itself and check
- * GnuPG: synchronously, within the deadline (at start-up, before the loop
- * serves anyone).
+ * GnuPG: synchronously, within the deadline but at least the default one
+ * (at start-up, before the loop serves anyone).
  */
 static void probe(struct pgp_worker *w)
 {
 	struct pgp_wire_reply rep;
 	struct helper h;
-	uint64_t end = evloop_now() + w->deadline_ms;
+	unsigned ms = w->deadline_ms > PGP_DEADLINE_MS_DEFAULT ?
+	    w->deadline_ms : PGP_DEADLINE_MS_DEFAULT;
+	uint64_t end = evloop_now() + ms;
 	char why[WHY_MAX];
 
 	memset(&h, 0, sizeof(h));
@@ -1355,7 +1357,7 @@ static void probe(struct pgp_worker *w)
 
 		if (h.deadline_passed)
 			set_why(why, "the PGP helper %s did not answer "
-			    "within %u ms", w->helper_path, w->deadline_ms);
+			    "within %u ms", w->helper_path, ms);
 		else
 			helper_failure(w, &h, JOB_ENCRYPT, &rc, why);
 		set_why(w->unavailable_buf, "%s", why);
