@@ -2,7 +2,7 @@
 """One hostile local user slows only itself (README, "PGP-encrypted
 secrets"): the real agent, client and PGP helpers against the RAM emulator.
 
-- fair_load: for 15 s an ordinary uid keeps 24 PGP fetches in flight with
+- fair_load: for 15 s an ordinary uid keeps 48 PGP fetches in flight with
   a 4096-bit RSA key with three subkeys and 40 user IDs (about 40 KB
   armored, accepted); meanwhile three root fetches for another user with
   a small key each complete in under 2 s. With one FIFO queue for all
@@ -39,7 +39,7 @@ log = e2e.log
 
 SKIP = 77
 HOG_SECONDS = 15
-HOG_CONCURRENCY = 24
+HOG_CONCURRENCY = 48
 VICTIM_LIMIT_S = 2.0
 
 # Runs as the hog's uid: HOG_CONCURRENCY threads, each sending fetch
