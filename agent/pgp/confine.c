@@ -176,6 +176,10 @@ static int apply_landlock(const char *home, struct pgp_confined *c,
 			add_lacking(c, "landlock: disabled at boot (lsm=)");
 			return 1;
 		}
+		if (errno == EPERM || errno == EACCES) {
+			add_lacking(c, "landlock: refused by a system call filter");
+			return 1;
+		}
 		set_why(why, whylen, "landlock", errno);
 		return -1;
 	}
@@ -349,11 +353,16 @@ static int apply_seccomp(struct pgp_confined *c, char *why, size_t whylen)
 	prog.filter = f;
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0)
 		return 0;
-	if (errno == ENOSYS &&
+	/* Older kernels, or a filter that refuses seccomp() itself. */
+	if ((errno == ENOSYS || errno == EPERM || errno == EACCES) &&
 	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0)
 		return 0;
 	if (errno == EINVAL || errno == ENOSYS) {
 		add_lacking(c, "seccomp: not in this kernel");
+		return 1;
+	}
+	if (errno == EPERM || errno == EACCES) {
+		add_lacking(c, "seccomp: refused by a system call filter");
 		return 1;
 	}
 	set_why(why, whylen, "seccomp", errno);
