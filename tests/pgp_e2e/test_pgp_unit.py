@@ -10,6 +10,8 @@ the helper needs), MemoryDenyWriteExecute= and RestrictAddressFamilies=.
 Under them the agent serves PGP fetches (a small key, the 40-user-ID
 4096-bit RSA key), refuses a bad key, and reports its helpers confined as
 far as this kernel allows; the agent itself runs unprivileged, filtered.
+Under a unit whose filter leaves out the Landlock calls, the helper's
+confinement (confine_probe) goes on without Landlock and says so.
 
 Requests are sent as raw protocol frames from root (a trusted uid): the
 client would refuse an agent that runs neither as root nor as the
@@ -22,6 +24,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -44,6 +47,7 @@ log = e2e.log
 SKIP = 77
 UNIT = os.path.join(BUILD_DIR, "contrib", "systemd", "ramkey-agent.service")
 SANDBOX = os.path.join(SOURCE_DIR, "tests", "pgp_e2e", "unit_sandbox.py")
+PROBE = os.path.join(BUILD_DIR, "tests", "pgp", "confine_probe")
 
 
 def chown_tree(path, uid, gid):
@@ -124,6 +128,36 @@ def test_unit_sandbox(ctx):
     expect_eq(pgp["confinement"], want, "the helpers are confined as far as the kernel "
               "allows, under the unit's restrictions too")
     ctx.tmp_empty("end")
+
+    # A unit whose filter leaves out the Landlock calls (an older unit, an
+    # administrator's drop-in): the helper's confinement goes on without
+    # Landlock and says so; its own seccomp filter still goes in.
+    if not abi or "seccomp" not in want:
+        log("  (the kernel lacks Landlock or seccomp: the filtered-unit check is skipped)")
+        return
+    unit = ctx.wd.join("ramkey-agent.service")
+    with open(UNIT) as src, open(unit, "w") as dst:
+        for ln in src:
+            if ln.startswith("SystemCallFilter=") and "landlock" in ln:
+                ln = " ".join(w for w in ln.split() if not w.startswith("landlock_")) + "\n"
+            dst.write(ln)
+    home = os.path.join(ctx.tmpdir, "ramkey-gpg-probe")
+    os.mkdir(home, 0o700)
+    os.chown(home, svc.pw_uid, svc.pw_gid)
+    try:
+        r = subprocess.run([sys.executable, SANDBOX, unit, str(svc.pw_uid), str(svc.pw_gid),
+                            PROBE, home], capture_output=True, text=True, timeout=60)
+        doc = json.loads(r.stdout)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    log("  confine_probe under a filter without the Landlock calls: applied %s, lacking %r"
+        % (doc["applied"], doc["lacking"]))
+    expect_eq(doc["applied"], ["no_new_privs", "rlimits", "seccomp"],
+              "without Landlock calls in the unit: the rest of the confinement")
+    expect_eq(doc["lacking"], "landlock: refused by a system call filter", "lacking")
+    socks = {x["arg"]: x for x in doc["results"] if x["what"] == "socket"}
+    check(not socks["AF_INET"]["ok"] and not socks["AF_UNIX"]["ok"],
+          "its seccomp filter still refuses sockets")
 
 
 def main():
