@@ -177,7 +177,8 @@ static int apply_landlock(const char *home, struct pgp_confined *c,
 			return 1;
 		}
 		if (errno == EPERM || errno == EACCES) {
-			add_lacking(c, "landlock: refused by a system call filter");
+			add_lacking(c,
+			    "landlock: refused by a system call filter");
 			return 1;
 		}
 		set_why(why, whylen, "landlock", errno);

@@ -824,7 +824,8 @@ static int write_reply(const struct job *job, const struct pgp_confined *c)
 				k -= (ssize_t)iov[i].iov_len;
 				iov[i++].iov_len = 0;
 			} else {
-				iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+				iov[i].iov_base =
+				    (uint8_t *)iov[i].iov_base + k;
 				iov[i].iov_len -= (size_t)k;
 				k = 0;
 			}

@@ -386,10 +386,10 @@ static struct owner *owner_get(struct pgp_worker *w, const char *name)
 
 /* --- Helpers: starting --- */
 
-static pid_t sys_pidfd_open(pid_t pid)
+static int sys_pidfd_open(pid_t pid)
 {
 #ifdef SYS_pidfd_open
-	return (pid_t)syscall(SYS_pidfd_open, pid, 0);
+	return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
 	(void)pid;
 	errno = ENOSYS;
@@ -397,26 +397,36 @@ static pid_t sys_pidfd_open(pid_t pid)
 #endif
 }
 
-/* A pipe with both ends above standard error, close-on-exec. */
+/*
+ * A pipe with both ends above standard error (dup2() onto 0 or 1 in the
+ * child must not be a no-op that keeps close-on-exec), close-on-exec.
+ * fds is left at -1 on failure.
+ */
 static int pipe_high(int fds[2])
 {
-	int i;
+	int p[2], i, e;
 
-	if (pipe2(fds, O_CLOEXEC) != 0)
+	fds[0] = fds[1] = -1;
+	if (pipe2(p, O_CLOEXEC) != 0)
 		return -1;
 	for (i = 0; i < 2; i++) {
-		if (fds[i] <= STDERR_FILENO) {
-			int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+		if (p[i] <= STDERR_FILENO) {
+			int fd = fcntl(p[i], F_DUPFD_CLOEXEC,
+			    STDERR_FILENO + 1);
 
 			if (fd == -1) {
-				close(fds[0]);
-				close(fds[1]);
+				e = errno;
+				close(p[0]);
+				close(p[1]);
+				errno = e;
 				return -1;
 			}
-			close(fds[i]);
-			fds[i] = fd;
+			close(p[i]);
+			p[i] = fd;
 		}
 	}
+	fds[0] = p[0];
+	fds[1] = p[1];
 	return 0;
 }
 
@@ -506,9 +516,8 @@ static int helper_spawn(struct pgp_worker *w, struct helper *h, char *why)
 		h->pid = -1;
 		goto spawn_err;
 	}
+	/* Close-on-exec, as every pidfd; -1 on kernels without pidfds. */
 	h->pidfd = sys_pidfd_open(h->pid);
-	if (h->pidfd >= 0)
-		(void)fcntl(h->pidfd, F_SETFD, FD_CLOEXEC);
 	h->in_fd = req[1];
 	h->out_fd = rep[0];
 	req[1] = rep[0] = -1;
@@ -677,9 +686,7 @@ static void note_confinement(struct pgp_worker *w,
     const struct pgp_wire_reply *rep)
 {
 	size_t n = rep->lacking_len < sizeof(w->lacking) - 1 ?
-	    rep->lacking_len : sizeof(w->lacking) - 1;
-
-	size_t i;
+	    rep->lacking_len : sizeof(w->lacking) - 1, i;
 
 	w->confinement = rep->confinement;
 	w->landlock_abi = rep->landlock_abi;
@@ -1493,6 +1500,8 @@ const char *pgp_worker_unavailable(const struct pgp_worker *w)
 
 void pgp_worker_status(const struct pgp_worker *w, struct pgp_status *st)
 {
+	const size_t max =
+	    sizeof(st->confinement) / sizeof(st->confinement[0]) - 1;
 	size_t n = 0;
 	unsigned bit;
 
@@ -1503,7 +1512,7 @@ void pgp_worker_status(const struct pgp_worker *w, struct pgp_status *st)
 	for (bit = 1; bit <= PGP_CONFINE_ALL; bit <<= 1)
 		if ((w->confinement & bit) != 0 &&
 		    pgp_confine_name(bit) != NULL &&
-		    n + 1 < sizeof(st->confinement) / sizeof(st->confinement[0]))
+		    n < max)
 			st->confinement[n++] = pgp_confine_name(bit);
 	st->confinement[n] = NULL;
 	st->lacking = w->lacking;
