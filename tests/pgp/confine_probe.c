@@ -174,14 +174,18 @@ static void limits(void)
 		{ "core", RLIMIT_CORE },
 	};
 	struct rlimit rl;
+	long long cur, max;
 	size_t i;
 
 	printf("\"limits\":{");
 	for (i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
 		getrlimit(lim[i].res, &rl);
-		printf("%s\"%s\":[%lld,%lld]", i ? "," : "", lim[i].name,
-		    rl.rlim_cur == RLIM_INFINITY ? -1LL : (long long)rl.rlim_cur,
-		    rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max);
+		cur = rl.rlim_cur == RLIM_INFINITY ? -1 :
+		    (long long)rl.rlim_cur;
+		max = rl.rlim_max == RLIM_INFINITY ? -1 :
+		    (long long)rl.rlim_max;
+		printf("%s\"%s\":[%lld,%lld]", i ? "," : "", lim[i].name, cur,
+		    max);
 	}
 	printf("}");
 }
@@ -204,7 +208,8 @@ int main(int argc, char **argv)
 	printf(",\"applied\":[");
 	for (bit = 1; bit <= PGP_CONFINE_ALL; bit <<= 1)
 		if ((c.applied & bit) != 0)
-			printf("%s\"%s\"", n++ ? "," : "", pgp_confine_name(bit));
+			printf("%s\"%s\"", n++ ? "," : "",
+			    pgp_confine_name(bit));
 	printf("],\"landlock_abi\":%u,\"lacking\":", c.landlock_abi);
 	json_str(c.lacking);
 	printf(",\"no_new_privs\":%d,\"dumpable\":%d,",

@@ -21,6 +21,8 @@ of the agent's fair PGP queue (agent/pgp/pgp.c).
   export is over 64 KiB.
 - deadline: a job that outlives its deadline has its helper killed, fails
   saying so, and leaves no GnuPG home and no process behind.
+- no_pidfd: the same without pidfd_open() (older kernels): helpers are
+  reaped by waitpid(WNOHANG) once their reply pipe is at its end.
 
 Keys are made with gpg once per build tree (tests/pgp/bigkeys, under a
 lock; big_keys() is shared with tests/pgp_e2e).
@@ -678,7 +680,57 @@ def test_deadline():
         check_clean(d, "end")
 
 
+# ------------------------------------------------------- without pidfds --
+
+def test_no_pidfd():
+    """On a kernel without pidfd_open() the agent learns of a helper's
+    exit by waitpid(WNOHANG) once its reply pipe is at its end: jobs,
+    deadlines and cancellations work the same."""
+    import ctypes.util
+    if ctypes.util.find_library("seccomp") is None:
+        print("SKIP: needs libseccomp (to make pidfd_open fail)")
+        sys.exit(SKIP)
+    fprs = big_keys()
+    keys = pgpt.keys()
+    wrapper = (sys.executable, os.path.join(SOURCE, "tests", "lib", "seccomp_deny.py"),
+               "pidfd_open=ENOSYS", "--")
+    with BigWorkdir() as wd:
+        d = Driver(wd.path, wrapper=wrapper)
+        try:
+            check(d.new() == 0, "worker created, pidfd_open() failing with ENOSYS")
+            st = d.cmd("status")
+            check(st["unavailable"] is None, "PGP available")
+            ev = d.prepare(1, pgpt.key_file("ed", "asc"))
+            check(ev["rc"] == 0 and ev["fpr"] == keys["ed"], "a key is prepared")
+            ev = d.encrypt(2, 1)
+            check(ev["rc"] == 0, "and encrypted to")
+            gh = os.path.join(wd.path, "gh-small")
+            shutil.copytree(os.path.join(pgpt.KEY_CACHE, "gnupghome"), gh)
+            check(decrypt(gh, ev["b64"]) == pgpt.SECRET.encode(), "gpg decrypts it")
+            pgpt.kill_agents(gh)
+            for j in range(6):
+                d.start("prepare_as %d %s %s" % (10 + j, "xy"[j % 2], big_key_file("big")))
+            d.cmd("cancel 12")
+            got = collect(d, [10, 11, 13, 14, 15])
+            check(all(e["rc"] == 0 and e["fpr"] == fprs["big"] for e in got),
+                  "six jobs of two owners, one cancelled while it ran or waited: the "
+                  "other five complete")
+            check_clean(d, "after the jobs")
+            check(new_worker(d, deadline_ms=20) == 0, "worker with a 20 ms deadline")
+            ev = d.prepare(20, big_key_file("big"))
+            check(ev["rc"] == RC_PGP_KEY and "took longer than 20 ms" in ev["why"],
+                  "the deadline kills the helper: %r" % ev["why"])
+            check_clean(d, "after the deadline")
+            st = d.cmd("status")
+            check(st["running"] == 0, "the killed helper was reaped")
+        finally:
+            rc = d.close()
+        check(rc == 0, "driver exit status")
+        check_clean(d, "end")
+
+
 TESTS = {
+    "no_pidfd": test_no_pidfd,
     "confinement": test_confinement,
     "helper_process": test_helper_process,
     "fair_queue": test_fair_queue,
