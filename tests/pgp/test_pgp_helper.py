@@ -206,6 +206,15 @@ def collect(d, ids, timeout=120):
 
 # ------------------------------------------------------ what the kernel has --
 
+ASAN_NOTE = "RLIMIT_AS: not set in an AddressSanitizer build"
+
+
+def expected_lacking(*parts):
+    """What the helper says it lacks: the parts, after the note of a
+    sanitized build (which sets no RLIMIT_AS)."""
+    return "; ".join(([ASAN_NOTE] if SANITIZED else []) + list(parts))
+
+
 def kernel_landlock_abi():
     """The kernel's Landlock ABI version, or 0 (asked directly)."""
     nr = {"x86_64": 444, "aarch64": 444, "riscv64": 444, "ppc64le": 444}.get(
@@ -431,7 +440,7 @@ def test_helper_process():
                   "the helper reports seccomp exactly when the kernel has it")
             drv = d.proc.pid
             ids = []
-            for j in range(24):
+            for j in range(12):
                 ids.append(j)
                 d.start("prepare_as %d %s %s" % (j, "ab"[j % 2], big_key_file("big")))
             # Watch the driver's children (the helpers) and the members of
@@ -462,7 +471,8 @@ def test_helper_process():
                     gpgs[gs["pid"]] = gs
                     helpers[pgid] = hs
                 st = d.cmd("status")
-                if st["running"] == 0 and st["queued"] == 0:
+                if (st["running"] == 0 and st["queued"] == 0) or \
+                        (len(helpers) >= 4 and len(gpgs) >= 4):
                     break
             for ev in collect(d, ids):
                 check(ev["rc"] == 0, "job %d prepared" % ev["id"])
