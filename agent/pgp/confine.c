@@ -87,6 +87,8 @@ static const struct {
 	{ "/sbin", LL_RO },
 	{ "/etc/ld.so.cache", LL_RO },
 	{ "/etc/gnupg", LL_RO },
+	{ "/etc/gcrypt", LL_RO },
+	{ "/proc/sys/crypto", LL_RO }, /* libgcrypt's FIPS flag */
 	{ "/dev/urandom", LL_RO },
 	{ "/dev/null", LL_RW_FILE },
 };
@@ -129,14 +131,15 @@ static uint64_t ll_fs_rights(int abi)
 	return r;
 }
 
-static int ll_rule(int ruleset, const char *path, uint64_t rights,
+/* A rule for path (system paths may be symbolic links; the home not). */
+static int ll_rule(int ruleset, const char *path, int flags, uint64_t rights,
     uint64_t handled)
 {
 	struct landlock_path_beneath_attr pb;
 	struct stat st;
 	int fd, r = 0;
 
-	fd = open(path, O_PATH | O_CLOEXEC);
+	fd = open(path, O_PATH | O_CLOEXEC | flags);
 	if (fd == -1)
 		return errno == ENOENT ? 0 : -1;
 	if (fstat(fd, &st) != 0) {
@@ -207,12 +210,12 @@ static int apply_landlock(const char *home, struct pgp_confined *c,
 		    LANDLOCK_ACCESS_FS_READ_FILE |
 		    LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE;
 
-		if (ll_rule(rs, ll_paths[i].path, rights, fs) != 0) {
+		if (ll_rule(rs, ll_paths[i].path, 0, rights, fs) != 0) {
 			set_why(why, whylen, ll_paths[i].path, errno);
 			goto out;
 		}
 	}
-	if (ll_rule(rs, home, fs, fs) != 0) {
+	if (ll_rule(rs, home, O_NOFOLLOW | O_DIRECTORY, fs, fs) != 0) {
 		set_why(why, whylen, "landlock rule for the home", errno);
 		goto out;
 	}

@@ -9,11 +9,12 @@
  *  - no_new_privs: nothing it executes gains privileges;
  *  - Landlock, where the kernel has it: read (and execute) the system's
  *    programs and libraries (/usr, /lib*, /bin, /sbin, /etc/ld.so.cache,
- *    /etc/gnupg), read and write /dev/null, read /dev/urandom, and do
- *    anything inside its own GnuPG home; nothing else of the file system
- *    (no /proc, no /etc/ramkey, no state directory, no other home). From
- *    Landlock ABI 4 it may not bind or connect TCP sockets, from ABI 6 it
- *    may not signal or reach abstract sockets outside itself;
+ *    /etc/gnupg, /etc/gcrypt, /proc/sys/crypto), read and write /dev/null,
+ *    read /dev/urandom, and do anything inside its own GnuPG home (not
+ *    reached through a symbolic link); nothing else of the file system
+ *    (no other /proc, no /etc/ramkey, no state directory, no other home).
+ *    From Landlock ABI 4 it may not bind or connect TCP sockets, from ABI
+ *    6 it may not signal or reach abstract sockets outside itself;
  *  - a seccomp filter, where the kernel has seccomp: no socket of any
  *    family (GnuPG needs none with no-autostart and an offline context),
  *    no ptrace or reading another process's memory, no io_uring, BPF,
