@@ -147,7 +147,12 @@ class RevokeStatus(unittest.TestCase):
         kid = self.fetch(pw)
         doc = self.agent.status(pw.pw_name)
         self.assertEqual(sorted(doc), ["ambiguous_keys", "leases",
-                                       "pending_revocations"])
+                                       "pending_revocations", "pgp"])
+        # How the PGP helpers are confined (README, "PGP-encrypted
+        # secrets"); "unavailable" only when GnuPG cannot be used.
+        self.assertEqual(sorted(set(doc["pgp"]) - {"unavailable"}), sorted([
+            "available", "confinement", "lacking", "landlock_abi",
+            "helpers_running", "helpers_max", "jobs_queued", "deadline_ms"]))
         (lease,) = doc["leases"]
         self.assertEqual(sorted(lease), sorted([
             "user", "ram_user", "access_key_id", "status", "create_time",
