@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <sodium.h>
 
 #include "config.h"
 #include "duration.h"
 #include "ramkey_err.h"
+#include "role_map.h"
 #include "template.h"
 #include "util.h"
 
@@ -45,6 +47,15 @@ enum key_id {
 	K_CREATE_TIMEOUT,
 	K_UPDATE_TIMEOUT,
 	K_DELETE_TIMEOUT,
+	K_CREDENTIAL,
+	K_ROLE_ARN,
+	K_ROLE_MAP,
+	K_ROLE_SESSION_NAME,
+	K_STS_DURATION,
+	K_STS_RENEW_BEFORE,
+	K_STS_POLICY_FILE,
+	K_STS_ENDPOINT,
+	K_EXTERNAL_ID,
 	K_COUNT
 };
 
@@ -71,6 +82,15 @@ static const char *const key_names[K_COUNT] = {
 	[K_CREATE_TIMEOUT] = "create_timeout",
 	[K_UPDATE_TIMEOUT] = "update_timeout",
 	[K_DELETE_TIMEOUT] = "delete_timeout",
+	[K_CREDENTIAL] = "credential",
+	[K_ROLE_ARN] = "role_arn",
+	[K_ROLE_MAP] = "role_map",
+	[K_ROLE_SESSION_NAME] = "role_session_name",
+	[K_STS_DURATION] = "sts_duration",
+	[K_STS_RENEW_BEFORE] = "sts_renew_before",
+	[K_STS_POLICY_FILE] = "sts_policy_file",
+	[K_STS_ENDPOINT] = "sts_endpoint",
+	[K_EXTERNAL_ID] = "external_id",
 };
 
 static int fail(char **errp, const char *fmt, ...)
@@ -123,8 +143,13 @@ static int defaults(struct config *c)
 	    set_str(&c->region_id, "cn-hangzhou") ||
 	    set_str(&c->credentials_file, "/etc/ramkey/credentials") ||
 	    set_str(&c->ram_user, "%u") ||
-	    set_str(&c->keybase_url, "https://keybase.io"))
+	    set_str(&c->keybase_url, "https://keybase.io") ||
+	    set_str(&c->role_session_name, "%u@%H") ||
+	    set_str(&c->sts_endpoint, "https://sts.aliyuncs.com"))
 		return RAMKEY_ERR_NOMEM;
+	c->credential = CREDENTIAL_ACCESS_KEY;
+	c->sts_duration = 3600;
+	c->sts_renew_before = 20 * 60;
 	c->signature = RAM_SIG_V3;
 	c->min_uid = 1000;
 	if ((c->trusted_uids = calloc(1, sizeof(uid_t))) == NULL)
@@ -157,6 +182,14 @@ void config_free(struct config *c)
 	free(c->allowed_group);
 	free(c->trusted_uids);
 	free(c->keybase_url);
+	free(c->role_arn);
+	free(c->role_map_path);
+	role_map_free(c->role_map);
+	free(c->role_session_name);
+	free(c->sts_policy_file);
+	free(c->sts_policy);
+	free(c->sts_endpoint);
+	free(c->external_id);
 	free(c);
 }
 
@@ -431,6 +464,66 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		}
 		c->max_connections_per_uid = (uint32_t)x;
 		break;
+	case K_CREDENTIAL:
+		if (strcmp(v, "access_key") == 0)
+			c->credential = CREDENTIAL_ACCESS_KEY;
+		else if (strcmp(v, "sts") == 0)
+			c->credential = CREDENTIAL_STS;
+		else {
+			*why = "must be access_key or sts";
+			return -1;
+		}
+		break;
+	case K_ROLE_ARN:
+		if (!role_arn_template_ok(v)) {
+			*why = "must be a role ARN, acs:ram::<account id>:role/"
+			    "<name> (the name may use %u, %U, %h, %H)";
+			return -1;
+		}
+		r = set_str(&c->role_arn, v);
+		break;
+	case K_ROLE_MAP:
+	case K_STS_POLICY_FILE:
+		if (v[0] != '/' || strlen(v) >= PATH_MAX) {
+			*why = "must be an absolute path";
+			return -1;
+		}
+		r = set_str(k == K_ROLE_MAP ? &c->role_map_path :
+		    &c->sts_policy_file, v);
+		break;
+	case K_ROLE_SESSION_NAME:
+		if (ramkey_template_check(v, 0, why) != 0)
+			return -1;
+		r = set_str(&c->role_session_name, v);
+		break;
+	case K_STS_DURATION:
+		if (parse_ttl(v, &c->sts_duration, why) != 0)
+			return -1;
+		if (c->sts_duration < 900 || c->sts_duration > 43200) {
+			*why = "must be from 15m to 12h (STS's limits)";
+			return -1;
+		}
+		break;
+	case K_STS_RENEW_BEFORE:
+		return parse_ttl(v, &c->sts_renew_before, why);
+	case K_STS_ENDPOINT:
+		if (!valid_url(v)) {
+			*why = "must be an http:// or https:// URL";
+			return -1;
+		}
+		r = set_str(&c->sts_endpoint, v);
+		break;
+	case K_EXTERNAL_ID: {
+		size_t n = strlen(v);
+
+		if (n < 2 || n > 1224 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz0123456789_+=,.@:/-") != n) {
+			*why = "must be 2-1224 of A-Za-z0-9_+=,.@:/-";
+			return -1;
+		}
+		r = set_str(&c->external_id, v);
+		break;
+	}
 	case K_CREATE_TIMEOUT:
 		return parse_ttl(v, &c->create_timeout, why);
 	case K_UPDATE_TIMEOUT:
@@ -446,6 +539,59 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		return -1;
 	}
 	return 0;
+}
+
+/* The STS files agent.conf names: the role map and the session policy. */
+static int sts_files(struct config *c, const unsigned *lines, char **errp)
+{
+	struct json_object *o;
+	char *buf = NULL;
+	size_t have = 0;
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	if (c->role_map_path != NULL &&
+	    (r = role_map_load(c->role_map_path, &c->role_map, errp)) != 0)
+		return r;
+	if (c->sts_policy_file == NULL)
+		return 0;
+	if ((fd = open(c->sts_policy_file, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK)) < 0)
+		return fail(errp, "%s:%u: sts_policy_file: cannot open %s: %s",
+		    c->path, lines[K_STS_POLICY_FILE], c->sts_policy_file,
+		    strerror(errno));
+	r = RAMKEY_ERR_CONFIG;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    st.st_size > 2048) {
+		fail(errp, "%s:%u: sts_policy_file: %s must be a regular file "
+		    "of 1 to 2048 characters (STS's limit)", c->path,
+		    lines[K_STS_POLICY_FILE], c->sts_policy_file);
+		goto out;
+	}
+	if ((buf = calloc(1, (size_t)st.st_size + 1)) == NULL) {
+		r = fail(errp, "out of memory");
+		goto out;
+	}
+	while (have < (size_t)st.st_size &&
+	    (n = read(fd, buf + have, (size_t)st.st_size - have)) > 0)
+		have += (size_t)n;
+	if ((o = json_tokener_parse(buf)) == NULL ||
+	    !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		fail(errp, "%s:%u: sts_policy_file: %s is not a JSON policy "
+		    "document", c->path, lines[K_STS_POLICY_FILE],
+		    c->sts_policy_file);
+		goto out;
+	}
+	json_object_put(o);
+	c->sts_policy = buf;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
 }
 
 /* Checks that involve more than one key; lines[k] is where key k was
@@ -467,7 +613,21 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 		return fail(errp, "%s:%u: trusted_uids: the list is empty; the "
 		    "PAM module runs as root, so list at least 0", c->path,
 		    lines[K_TRUSTED_UIDS]);
-	return 0;
+	if (strncmp(c->sts_endpoint, "http://", 7) == 0 && !c->allow_http)
+		return fail(errp, "%s:%u: sts_endpoint: plain http:// needs "
+		    "allow_http = yes", c->path, lines[K_STS_ENDPOINT]);
+	if (c->sts_renew_before * 2 >= c->sts_duration)
+		return fail(errp, "%s:%u: sts_renew_before: must be under half "
+		    "of sts_duration (%llu s)", c->path,
+		    lines[K_STS_RENEW_BEFORE] ? lines[K_STS_RENEW_BEFORE] :
+		    lines[K_STS_DURATION],
+		    (unsigned long long)c->sts_duration);
+	if (c->credential == CREDENTIAL_STS && c->role_arn == NULL &&
+	    c->role_map_path == NULL)
+		return fail(errp, "%s:%u: credential: sts needs role_arn or "
+		    "role_map (which role each user assumes)", c->path,
+		    lines[K_CREDENTIAL]);
+	return sts_files(c, lines, errp);
 }
 
 int config_load(const char *path, bool must_exist, struct config **ret,

@@ -19,6 +19,14 @@ enum revoke_mode {
 	REVOKE_DEACTIVATE,
 };
 
+/* What a lease holds (credential = ...). */
+enum credential_mode {
+	CREDENTIAL_ACCESS_KEY = 0, /* RAM CreateAccessKey for ram_user */
+	CREDENTIAL_STS,		   /* STS AssumeRole of role_arn / role_map */
+};
+
+struct role_map;
+
 struct config {
 	char *path; /* the file this came from */
 	char *socket;
@@ -47,6 +55,18 @@ struct config {
 	uint64_t create_timeout; /* seconds */
 	uint64_t update_timeout;
 	uint64_t delete_timeout;
+	/* STS (fleet mode) */
+	enum credential_mode credential;
+	char *role_arn;		 /* template, or NULL */
+	char *role_map_path;
+	struct role_map *role_map;
+	char *role_session_name; /* template */
+	uint64_t sts_duration;	 /* seconds */
+	uint64_t sts_renew_before;
+	char *sts_policy_file;
+	char *sts_policy;	 /* its text */
+	char *sts_endpoint;
+	char *external_id;
 };
 
 /*

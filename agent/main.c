@@ -24,9 +24,12 @@
 
 #include "access_key.h"
 #include "config.h"
+#include "role_map.h"
+#include "sts.h"
 #include "duration.h"
 #include "effects.h"
 #include "evloop.h"
+#include "heap_trim.h"
 #include "keybase.h"
 #include "lease.h"
 #include "log.h"
@@ -57,6 +60,7 @@ struct agent {
 	struct config *cfg;
 	struct evloop *loop;
 	struct ram_client *ram;
+	struct ram_client *sts;
 	struct keybase *kb;
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
@@ -64,10 +68,14 @@ struct agent {
 	struct lease_core *core;
 	struct credential_kind access_key;
 	bool kind_added;
+	struct credential_kind sts_kind;
+	bool sts_added;
+	struct server_role_rule *role_rules;
 	struct server *srv;
 	char boot_id[BOOT_ID_LEN + 1];
 	int signal_fd;
 	struct ev_timer store_timer;
+	struct heap_trim heap_trim;
 };
 
 static void usage(FILE *f)
@@ -136,7 +144,34 @@ static void lease_config_of(const struct config *c, struct lease_config *lc)
 	lc->fetch_paths_max = FETCH_PATHS_MAX;
 }
 
-static void server_config_of(const struct config *c, struct server_config *sc)
+static void sts_config_of(const struct config *c, struct sts_config *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->session_name = c->role_session_name;
+	k->duration_s = c->sts_duration;
+	k->renew_before_s = c->sts_renew_before;
+	k->policy = c->sts_policy;
+	k->external_id = c->external_id;
+}
+
+/* The role map as the server takes it (borrowing c's strings). */
+static struct server_role_rule *role_rules_of(const struct config *c)
+{
+	struct server_role_rule *r;
+	size_t i, n = c->role_map != NULL ? c->role_map->nrules : 0;
+
+	if ((r = calloc(n + 1, sizeof(*r))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		r[i].group = c->role_map->rules[i].group;
+		r[i].name = c->role_map->rules[i].name;
+		r[i].arn = c->role_map->rules[i].arn;
+	}
+	return r;
+}
+
+static void server_config_of(const struct config *c, struct server_config *sc,
+    const struct server_role_rule *rules)
 {
 	memset(sc, 0, sizeof(*sc));
 	sc->socket = c->socket;
@@ -145,8 +180,11 @@ static void server_config_of(const struct config *c, struct server_config *sc)
 	sc->min_uid = c->min_uid;
 	sc->allowed_group = c->allowed_group;
 	sc->allowed_gid = c->allowed_gid;
-	sc->kind = ACCESS_KEY_KIND;
+	sc->kind = c->credential == CREDENTIAL_STS ? STS_KIND : ACCESS_KEY_KIND;
 	sc->ram_user = c->ram_user;
+	sc->role_arn = c->role_arn;
+	sc->role_rules = rules;
+	sc->nrole_rules = c->role_map != NULL ? c->role_map->nrules : 0;
 	sc->max_ttl = c->max_ttl;
 	sc->fetch_ttl = c->fetch_ttl;
 	sc->max_connections_per_uid = c->max_connections_per_uid;
@@ -174,11 +212,22 @@ static int apply_config(struct agent *a, const struct config *c)
 		c->revoke == REVOKE_DEACTIVATE ? ACCESS_KEY_REVOKE_DEACTIVATE :
 		    ACCESS_KEY_REVOKE_DELETE,
 	};
+	struct sts_config stc;
+	struct server_role_rule *rules;
 	int r;
 
-	server_config_of(c, &sc);
-	if ((r = server_set_config(a->srv, &sc)) != 0)
+	if ((rules = role_rules_of(c)) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	server_config_of(c, &sc, rules);
+	r = server_set_config(a->srv, &sc);
+	free(rules);
+	if (r != 0)
 		return r;
+	if (a->sts_added) {
+		sts_config_of(c, &stc);
+		if ((r = sts_kind_reconfigure(&a->sts_kind, &stc)) != 0)
+			return r;
+	}
 	keybase_config_of(c, &kc);
 	if (keybase_reconfigure(a->kb, &kc) != 0)
 		log_warn("reload: the Keybase settings are invalid; keeping "
@@ -241,6 +290,7 @@ static void reload(struct agent *a)
 	KEEP(endpoint);
 	KEEP(ca_file);
 	KEEP(proxy);
+	KEEP(sts_endpoint);
 #undef KEEP
 	nc->allow_http = old->allow_http;
 	nc->signature = old->signature;
@@ -248,7 +298,8 @@ static void reload(struct agent *a)
 	nc->update_timeout = old->update_timeout;
 	nc->delete_timeout = old->delete_timeout;
 	if (ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0) {
+	    0 || (a->sts != NULL && ram_client_set_credentials(a->sts,
+	    cred->key_id, cred->secret) != 0)) {
 		log_err("reload: cannot install the new credentials; keeping "
 		    "the previous configuration");
 		credentials_free(cred);
@@ -367,17 +418,25 @@ static void kb_cancel(void *ctx, void *handle)
 	keybase_cancel(handle);
 }
 
+/* The cloud API that mints users' credentials: STS in fleet mode. */
+static struct ram_client *minting_client(const struct agent *a)
+{
+	return a->cfg->credential == CREDENTIAL_STS && a->sts != NULL ?
+	    a->sts : a->ram;
+}
+
 static bool cloud_ok(void *arg)
 {
 	struct agent *a = arg;
 
-	return !ram_client_degraded(a->ram);
+	return !ram_client_degraded(a->ram) &&
+	    !ram_client_degraded(minting_client(a));
 }
 
 static const char *cloud_last_error(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
-	const struct ram_error *e = ram_client_last_error(a->ram);
+	const struct ram_error *e = ram_client_last_error(minting_client(a));
 
 	if (e == NULL)
 		return NULL;
@@ -493,13 +552,18 @@ static void agent_free(struct agent *a)
 {
 	/* Requests first (they wait on everything else), then the lease
 	 * core (its kinds cancel their cloud calls), then the rest. */
+	heap_trim_stop(&a->heap_trim);
 	server_free(a->srv);
 	lease_core_free(a->core);
 	if (!a->kind_added && a->access_key.ops != NULL)
 		a->access_key.ops->free(a->access_key.state);
+	if (!a->sts_added && a->sts_kind.ops != NULL)
+		a->sts_kind.ops->free(a->sts_kind.state);
 	pgp_worker_free(a->pgp);
 	keybase_free(a->kb);
+	ram_client_free(a->sts);
 	ram_client_free(a->ram);
+	free(a->role_rules);
 	store_close(a->store);
 	worker_pool_free(a->workers);
 	if (a->loop != NULL)
@@ -523,6 +587,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	struct server_config sc;
 	struct server_deps deps;
 	struct access_key_config akc;
+	struct sts_config stc;
 	char *err = NULL;
 
 	memset(&rc, 0, sizeof(rc));
@@ -584,6 +649,24 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		return EXIT_START;
 	}
 	a->kind_added = true;
+	/* STS leases may be in the store even if credential = access_key
+	 * now: their kind ends them as it must. */
+	rc.endpoint = a->cfg->sts_endpoint;
+	rc.api_version = "2015-04-01";
+	sts_config_of(a->cfg, &stc);
+	if (ram_client_new(a->loop, &rc, &a->sts) != 0 ||
+	    ram_client_set_credentials(a->sts, cred->key_id, cred->secret) !=
+	    0) {
+		log_err("%s: sts_endpoint %s: cannot set up the STS client",
+		    a->cfg->path, a->cfg->sts_endpoint);
+		return EXIT_CONFIG;
+	}
+	if (sts_kind_new(a->sts, &stc, &a->sts_kind) != 0 ||
+	    lease_core_add_kind(a->core, &a->sts_kind) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	a->sts_added = true;
 	if (lease_core_recover(a->core, a->boot_id) != 0) {
 		log_err("cannot load the state store in %s", a->cfg->state_dir);
 		return EXIT_START;
@@ -593,6 +676,10 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		return EXIT_START;
 	}
 	ev_timer_init(&a->store_timer, store_retry, a);
+	if (heap_trim_start(&a->heap_trim, a->loop) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	if (evloop_add_prepare(a->loop, store_hook, a) != 0) {
 		log_err("out of memory");
 		return EXIT_START;
@@ -606,7 +693,11 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	deps.health.cloud_ok = cloud_ok;
 	deps.health.last_error = cloud_last_error;
 	deps.health.status_extra = status_extra;
-	server_config_of(a->cfg, &sc);
+	if ((a->role_rules = role_rules_of(a->cfg)) == NULL) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	server_config_of(a->cfg, &sc, a->role_rules);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
 		return EXIT_START;

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -154,7 +156,7 @@ static void usage_fetch(FILE *f, bool external)
 	fprintf(f,
 	    "usage: %s fetch [--user USER] [--secret-file PATH]\n"
 	    "       [--format json|ini|env|cli] [--pgp-key KEY|@FILE] "
-	    "[--ttl DURATION]\n"
+	    "[--ttl DURATION] [--follow]\n"
 	    "\n"
 	    "Get the key of your lease (minting one if needed) and write it, "
 	    "mode 0600,\nowned by you, to the secret file. Prints the masked "
@@ -176,7 +178,12 @@ static void usage_fetch(FILE *f, bool external)
 	    "                      format only\n"
 	    "  --ttl DURATION      hold the key this long when no login "
 	    "session holds it\n"
-	    "                      (default: the agent's fetch_ttl)\n", prog);
+	    "                      (default: the agent's fetch_ttl)\n"
+	    "  --follow            keep running and keep the file fresh: fetch "
+	    "again when\n"
+	    "                      the agent renews or rotates the credential "
+	    "(until\n"
+	    "                      SIGTERM or SIGINT)\n", prog);
 }
 
 static void usage_revoke(FILE *f)
@@ -294,6 +301,8 @@ struct fetch_opts {
 	const char *pgp_key;
 	const char *ttl;
 	bool external;
+	bool follow;
+	int64_t refresh_at;	/* out: when to fetch again (Unix s) */
 };
 
 /* Exit status and one line for a failed ramkey_obtain_start() or
@@ -315,7 +324,7 @@ static int obtain_failed(const struct globals *g,
 	    "%s", why);
 }
 
-static int get_key(const struct globals *g, const struct fetch_opts *o)
+static int get_key(const struct globals *g, struct fetch_opts *o)
 {
 	struct ramkey_request *req = NULL;
 	struct ramkey_obtain *ob = NULL;
@@ -391,6 +400,7 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 		code = obtain_failed(g, ob, r, why);
 		goto out;
 	}
+	o->refresh_at = ob->reply->key.refresh_at;
 	if (o->external) {
 		if (ob->secret == NULL) {
 			code = die(EXIT_USAGE, "credential-process needs the "
@@ -433,6 +443,13 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 			goto out;
 		}
 	}
+	if (ob->cred.security_token != NULL && fmt == RAMKEY_FORMAT_INI) {
+		code = die(EXIT_USAGE, "--format ini cannot carry this "
+		    "temporary (STS) credential's token: the official SDKs read "
+		    "no type = sts from a credentials file; use --format json, "
+		    "env or cli, or credential-process");
+		goto out;
+	}
 	if ((r = ramkey_deliver(&ob->cred, fmt, path, &writer, why,
 	    sizeof(why))) != 0) {
 		code = die(r == RAMKEY_ERR_DENIED ? EXIT_DENIED :
@@ -443,9 +460,20 @@ static int get_key(const struct globals *g, const struct fetch_opts *o)
 	}
 	ramkey_mask_key_id(ob->cred.access_key_id, masked);
 	ramkey_format_time(ob->reply->key.expires, when);
-	printf("%s %s written to %s (%s%s, lease ends by %s)\n", masked,
-	    ob->cred.status, path, ramkey_format_name(fmt),
-	    ob->cred.encrypted_secret ? ", PGP-encrypted" : "", when);
+	if (ob->cred.expiration > 0) {
+		char exp[32];
+
+		ramkey_format_time(ob->cred.expiration, exp);
+		printf("%s %s written to %s (%s%s, credential expires at %s, "
+		    "lease ends by %s)\n", masked, ob->cred.status, path,
+		    ramkey_format_name(fmt), ob->cred.encrypted_secret ?
+		    ", PGP-encrypted" : "", exp, when);
+	} else {
+		printf("%s %s written to %s (%s%s, lease ends by %s)\n",
+		    masked, ob->cred.status, path, ramkey_format_name(fmt),
+		    ob->cred.encrypted_secret ? ", PGP-encrypted" : "", when);
+	}
+	fflush(stdout);
 	code = EXIT_OK;
 out:
 	if (rendered != NULL)
@@ -456,6 +484,68 @@ out:
 	ramkey_request_free(req);
 	free(path);
 	return code;
+}
+
+/* ---- fetch --follow ---- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+	stop_signal = sig;
+}
+
+/* Sleep until the wall-clock time when (Unix s), or a signal. */
+static void sleep_until(int64_t when)
+{
+	while (!stop_signal) {
+		int64_t left = when - ramkey_wall_now();
+		struct timespec ts;
+
+		if (left <= 0)
+			return;
+		ts.tv_sec = left > 60 ? 60 : left;
+		ts.tv_nsec = 0;
+		(void)nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Keep the file fresh for as long as we run: fetch again when the agent
+ * said a newer credential is due (a renewed STS credential, a rotated
+ * AccessKey), a second after it. A failed fetch is retried with backoff;
+ * the file keeps what it had meanwhile. SIGTERM or SIGINT end it (exit 0).
+ */
+static int follow(const struct globals *g, struct fetch_opts *o)
+{
+	struct sigaction sa;
+	unsigned failures = 0;
+	int code;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	while (!stop_signal) {
+		int64_t now = ramkey_wall_now(), next;
+
+		o->refresh_at = 0;
+		code = get_key(g, o);
+		if (code == EXIT_USAGE || code == EXIT_DENIED)
+			return code; /* asking again will not help */
+		if (code != EXIT_OK) {
+			/* 2 s doubling to a minute. */
+			next = now + (failures < 5 ? 2LL << failures : 60);
+			failures++;
+		} else {
+			failures = 0;
+			next = o->refresh_at > now ? o->refresh_at + 1 :
+			    now + 60;
+		}
+		sleep_until(next);
+	}
+	return EXIT_OK;
 }
 
 /* ---- revoke, status, set-status ---- */
@@ -481,11 +571,19 @@ static int do_revoke(const struct globals *g, const char *user,
 	}
 	req->all = all;
 	if ((code = call_agent(g, req, &rep)) == 0) {
-		if (rep->revoked == 0)
+		if (rep->revoked == 0) {
 			printf("nothing to revoke\n");
-		else
+		} else if (rep->valid_until > 0) {
+			char until[32];
+
+			ramkey_format_time(rep->valid_until, until);
+			printf("ended %u lease(s); STS cannot revoke a token: "
+			    "it stays valid at RAM until %s\n", rep->revoked,
+			    until);
+		} else {
 			printf("revoked %u key(s); RAM confirms in the "
 			    "background (see status)\n", rep->revoked);
+		}
 	}
 	ramkey_request_free(req);
 	ramkey_reply_free(rep);
@@ -528,6 +626,17 @@ static void print_status(struct json_object *doc, bool healthy)
 			snprintf(notes + strlen(notes),
 			    sizeof(notes) - strlen(notes), "%sheld until %s",
 			    notes[0] ? "; " : "", jstr(l, "ttl_holder_expires"));
+		if (strcmp(jstr(l, "credential_expires"), "-") != 0) {
+			struct json_object *ended = NULL;
+			bool gone = json_object_object_get_ex(l, "ended",
+			    &ended) && json_object_get_boolean(ended);
+
+			snprintf(notes + strlen(notes),
+			    sizeof(notes) - strlen(notes), "%s%s %s",
+			    notes[0] ? "; " : "", gone ? "ended; token valid at "
+			    "RAM until" : "credential expires",
+			    jstr(l, "credential_expires"));
+		}
 		if (strcmp(jstr(l, "key_fingerprint"), "-") != 0)
 			snprintf(notes + strlen(notes),
 			    sizeof(notes) - strlen(notes), "%spgp %s",
@@ -615,6 +724,7 @@ enum {
 	O_KEY_ID,
 	O_JSON,
 	O_ALL,
+	O_FOLLOW,
 };
 
 static int set_timeout(struct globals *g, const char *v)
@@ -652,6 +762,7 @@ int main(int argc, char **argv)
 		{ "key-id", required_argument, NULL, O_KEY_ID },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "all", no_argument, NULL, O_ALL },
+		{ "follow", no_argument, NULL, O_FOLLOW },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -700,9 +811,10 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	enum { A_USER = 1, A_FILE = 2, A_FORMAT = 4, A_PGP = 8, A_TTL = 16,
-		A_KEY = 32, A_JSON = 64, A_ALL = 128 };
+		A_KEY = 32, A_JSON = 64, A_ALL = 128, A_FOLLOW = 256 };
 	if (strcmp(command, "fetch") == 0)
-		allowed = A_USER | A_FILE | A_FORMAT | A_PGP | A_TTL;
+		allowed = A_USER | A_FILE | A_FORMAT | A_PGP | A_TTL |
+		    A_FOLLOW;
 	else if (strcmp(command, "credential-process") == 0)
 		allowed = A_USER | A_TTL;
 	else if (strcmp(command, "revoke") == 0)
@@ -721,7 +833,7 @@ int main(int argc, char **argv)
 		unsigned need = c == O_USER ? A_USER : c == O_SECRET_FILE ?
 		    A_FILE : c == O_FORMAT ? A_FORMAT : c == O_PGP_KEY ? A_PGP :
 		    c == O_TTL ? A_TTL : c == O_KEY_ID ? A_KEY : c == O_JSON ?
-		    A_JSON : c == O_ALL ? A_ALL : 0;
+		    A_JSON : c == O_ALL ? A_ALL : c == O_FOLLOW ? A_FOLLOW : 0;
 
 		if (need != 0 && (allowed & need) == 0) {
 			const char *name = "?";
@@ -764,6 +876,9 @@ int main(int argc, char **argv)
 		case O_ALL:
 			all = true;
 			break;
+		case O_FOLLOW:
+			fo.follow = true;
+			break;
 		case 'h':
 			help = true;
 			break;
@@ -796,7 +911,7 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		return die(EXIT_USAGE, "unexpected argument %s", argv[optind]);
 	if (strcmp(command, "fetch") == 0)
-		return get_key(&g, &fo);
+		return fo.follow ? follow(&g, &fo) : get_key(&g, &fo);
 	if (strcmp(command, "credential-process") == 0) {
 		fo.external = true;
 		return get_key(&g, &fo);

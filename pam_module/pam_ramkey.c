@@ -452,6 +452,14 @@ PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
 		    "write the secret file: %s", user, ramkey_strerror(wr));
 		goto out;
 	}
+	if (ob->cred.security_token != NULL && o.format == RAMKEY_FORMAT_INI) {
+		abort_session(pamh, &o, pw->pw_name, ob->reply->session);
+		ret = failed(pamh, &o, "format=ini cannot carry the STS token "
+		    "of %s's credential (the official SDKs read no type = sts "
+		    "from a credentials file); use format=json, env or cli",
+		    user);
+		goto out;
+	}
 	if ((r = ramkey_deliver(&ob->cred, o.format, path, &writer, why,
 	    sizeof(why))) != 0) {
 		abort_session(pamh, &o, pw->pw_name, ob->reply->session);

@@ -151,6 +151,10 @@ static void key_info_clear(struct ramkey_key_info *k)
 	ramkey_free_secret(k->sealed, k->sealed_len);
 	free(k->encrypted_secret);
 	free(k->key_fingerprint);
+	if (k->security_token != NULL) {
+		sodium_memzero(k->security_token, strlen(k->security_token));
+		free(k->security_token);
+	}
 	memset(k, 0, sizeof(*k));
 }
 
@@ -684,7 +688,12 @@ static int encode_key(struct json_object *o, const struct ramkey_key_info *k)
 	    (r = add_str(ko, "sealed_secret", sealed)) != 0 ||
 	    (r = add_str(ko, "encrypted_secret", k->encrypted_secret)) != 0 ||
 	    (r = add_str(ko, "key_fingerprint", k->key_fingerprint)) != 0 ||
-	    (r = add_int(ko, "expires", k->expires)) != 0)
+	    (r = add_int(ko, "expires", k->expires)) != 0 ||
+	    (r = add_str(ko, "security_token", k->security_token)) != 0 ||
+	    (k->expiration != 0 &&
+	    (r = add_int(ko, "expiration", k->expiration)) != 0) ||
+	    (k->refresh_at != 0 &&
+	    (r = add_int(ko, "refresh_at", k->refresh_at)) != 0))
 		goto out;
 	if (json_object_object_add(o, "key", ko) != 0) {
 		r = RAMKEY_ERR_NOMEM;
@@ -746,7 +755,9 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 			goto out;
 		break;
 	case RAMKEY_OP_REVOKE:
-		if ((r = add_int(o, "revoked", rep->revoked)) != 0)
+		if ((r = add_int(o, "revoked", rep->revoked)) != 0 ||
+		    (rep->valid_until != 0 &&
+		    (r = add_int(o, "valid_until", rep->valid_until)) != 0))
 			goto out;
 		break;
 	case RAMKEY_OP_STATUS:
@@ -818,6 +829,17 @@ static int decode_error(struct json_object *e, struct ramkey_reply *rep)
 	return 0;
 }
 
+/* A SecurityToken: printable ASCII, no spaces. */
+static bool printable_token(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
 static int decode_key(struct json_object *ko, struct ramkey_key_info *k)
 {
 	char *sealed = NULL;
@@ -864,6 +886,21 @@ static int decode_key(struct json_object *ko, struct ramkey_key_info *k)
 				r = RAMKEY_ERR_PROTOCOL;
 			else
 				k->expires = json_object_get_int64(v);
+		} else if (strcmp(name, "security_token") == 0) {
+			if ((r = get_str(v, RAMKEY_TOKEN_MAX,
+			    &k->security_token)) != 0)
+				goto out;
+			if (!printable_token(k->security_token))
+				r = RAMKEY_ERR_PROTOCOL;
+		} else if (strcmp(name, "expiration") == 0 ||
+		    strcmp(name, "refresh_at") == 0) {
+			if (!json_object_is_type(v, json_type_int) ||
+			    json_object_get_int64(v) <= 0)
+				r = RAMKEY_ERR_PROTOCOL;
+			else if (name[0] == 'e')
+				k->expiration = json_object_get_int64(v);
+			else
+				k->refresh_at = json_object_get_int64(v);
 		} else {
 			r = RAMKEY_ERR_PROTOCOL;
 		}
@@ -961,6 +998,13 @@ static int decode_reply_field(struct ramkey_reply *rep, const char *k,
 			if (n < 0 || n > UINT32_MAX)
 				return RAMKEY_ERR_PROTOCOL;
 			rep->revoked = (uint32_t)n;
+			return 0;
+		}
+		if (strcmp(k, "valid_until") == 0) {
+			if (!json_object_is_type(v, json_type_int) ||
+			    json_object_get_int64(v) <= 0)
+				return RAMKEY_ERR_PROTOCOL;
+			rep->valid_until = json_object_get_int64(v);
 			return 0;
 		}
 		break;

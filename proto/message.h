@@ -70,7 +70,13 @@ struct ramkey_key_info {
 	char *encrypted_secret; /* base64 OpenPGP message, PGP only */
 	char *key_fingerprint;	/* 40 lower-case hex, PGP only */
 	int64_t expires;	/* when the lease ends at the latest */
+	/* Temporary (STS) credentials; NULL / 0 for AccessKeys. */
+	char *security_token;
+	int64_t expiration;	/* when the credential stops working */
+	int64_t refresh_at;	/* from then on, ask again for a fresh one */
 };
+
+#define RAMKEY_TOKEN_MAX 8192
 
 struct json_object;
 
@@ -88,6 +94,7 @@ struct ramkey_reply {
 	bool last_session;
 	/* revoke */
 	uint32_t revoked;
+	int64_t valid_until;	/* revoke: ended STS tokens work until then */
 	/* status: the document `status --json` prints, owned */
 	struct json_object *status;
 	bool healthy;	       /* status: false = exit 7 */

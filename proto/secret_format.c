@@ -8,6 +8,7 @@
 #include "ramkey_err.h"
 #include "seal.h"
 #include "secret_format.h"
+#include "util.h"
 
 /* A string builder in locked memory: it holds the secret. */
 struct sbuf {
@@ -133,21 +134,35 @@ static const char *nz(const char *s)
 	return s != NULL ? s : "";
 }
 
+static void expiration_text(const struct ramkey_credential *c, char out[32])
+{
+	out[0] = '\0';
+	if (c->expiration > 0)
+		ramkey_format_time(c->expiration, out);
+}
+
 static void render_json(struct sbuf *b, const struct ramkey_credential *c)
 {
+	char exp[32];
+
 	/* The Terraform provider's layout: tab-indented, keys sorted. */
+	expiration_text(c, exp);
 	sb_puts(b, "{\n");
 	sb_json_field(b, "\t", "AccessKeyId", c->access_key_id, false);
-	if (c->secret != NULL) {
+	if (c->secret != NULL)
 		sb_json_field(b, "\t", "AccessKeySecret", c->secret, false);
-		sb_json_field(b, "\t", "CreateDate", nz(c->create_date), false);
-	} else {
-		sb_json_field(b, "\t", "CreateDate", nz(c->create_date), false);
+	sb_json_field(b, "\t", "CreateDate", nz(c->create_date), false);
+	if (c->secret == NULL)
 		sb_json_field(b, "\t", "EncryptedSecret", c->encrypted_secret,
 		    false);
+	if (c->security_token != NULL)
+		sb_json_field(b, "\t", "Expiration", exp, false);
+	if (c->secret == NULL)
 		sb_json_field(b, "\t", "KeyFingerprint", c->key_fingerprint,
 		    false);
-	}
+	if (c->security_token != NULL)
+		sb_json_field(b, "\t", "SecurityToken", c->security_token,
+		    false);
 	sb_json_field(b, "\t", "Status", nz(c->status), true);
 	sb_puts(b, "}\n");
 }
@@ -167,6 +182,10 @@ static void render_env(struct sbuf *b, const struct ramkey_credential *c)
 	sb_sh_str(b, c->access_key_id);
 	sb_puts(b, "\nexport ALIBABA_CLOUD_ACCESS_KEY_SECRET=");
 	sb_sh_str(b, c->secret);
+	if (c->security_token != NULL) {
+		sb_puts(b, "\nexport ALIBABA_CLOUD_SECURITY_TOKEN=");
+		sb_sh_str(b, c->security_token);
+	}
 	sb_puts(b, "\n");
 }
 
@@ -175,9 +194,13 @@ static void render_cli(struct sbuf *b, const struct ramkey_credential *c)
 	sb_puts(b, "{\n\t\"current\": \"default\",\n\t\"profiles\": [\n"
 		   "\t\t{\n");
 	sb_json_field(b, "\t\t\t", "name", "default", false);
-	sb_json_field(b, "\t\t\t", "mode", "AK", false);
+	sb_json_field(b, "\t\t\t", "mode", c->security_token != NULL ?
+	    "StsToken" : "AK", false);
 	sb_json_field(b, "\t\t\t", "access_key_id", c->access_key_id, false);
 	sb_json_field(b, "\t\t\t", "access_key_secret", c->secret, false);
+	if (c->security_token != NULL)
+		sb_json_field(b, "\t\t\t", "sts_token", c->security_token,
+		    false);
 	sb_json_field(b, "\t\t\t", "region_id",
 	    c->region_id != NULL ? c->region_id : "cn-hangzhou", true);
 	sb_puts(b, "\t\t}\n\t]\n}\n");
@@ -185,10 +208,21 @@ static void render_cli(struct sbuf *b, const struct ramkey_credential *c)
 
 static void render_external(struct sbuf *b, const struct ramkey_credential *c)
 {
-	sb_puts(b, "{\"mode\":\"AK\",\"access_key_id\":");
+	char exp[32];
+
+	sb_puts(b, c->security_token != NULL ? "{\"mode\":\"StsToken\"," :
+	    "{\"mode\":\"AK\",");
+	sb_puts(b, "\"access_key_id\":");
 	sb_json_str(b, c->access_key_id);
 	sb_puts(b, ",\"access_key_secret\":");
 	sb_json_str(b, c->secret);
+	if (c->security_token != NULL) {
+		expiration_text(c, exp);
+		sb_puts(b, ",\"sts_token\":");
+		sb_json_str(b, c->security_token);
+		sb_puts(b, ",\"expiration\":");
+		sb_json_str(b, exp);
+	}
 	sb_puts(b, "}\n");
 }
 
@@ -211,6 +245,8 @@ void ramkey_credential_from_reply(struct ramkey_credential *cred,
 	cred->encrypted_secret = rep->key.encrypted_secret;
 	cred->key_fingerprint = rep->key.key_fingerprint;
 	cred->region_id = rep->region_id;
+	cred->security_token = rep->key.security_token;
+	cred->expiration = rep->key.expiration;
 }
 
 int ramkey_format_parse(const char *s, enum ramkey_format *fmt)
@@ -246,6 +282,8 @@ int ramkey_format_render(enum ramkey_format fmt,
 		return RAMKEY_ERR_INVALID;
 	if (cred->secret == NULL && (fmt != RAMKEY_FORMAT_JSON ||
 	    cred->encrypted_secret == NULL || cred->key_fingerprint == NULL))
+		return RAMKEY_ERR_INVALID;
+	if (cred->security_token != NULL && fmt == RAMKEY_FORMAT_INI)
 		return RAMKEY_ERR_INVALID;
 	switch (fmt) {
 	case RAMKEY_FORMAT_JSON:

@@ -7,6 +7,7 @@
 #define RAMKEY_SECRET_FORMAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum ramkey_format {
 	RAMKEY_FORMAT_JSON = 0, /* the Terraform resource's AccessKey object */
@@ -24,6 +25,9 @@ struct ramkey_credential {
 	const char *encrypted_secret; /* base64 OpenPGP message */
 	const char *key_fingerprint;
 	const char *region_id; /* cli format */
+	/* STS: the token, and when the credential expires (0: never) */
+	const char *security_token;
+	int64_t expiration;
 };
 
 struct ramkey_reply;
@@ -39,7 +43,11 @@ const char *ramkey_format_name(enum ramkey_format fmt);
 
 /*
  * Render. Formats other than json need the plaintext secret: with only an
- * encrypted secret they fail with RAMKEY_ERR_INVALID.
+ * encrypted secret they fail with RAMKEY_ERR_INVALID. ini cannot carry an
+ * STS token (the official SDKs read no type = sts there): RAMKEY_ERR_INVALID.
+ * With a token: json adds SecurityToken and Expiration, env adds
+ * ALIBABA_CLOUD_SECURITY_TOKEN, cli writes a StsToken profile, and the
+ * External-mode output is {"mode":"StsToken",...,"sts_token","expiration"}.
  */
 int ramkey_format_render(enum ramkey_format fmt,
     const struct ramkey_credential *cred, char **out, size_t *lenp);

@@ -1,3 +1,11 @@
+/*
+ * Open addressing with linear probing and backward-shift deletion (no
+ * tombstones, so lookups stay short however many entries come and go).
+ * A strmap slot is the value pointer alone; its key is key_of(value), its
+ * hash recomputed when needed (on a resize, or a deletion's shift).
+ * Tables grow at 3/4 full and shrink at 1/8 full, never below MIN_SLOTS.
+ * An empty slot has value NULL: values are never NULL.
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -5,21 +13,28 @@
 #include "ramkey_err.h"
 #include "strmap.h"
 
-struct node {
-	struct node *next;
-	uint64_t hash;
-	void *value;
-	char key[];
-};
+#define MIN_SLOTS 16
 
 struct strmap {
-	struct node **buckets;
-	size_t nbuckets;
+	void **slots;
+	size_t mask;		/* slots - 1 */
+	size_t count;
+	strmap_key_fn key_of;
+};
+
+struct islot {
+	uint64_t key;
+	void *value;
+};
+
+struct idmap {
+	struct islot *slots;
+	size_t mask;
 	size_t count;
 };
 
-/* FNV-1a: keys are user names, tokens and key ids, not attacker-chosen
- * in bulk (per-uid limits bound what one user can insert). */
+/* FNV-1a: keys are user names, tokens, key ids and a user's own file
+ * paths; per-uid limits bound how many one user can insert. */
 static uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -31,111 +46,125 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-struct strmap *strmap_new(void)
+/* splitmix64's finaliser: ids are sequential, slots must not be. */
+static uint64_t hash_id(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* ---- strmap ---- */
+
+struct strmap *strmap_new(strmap_key_fn key_of)
 {
 	struct strmap *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
 		return NULL;
-	m->nbuckets = 64;
-	if ((m->buckets = calloc(m->nbuckets, sizeof(*m->buckets))) == NULL) {
+	if ((m->slots = calloc(MIN_SLOTS, sizeof(*m->slots))) == NULL) {
 		free(m);
 		return NULL;
 	}
+	m->mask = MIN_SLOTS - 1;
+	m->key_of = key_of;
 	return m;
 }
 
 void strmap_free(struct strmap *m)
 {
-	size_t i;
-
 	if (m == NULL)
 		return;
-	for (i = 0; i < m->nbuckets; i++) {
-		struct node *n = m->buckets[i], *next;
-
-		for (; n != NULL; n = next) {
-			next = n->next;
-			free(n);
-		}
-	}
-	free(m->buckets);
+	free(m->slots);
 	free(m);
 }
 
-static struct node **find(const struct strmap *m, const char *key,
-    uint64_t h)
+static size_t home_of(const struct strmap *m, const void *value)
 {
-	struct node **pp = &m->buckets[h & (m->nbuckets - 1)];
+	return hash_str(m->key_of(value)) & m->mask;
+}
 
-	for (; *pp != NULL; pp = &(*pp)->next)
-		if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0)
-			return pp;
-	return pp;
+static size_t sfind(const struct strmap *m, const char *key)
+{
+	size_t i = hash_str(key) & m->mask;
+
+	for (; m->slots[i] != NULL; i = (i + 1) & m->mask)
+		if (strcmp(m->key_of(m->slots[i]), key) == 0)
+			break;
+	return i;
+}
+
+static int sresize(struct strmap *m, size_t n)
+{
+	void **s = calloc(n, sizeof(*s)), **old = m->slots;
+	size_t i, oldn = m->mask + 1;
+
+	if (s == NULL)
+		return RAMKEY_ERR_NOMEM;
+	m->slots = s;
+	m->mask = n - 1;
+	for (i = 0; i < oldn; i++)
+		if (old[i] != NULL) {
+			size_t j = home_of(m, old[i]);
+
+			while (s[j] != NULL)
+				j = (j + 1) & m->mask;
+			s[j] = old[i];
+		}
+	free(old);
+	return 0;
 }
 
 void *strmap_get(const struct strmap *m, const char *key)
 {
-	struct node **pp = find(m, key, hash_str(key));
-
-	return *pp != NULL ? (*pp)->value : NULL;
+	return m->slots[sfind(m, key)];
 }
 
-static void grow(struct strmap *m)
+int strmap_put(struct strmap *m, void *value)
 {
-	size_t n = m->nbuckets * 2, i;
-	struct node **b = calloc(n, sizeof(*b));
+	const char *key;
+	size_t i;
 
-	if (b == NULL)
-		return; /* keep working with longer chains */
-	for (i = 0; i < m->nbuckets; i++) {
-		struct node *x = m->buckets[i], *next;
-
-		for (; x != NULL; x = next) {
-			next = x->next;
-			x->next = b[x->hash & (n - 1)];
-			b[x->hash & (n - 1)] = x;
+	if (value == NULL)
+		return RAMKEY_ERR_INVALID;
+	key = m->key_of(value);
+	i = sfind(m, key);
+	if (m->slots[i] == NULL) {
+		if ((m->count + 1) * 4 > (m->mask + 1) * 3) {
+			if (sresize(m, (m->mask + 1) * 2) != 0)
+				return RAMKEY_ERR_NOMEM;
+			i = sfind(m, key);
 		}
+		m->count++;
 	}
-	free(m->buckets);
-	m->buckets = b;
-	m->nbuckets = n;
-}
-
-int strmap_put(struct strmap *m, const char *key, void *value)
-{
-	uint64_t h = hash_str(key);
-	struct node **pp = find(m, key, h), *n;
-	size_t klen;
-
-	if (*pp != NULL) {
-		(*pp)->value = value;
-		return 0;
-	}
-	klen = strlen(key);
-	if ((n = malloc(sizeof(*n) + klen + 1)) == NULL)
-		return RAMKEY_ERR_NOMEM;
-	n->hash = h;
-	n->value = value;
-	memcpy(n->key, key, klen + 1);
-	n->next = NULL;
-	*pp = n;
-	if (++m->count > m->nbuckets)
-		grow(m);
+	m->slots[i] = value;
 	return 0;
 }
 
 void *strmap_del(struct strmap *m, const char *key)
 {
-	struct node **pp = find(m, key, hash_str(key)), *n;
-	void *v;
+	size_t i = sfind(m, key), j;
+	void *v = m->slots[i];
 
-	if ((n = *pp) == NULL)
+	if (v == NULL)
 		return NULL;
-	*pp = n->next;
-	v = n->value;
-	free(n);
+	/* Backward shift: pull later entries of the run into the hole when
+	 * their home slot is not between the hole and them. */
+	for (j = (i + 1) & m->mask; m->slots[j] != NULL;
+	    j = (j + 1) & m->mask) {
+		size_t home = home_of(m, m->slots[j]);
+
+		if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+			m->slots[i] = m->slots[j];
+			i = j;
+		}
+	}
+	m->slots[i] = NULL;
 	m->count--;
+	if (m->mask + 1 > MIN_SLOTS && m->count * 8 < m->mask + 1)
+		(void)sresize(m, (m->mask + 1) / 2); /* on failure: stay big */
 	return v;
 }
 
@@ -146,25 +175,147 @@ size_t strmap_count(const struct strmap *m)
 
 void strmap_iter_init(struct strmap_iter *it)
 {
-	it->bucket = 0;
-	it->node = NULL;
+	it->slot = 0;
 }
 
 bool strmap_next(const struct strmap *m, struct strmap_iter *it,
     const char **key, void **value)
 {
-	struct node *n = it->node;
+	while (it->slot <= m->mask) {
+		void *v = m->slots[it->slot++];
 
-	if (n != NULL)
-		n = n->next;
-	while (n == NULL && it->bucket < m->nbuckets)
-		n = m->buckets[it->bucket++];
-	it->node = n;
-	if (n == NULL)
-		return false;
-	if (key != NULL)
-		*key = n->key;
-	if (value != NULL)
-		*value = n->value;
-	return true;
+		if (v != NULL) {
+			if (key != NULL)
+				*key = m->key_of(v);
+			if (value != NULL)
+				*value = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- idmap ---- */
+
+struct idmap *idmap_new(void)
+{
+	struct idmap *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	if ((m->slots = calloc(MIN_SLOTS, sizeof(*m->slots))) == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->mask = MIN_SLOTS - 1;
+	return m;
+}
+
+void idmap_free(struct idmap *m)
+{
+	if (m == NULL)
+		return;
+	free(m->slots);
+	free(m);
+}
+
+static size_t ifind(const struct idmap *m, uint64_t key)
+{
+	size_t i = hash_id(key) & m->mask;
+
+	for (; m->slots[i].value != NULL; i = (i + 1) & m->mask)
+		if (m->slots[i].key == key)
+			break;
+	return i;
+}
+
+static int iresize(struct idmap *m, size_t n)
+{
+	struct islot *s = calloc(n, sizeof(*s)), *old = m->slots;
+	size_t i, oldn = m->mask + 1;
+
+	if (s == NULL)
+		return RAMKEY_ERR_NOMEM;
+	m->slots = s;
+	m->mask = n - 1;
+	for (i = 0; i < oldn; i++)
+		if (old[i].value != NULL) {
+			size_t j = hash_id(old[i].key) & m->mask;
+
+			while (s[j].value != NULL)
+				j = (j + 1) & m->mask;
+			s[j] = old[i];
+		}
+	free(old);
+	return 0;
+}
+
+void *idmap_get(const struct idmap *m, uint64_t key)
+{
+	return m->slots[ifind(m, key)].value;
+}
+
+int idmap_put(struct idmap *m, uint64_t key, void *value)
+{
+	size_t i;
+
+	if (value == NULL)
+		return RAMKEY_ERR_INVALID;
+	i = ifind(m, key);
+	if (m->slots[i].value == NULL) {
+		if ((m->count + 1) * 4 > (m->mask + 1) * 3) {
+			if (iresize(m, (m->mask + 1) * 2) != 0)
+				return RAMKEY_ERR_NOMEM;
+			i = ifind(m, key);
+		}
+		m->count++;
+	}
+	m->slots[i].key = key;
+	m->slots[i].value = value;
+	return 0;
+}
+
+void *idmap_del(struct idmap *m, uint64_t key)
+{
+	size_t i = ifind(m, key), j;
+	void *v = m->slots[i].value;
+
+	if (v == NULL)
+		return NULL;
+	for (j = (i + 1) & m->mask; m->slots[j].value != NULL;
+	    j = (j + 1) & m->mask) {
+		size_t home = hash_id(m->slots[j].key) & m->mask;
+
+		if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+			m->slots[i] = m->slots[j];
+			i = j;
+		}
+	}
+	memset(&m->slots[i], 0, sizeof(m->slots[i]));
+	m->count--;
+	if (m->mask + 1 > MIN_SLOTS && m->count * 8 < m->mask + 1)
+		(void)iresize(m, (m->mask + 1) / 2);
+	return v;
+}
+
+size_t idmap_count(const struct idmap *m)
+{
+	return m->count;
+}
+
+bool idmap_next(const struct idmap *m, struct strmap_iter *it,
+    uint64_t *key, void **value)
+{
+	while (it->slot <= m->mask) {
+		const struct islot *s = &m->slots[it->slot++];
+
+		if (s->value != NULL) {
+			if (key != NULL)
+				*key = s->key;
+			if (value != NULL)
+				*value = s->value;
+			return true;
+		}
+	}
+	return false;
 }

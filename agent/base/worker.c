@@ -51,6 +51,12 @@ static void key_make_ready(struct worker_pool *p, struct worker_key *k)
 	p->ready_tail = k;
 }
 
+/* The pool's map of keys is keyed by each key's own name. */
+static const char *worker_key_name(const void *v)
+{
+	return ((const struct worker_key *)v)->name;
+}
+
 /* A key with nothing queued or running is forgotten. */
 static void key_maybe_drop(struct worker_pool *p, struct worker_key *k)
 {
@@ -230,7 +236,7 @@ int worker_submit(struct worker_pool *p, struct worker_task *t,
 	if ((k = strmap_get(p->keys, key)) == NULL) {
 		if ((k = calloc(1, sizeof(*k))) == NULL ||
 		    (k->name = strdup(key)) == NULL ||
-		    strmap_put(p->keys, key, k) != 0) {
+		    strmap_put(p->keys, k) != 0) {
 			if (k != NULL)
 				free(k->name);
 			free(k);
@@ -297,7 +303,7 @@ int worker_pool_new(struct evloop *loop, unsigned nthreads,
 	p->efd = -1;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if ((p->keys = strmap_new()) == NULL)
+	if ((p->keys = strmap_new(worker_key_name)) == NULL)
 		goto fail;
 	r = RAMKEY_ERR_SYSTEM;
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)

@@ -45,7 +45,7 @@ struct ak {
 	struct ram_client *ram;
 	struct kind_port port;
 	enum access_key_revoke revoke;
-	struct strmap *ambiguous; /* key id -> RAM user (malloc'd) */
+	struct strmap *ambiguous; /* key id -> RAM user, key id after it */
 	struct kind_op *ops;	  /* in flight */
 };
 
@@ -136,18 +136,38 @@ static void ak_cancel(void *kind, struct kind_op *op)
 
 /* ---- ambiguous keys ---- */
 
+/* One entry: the RAM user, then the key id (the map's key) in the same
+ * allocation. */
+static const char *ambiguous_key(const void *v)
+{
+	const char *e = v;
+
+	return e + strlen(e) + 1;
+}
+
+static int ambiguous_put(struct ak *ak, const char *principal,
+    const char *cred_id)
+{
+	size_t plen = strlen(principal), klen = strlen(cred_id);
+	char *e = malloc(plen + klen + 2);
+
+	if (e == NULL)
+		return RAMKEY_ERR_NOMEM;
+	memcpy(e, principal, plen + 1);
+	memcpy(e + plen + 1, cred_id, klen + 1);
+	free(strmap_del(ak->ambiguous, cred_id));
+	if (strmap_put(ak->ambiguous, e) != 0) {
+		free(e);
+		return RAMKEY_ERR_NOMEM;
+	}
+	return 0;
+}
+
 static void ambiguous_add(struct ak *ak, const char *principal,
     const char *cred_id)
 {
-	char *dup = strdup(principal);
-
-	if (dup == NULL)
+	if (ambiguous_put(ak, principal, cred_id) != 0)
 		return;
-	free(strmap_del(ak->ambiguous, cred_id));
-	if (strmap_put(ak->ambiguous, cred_id, dup) != 0) {
-		free(dup);
-		return;
-	}
 	ak->port.note_put(ak->port.core, ACCESS_KEY_NOTE_AMBIGUOUS, cred_id,
 	    principal);
 }
@@ -185,14 +205,11 @@ static void ak_load_note(void *kind, const char *ns, const char *key,
     const char *value)
 {
 	struct ak *ak = kind;
-	char *dup;
 
 	if (strcmp(ns, ACCESS_KEY_NOTE_AMBIGUOUS) != 0 ||
-	    !ramkey_valid_key_id(key) || (dup = strdup(value)) == NULL)
+	    !ramkey_valid_key_id(key))
 		return;
-	free(strmap_del(ak->ambiguous, key));
-	if (strmap_put(ak->ambiguous, key, dup) != 0)
-		free(dup);
+	(void)ambiguous_put(ak, value, key);
 }
 
 static void ak_foreach_ambiguous(void *kind, void (*fn)(void *arg,
@@ -823,7 +840,7 @@ int access_key_kind_new(struct ram_client *ram,
 		return RAMKEY_ERR_INVALID;
 	if ((ak = calloc(1, sizeof(*ak))) == NULL)
 		return RAMKEY_ERR_NOMEM;
-	if ((ak->ambiguous = strmap_new()) == NULL) {
+	if ((ak->ambiguous = strmap_new(ambiguous_key)) == NULL) {
 		free(ak);
 		return RAMKEY_ERR_NOMEM;
 	}

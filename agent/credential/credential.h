@@ -78,6 +78,7 @@ typedef void (*kind_progress_fn)(void *arg, const struct kind_error *err);
 struct kind_obtain {
 	const char *principal;
 	const char *user;	/* local user (session names) */
+	unsigned long uid;	/* its uid */
 	const char *intent;	/* what prepare() asked to make durable, or NULL */
 	int64_t lease_end_ms;	/* the lease's max_ttl deadline (wall ms) */
 	bool renewal;		/* the lease exists: a fresh credential for it */
@@ -203,6 +204,9 @@ struct kind_ops {
 	/* When a retained credential may be forgotten (wall ms; 0 = only when
 	 * purged). */
 	int64_t (*retain_until)(void *kind, const struct kind_lease *kl);
+	/* When a request will get a newer credential than this one (wall
+	 * ms); NULL: the core's rotation point or the lease's end. */
+	int64_t (*refresh_at)(void *kind, const struct kind_lease *kl);
 	/* Cancel an operation: its callback will not run. */
 	void (*cancel)(void *kind, struct kind_op *op);
 	/* Credentials the kind could not attribute and left alone (R2's

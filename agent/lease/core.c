@@ -96,6 +96,32 @@ static void port_note_del(void *core, const char *ns, const char *key)
 
 /* ---- life ---- */
 
+/* The keys of the core's maps, inside their values. */
+static const char *user_key(const void *v)
+{
+	return ((const struct lease_user *)v)->name;
+}
+
+static const char *principal_key(const void *v)
+{
+	return ((const struct lease_principal *)v)->key;
+}
+
+static const char *lease_cred_key(const void *v)
+{
+	return ((const struct lease *)v)->cred_id;
+}
+
+static const char *session_key(const void *v)
+{
+	return ((const struct session *)v)->token;
+}
+
+static const char *file_key_of(const void *v)
+{
+	return ((const struct file_rec *)v)->key;
+}
+
 int lease_core_new(struct evloop *loop, const struct lease_config *cfg,
     const struct lease_store_port *store, const struct lease_effects *fx,
     struct lease_core **ret)
@@ -118,12 +144,12 @@ int lease_core_new(struct evloop *loop, const struct lease_config *cfg,
 	if ((r = secret_arena_new(&c->arena)) != 0)
 		goto fail;
 	r = RAMKEY_ERR_NOMEM;
-	if ((c->users = strmap_new()) == NULL ||
-	    (c->principals = strmap_new()) == NULL ||
-	    (c->by_cred = strmap_new()) == NULL ||
-	    (c->by_id = strmap_new()) == NULL ||
-	    (c->sessions = strmap_new()) == NULL ||
-	    (c->files = strmap_new()) == NULL)
+	if ((c->users = strmap_new(user_key)) == NULL ||
+	    (c->principals = strmap_new(principal_key)) == NULL ||
+	    (c->by_cred = strmap_new(lease_cred_key)) == NULL ||
+	    (c->by_id = idmap_new()) == NULL ||
+	    (c->sessions = strmap_new(session_key)) == NULL ||
+	    (c->files = strmap_new(file_key_of)) == NULL)
 		goto fail;
 	*ret = c;
 	return 0;
@@ -163,7 +189,7 @@ void lease_core_set_config(struct lease_core *c, const struct lease_config *cfg)
 	c->cfg = *cfg;
 	/* max_ttl may have changed: every live lease's deadline too. */
 	strmap_iter_init(&it);
-	while (strmap_next(c->by_id, &it, NULL, &v))
+	while (idmap_next(c->by_id, &it, NULL, &v))
 		if (((struct lease *)v)->state == LEASE_LIVE)
 			lease_arm(v);
 }
@@ -186,7 +212,7 @@ void lease_core_free(struct lease_core *c)
 		obtains_cancel_all(c);
 	if (c->by_id != NULL) {
 		strmap_iter_init(&it);
-		while (strmap_next(c->by_id, &it, NULL, &v)) {
+		while (idmap_next(c->by_id, &it, NULL, &v)) {
 			struct lease *l = v;
 			const struct core_kind *k = l->p->kind;
 
@@ -250,7 +276,7 @@ void lease_core_free(struct lease_core *c)
 	strmap_free(c->users);
 	strmap_free(c->principals);
 	strmap_free(c->by_cred);
-	strmap_free(c->by_id);
+	idmap_free(c->by_id);
 	strmap_free(c->sessions);
 	strmap_free(c->files);
 	secret_arena_free(c->arena);
@@ -275,6 +301,7 @@ static void info_of(const struct lease *l, struct lease_info *out)
 	out->lease_end_ms = lease_end_ms(l);
 	out->expiration = l->expiration;
 	out->ttl_expires_ms = l->ttl_expires_ms;
+	out->refresh_ms = lease_refresh_ms(l);
 	out->sessions = l->nsessions;
 	out->key_fingerprint = l->key_fingerprint;
 	out->has_secret = l->secret_slot != 0;
@@ -340,7 +367,7 @@ void lease_foreach(struct lease_core *c, const char *user,
 		return;
 	}
 	strmap_iter_init(&it);
-	while (strmap_next(c->by_id, &it, NULL, &v)) {
+	while (idmap_next(c->by_id, &it, NULL, &v)) {
 		info_of(v, &li);
 		fn(arg, &li);
 	}
@@ -446,7 +473,7 @@ int lease_core_resync(struct lease_core *c)
 	if (!c->store.resync_begin(c->store.s))
 		return c->store.broken(c->store.s) ? RAMKEY_ERR_STORE : 0;
 	strmap_iter_init(&it);
-	while (strmap_next(c->by_id, &it, NULL, &v)) {
+	while (idmap_next(c->by_id, &it, NULL, &v)) {
 		struct lease *l = v;
 		struct session *s;
 

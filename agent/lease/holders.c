@@ -123,7 +123,7 @@ int session_attach(struct lease *l, const struct lease_want *w,
 	    (r = dup_opt(&s->rhost, w->peer.rhost)) != 0 ||
 	    (r = dup_opt(&s->tty, w->peer.tty)) != 0 ||
 	    (r = dup_opt(&s->service, w->service)) != 0 ||
-	    (r = strmap_put(c->sessions, s->token, s)) != 0) {
+	    (r = strmap_put(c->sessions, s)) != 0) {
 		session_free(s);
 		return r;
 	}
@@ -256,7 +256,7 @@ void file_rec_free(struct file_rec *f)
 {
 	if (f == NULL)
 		return;
-	free(f->path);
+	free(f->key);
 	free(f);
 }
 
@@ -265,6 +265,19 @@ static char *file_key(const char *user, const char *path)
 	char *k;
 
 	return asprintf(&k, "%s\n%s", user, path) < 0 ? NULL : k;
+}
+
+/* A record for user's path, not yet in the map; NULL if out of memory. */
+struct file_rec *file_rec_new(const char *user, const char *path)
+{
+	struct file_rec *f = calloc(1, sizeof(*f));
+
+	if (f == NULL || (f->key = file_key(user, path)) == NULL) {
+		free(f);
+		return NULL;
+	}
+	f->path = f->key + strlen(user) + 1;
+	return f;
 }
 
 static bool path_of_live_session(const struct lease_user *u, const char *path)
@@ -285,15 +298,12 @@ static void file_drop(struct lease_core *c, struct lease_user *u,
     struct file_rec **pp)
 {
 	struct file_rec *f = *pp;
-	char *k = file_key(u->name, f->path);
 
 	*pp = f->next;
 	if (f->token[0] == '\0')
 		u->nfetch_files--;
-	if (k != NULL) {
-		strmap_del(c->files, k);
-		free(k);
-	}
+	if (strmap_get(c->files, f->key) == f)
+		strmap_del(c->files, f->key);
 	c->store.del_file(c->store.s, u->name, f->path);
 	file_rec_free(f);
 }
@@ -332,7 +342,9 @@ void file_written(struct lease_core *c, struct lease_user *u,
 
 	if (path == NULL || (k = file_key(u->name, path)) == NULL)
 		return;
-	if ((f = strmap_get(c->files, k)) != NULL) {
+	f = strmap_get(c->files, k);
+	free(k);
+	if (f != NULL) {
 		/* Most recent first: move it to the front. */
 		for (pp = &u->files; *pp != NULL; pp = &(*pp)->next)
 			if (*pp == f) {
@@ -341,16 +353,12 @@ void file_written(struct lease_core *c, struct lease_user *u,
 			}
 		if (f->token[0] == '\0')
 			u->nfetch_files--;
-		free(k);
 	} else {
-		if ((f = calloc(1, sizeof(*f))) == NULL ||
-		    (f->path = strdup(path)) == NULL ||
-		    strmap_put(c->files, k, f) != 0) {
+		if ((f = file_rec_new(u->name, path)) == NULL ||
+		    strmap_put(c->files, f) != 0) {
 			file_rec_free(f);
-			free(k);
 			return;
 		}
-		free(k);
 	}
 	f->next = u->files;
 	u->files = f;

@@ -58,7 +58,7 @@ struct lease_user *core_user(struct lease_core *c, const char *name)
 	if ((u = calloc(1, sizeof(*u))) == NULL)
 		return NULL;
 	if ((u->name = strdup(name)) == NULL ||
-	    strmap_put(c->users, name, u) != 0) {
+	    strmap_put(c->users, u) != 0) {
 		free(u->name);
 		free(u);
 		return NULL;
@@ -86,14 +86,17 @@ struct lease_principal *core_principal(struct lease_core *c,
 		free(key);
 		return p;
 	}
-	if ((p = calloc(1, sizeof(*p))) == NULL ||
-	    strmap_put(c->principals, key, p) != 0) {
-		free(p);
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		free(key);
 		return NULL;
 	}
 	p->key = key;
 	p->name = key + strlen(k->k.ops->name) + 1;
+	if (strmap_put(c->principals, p) != 0) {
+		free(p);
+		free(key);
+		return NULL;
+	}
 	p->kind = k;
 	ev_timer_init(&p->rec_timer, principal_rec_timer, p);
 	return p;
@@ -145,17 +148,9 @@ void core_audit_principal(const char *event, const struct lease_user *u,
 
 static void lease_timer_fired(void *arg);
 
-static void id_key(uint64_t id, char buf[24])
-{
-	snprintf(buf, 24, "%llu", (unsigned long long)id);
-}
-
 struct lease *lease_by_id(struct lease_core *c, uint64_t id)
 {
-	char k[24];
-
-	id_key(id, k);
-	return strmap_get(c->by_id, k);
+	return idmap_get(c->by_id, id);
 }
 
 struct lease *lease_new(struct lease_core *c, struct lease_user *u,
@@ -223,7 +218,7 @@ int lease_take_credential(struct lease *l, const struct credential *cred)
 	l->expiration = cred->expiration;
 	l->renewal_failed = false;
 	if (l->id != 0 && lease_by_id(c, l->id) == l &&
-	    strmap_put(c->by_cred, l->cred_id, l) != 0)
+	    strmap_put(c->by_cred, l) != 0)
 		return RAMKEY_ERR_NOMEM;
 	return 0;
 }
@@ -234,13 +229,11 @@ int lease_take_credential(struct lease *l, const struct credential *cred)
 void lease_link(struct lease *l, enum lease_state state)
 {
 	struct lease_core *c = l->core;
-	char k[24];
 
 	l->state = state;
-	id_key(l->id, k);
-	(void)strmap_put(c->by_id, k, l);
+	(void)idmap_put(c->by_id, l->id, l);
 	if (l->cred_id[0] != '\0')
-		(void)strmap_put(c->by_cred, l->cred_id, l);
+		(void)strmap_put(c->by_cred, l);
 	l->next_of_user = l->u->leases;
 	l->u->leases = l;
 	l->p->nleases++;
@@ -277,6 +270,33 @@ void lease_save(struct lease *l)
 int64_t lease_end_ms(const struct lease *l)
 {
 	return l->received_ms + (int64_t)l->core->cfg.max_ttl_s * 1000;
+}
+
+int64_t lease_refresh_ms(const struct lease *l)
+{
+	const struct kind_ops *ops = l->p->kind->k.ops;
+	struct kind_lease kl;
+
+	if (ops->refresh_at != NULL) {
+		lease_kind_view(l, &kl);
+		return ops->refresh_at(l->p->kind->k.state, &kl);
+	}
+	if (ops->capacity > 0)
+		return l->received_ms + (int64_t)l->core->cfg.max_ttl_s * 800;
+	return lease_end_ms(l);
+}
+
+/* How long an ended credential stays valid at the cloud (kinds that
+ * cannot revoke, STS), wall ms, or 0. */
+static int64_t valid_after_end(const struct lease *l)
+{
+	const struct kind_ops *ops = l->p->kind->k.ops;
+	struct kind_lease kl;
+
+	if (!ops->renews_in_place || ops->retain_until == NULL)
+		return 0;
+	lease_kind_view(l, &kl);
+	return ops->retain_until(l->p->kind->k.state, &kl);
 }
 
 void lease_kind_view(const struct lease *l, struct kind_lease *kl)
@@ -555,7 +575,6 @@ void lease_forget(struct lease *l)
 	const struct core_kind *k = l->p->kind;
 	struct lease_principal *p = l->p;
 	struct lease **pp;
-	char key[24];
 
 	while (l->sessions != NULL)
 		session_detach(l->sessions);
@@ -573,9 +592,8 @@ void lease_forget(struct lease *l)
 	files_forget_cred(c, l->u, l->cred_id);
 	if (strmap_get(c->by_cred, l->cred_id) == l)
 		strmap_del(c->by_cred, l->cred_id);
-	id_key(l->id, key);
-	if (strmap_get(c->by_id, key) == l)
-		strmap_del(c->by_id, key);
+	if (idmap_get(c->by_id, l->id) == l)
+		idmap_del(c->by_id, l->id);
 	for (pp = &l->u->leases; *pp != NULL; pp = &(*pp)->next_of_user)
 		if (*pp == l) {
 			*pp = l->next_of_user;
@@ -700,20 +718,31 @@ void lease_set_fingerprint(struct lease_core *c, uint64_t id, const char *fpr)
 	lease_save(l);
 }
 
+static void revoke_one(struct lease *l, const char *why, unsigned *n,
+    int64_t *valid_until)
+{
+	int64_t v = valid_after_end(l);
+
+	if (valid_until != NULL && v > *valid_until)
+		*valid_until = v;
+	lease_end(l, why);
+	(*n)++;
+}
+
 void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
-    const char *why, unsigned *n)
+    const char *why, unsigned *n, int64_t *valid_until)
 {
 	struct strmap_iter it;
 	struct lease *l, *next;
 	void *v;
 
 	*n = 0;
+	if (valid_until != NULL)
+		*valid_until = 0;
 	if (id != 0) {
 		if ((l = lease_by_id(c, id)) != NULL &&
-		    l->state == LEASE_LIVE) {
-			lease_end(l, why);
-			(*n)++;
-		}
+		    l->state == LEASE_LIVE)
+			revoke_one(l, why, n, valid_until);
 		return;
 	}
 	if (user != NULL) {
@@ -721,10 +750,8 @@ void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
 
 		for (l = u != NULL ? u->leases : NULL; l != NULL; l = next) {
 			next = l->next_of_user;
-			if (l->state == LEASE_LIVE) {
-				lease_end(l, why);
-				(*n)++;
-			}
+			if (l->state == LEASE_LIVE)
+				revoke_one(l, why, n, valid_until);
 		}
 		return;
 	}
@@ -736,14 +763,12 @@ void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
 		if (all == NULL)
 			return;
 		strmap_iter_init(&it);
-		while (strmap_next(c->by_id, &it, NULL, &v))
+		while (idmap_next(c->by_id, &it, NULL, &v))
 			if (((struct lease *)v)->state == LEASE_LIVE &&
 			    k < c->live)
 				all[k++] = v;
-		for (i = 0; i < k; i++) {
-			lease_end(all[i], why);
-			(*n)++;
-		}
+		for (i = 0; i < k; i++)
+			revoke_one(all[i], why, n, valid_until);
 		free(all);
 	}
 }

@@ -179,6 +179,8 @@ struct lease_info {
 	int64_t lease_end_ms;	/* max_ttl */
 	int64_t expiration;	/* the credential's own expiry, Unix s, or 0 */
 	int64_t ttl_expires_ms;	/* the TTL holder, or 0 */
+	int64_t refresh_ms;	/* from then on a request gets a newer
+				 * credential (renewal or rotation) */
 	unsigned sessions;
 	const char *key_fingerprint;
 	bool has_secret;
@@ -221,9 +223,11 @@ void lease_close_session(struct lease_core *c, const char *token,
 const char *lease_session_user(struct lease_core *c, const char *token);
 
 /* End leases now (revoke): one by id, or every live lease of user (NULL:
- * every user). *n: how many ended. */
+ * every user). *n: how many ended. *valid_until (wall ms, may be NULL):
+ * the latest time until which an ended credential stays valid at the
+ * cloud because its kind cannot revoke it (STS), or 0. */
 void lease_revoke(struct lease_core *c, uint64_t id, const char *user,
-    const char *why, unsigned *n);
+    const char *why, unsigned *n, int64_t *valid_until);
 
 typedef void (*lease_done_fn)(void *arg, int rc, const struct lease_failure *f);
 /* Set the credential's status at the cloud (the kind must support it:

@@ -29,6 +29,7 @@
 #include "proc_watch.h"
 
 struct strmap;
+struct idmap;
 struct secret_arena;
 struct obtain;
 
@@ -50,8 +51,9 @@ struct lease_principal {
 	struct intent *intent;	/* unresolved: no new obtain until resolved */
 	struct kind_op *rec_op;
 	struct ev_timer rec_timer;
-	uint32_t *mint_times;	/* ring of obtain times, Unix seconds */
-	uint32_t nmint, mint_head;
+	uint32_t *mint_times;	/* obtain times in the window, oldest first,
+				 * Unix seconds; NULL when there are none */
+	uint32_t nmint, mint_cap;
 	unsigned nleases;
 };
 
@@ -67,7 +69,8 @@ struct intent {
 /* Which credential was written last to a secret file path of a user. */
 struct file_rec {
 	struct file_rec *next;	/* the user's records, newest first */
-	char *path;
+	char *key;		/* user '\n' path: the files map's key */
+	const char *path;	/* in key */
 	char cred_id[CRED_ID_MAX + 1];
 	char token[RAMKEY_SESSION_TOKEN_LEN + 1]; /* writer session, or "" */
 	int64_t written_ms;
@@ -138,7 +141,7 @@ struct lease_core {
 	struct strmap *users;	   /* name -> lease_user */
 	struct strmap *principals; /* key -> lease_principal */
 	struct strmap *by_cred;	   /* cred id -> lease */
-	struct strmap *by_id;	   /* decimal id -> lease */
+	struct idmap *by_id;	   /* lease id -> lease */
 	struct strmap *sessions;   /* token -> session */
 	struct strmap *files;	   /* user '\n' path -> file_rec */
 	char boot_id[BOOT_ID_LEN + 1];
@@ -169,6 +172,7 @@ void lease_adopt_orphan(struct lease_core *c, struct lease_principal *p,
     const char *user, const char *cred_id, const char *create_date);
 struct lease *lease_by_id(struct lease_core *c, uint64_t id);
 int64_t lease_end_ms(const struct lease *l);
+int64_t lease_refresh_ms(const struct lease *l);
 void lease_kind_view(const struct lease *l, struct kind_lease *kl);
 /* Resume the end of a lease loaded as ending (recovery). */
 void lease_resume_end(struct lease *l);
@@ -207,6 +211,7 @@ void file_unwritten(struct lease_core *c, struct lease_user *u,
     const char *path, const char *token);
 void files_forget_cred(struct lease_core *c, struct lease_user *u,
     const char *cred_id);
+struct file_rec *file_rec_new(const char *user, const char *path);
 void file_rec_free(struct file_rec *f);
 struct session *user_latest_session(struct lease_user *u);
 unsigned user_live_sessions(const struct lease_user *u);

@@ -209,36 +209,64 @@ static void wait_grant(struct lease_wait *w, struct lease *l, bool minted)
 
 /* ---- mint_rate: obtains per principal per period ---- */
 
-static bool rate_exceeded(struct lease_core *c, struct lease_principal *p)
+/* Only the obtains inside the window are kept, in an array that grows
+ * with them (up to mint_rate) and goes when the window is empty: a
+ * principal that obtained once costs a few bytes, not mint_rate slots. */
+static void rate_expire(struct lease_core *c, struct lease_principal *p,
+    uint32_t now)
 {
-	uint32_t now = (uint32_t)(clock_wall_ms() / 1000), i, n = 0;
-	uint64_t window = c->cfg.mint_rate_period_s;
+	uint32_t i = 0;
 
-	if (c->cfg.mint_rate == 0)
-		return false;
-	if (p->mint_times == NULL || p->nmint != c->cfg.mint_rate) {
-		uint32_t *t = calloc(c->cfg.mint_rate, sizeof(*t));
-
-		if (t == NULL)
-			return true;
+	while (i < p->nmint && (uint64_t)(now - p->mint_times[i]) >=
+	    c->cfg.mint_rate_period_s)
+		i++;
+	if (i == 0)
+		return;
+	p->nmint -= i;
+	memmove(p->mint_times, p->mint_times + i,
+	    p->nmint * sizeof(*p->mint_times));
+	if (p->nmint == 0) {
 		free(p->mint_times);
-		p->mint_times = t;
-		p->nmint = c->cfg.mint_rate;
-		p->mint_head = 0;
+		p->mint_times = NULL;
+		p->mint_cap = 0;
 	}
-	for (i = 0; i < p->nmint; i++)
-		if (p->mint_times[i] != 0 &&
-		    (uint64_t)(now - p->mint_times[i]) < window)
-			n++;
-	return n >= p->nmint;
 }
 
-static void rate_record(struct lease_principal *p)
+static bool rate_exceeded(struct lease_core *c, struct lease_principal *p)
 {
-	if (p->mint_times == NULL || p->nmint == 0)
+	if (c->cfg.mint_rate == 0)
+		return false;
+	rate_expire(c, p, (uint32_t)(clock_wall_ms() / 1000));
+	return p->nmint >= c->cfg.mint_rate;
+}
+
+static void rate_record(struct lease_core *c, struct lease_principal *p)
+{
+	uint32_t now = (uint32_t)(clock_wall_ms() / 1000);
+
+	if (c->cfg.mint_rate == 0)
 		return;
-	p->mint_times[p->mint_head] = (uint32_t)(clock_wall_ms() / 1000);
-	p->mint_head = (p->mint_head + 1) % p->nmint;
+	rate_expire(c, p, now);
+	if (p->nmint >= c->cfg.mint_rate) {
+		/* mint_rate lowered by a reload: keep the newest. */
+		uint32_t drop = p->nmint - c->cfg.mint_rate + 1;
+
+		p->nmint -= drop;
+		memmove(p->mint_times, p->mint_times + drop,
+		    p->nmint * sizeof(*p->mint_times));
+	}
+	if (p->nmint == p->mint_cap) {
+		uint32_t cap = p->mint_cap ? p->mint_cap * 2 : 2;
+		uint32_t *t;
+
+		if (cap > c->cfg.mint_rate)
+			cap = c->cfg.mint_rate;
+		if ((t = realloc(p->mint_times, cap * sizeof(*t))) == NULL)
+			return; /* this obtain goes uncounted */
+		p->mint_times = t;
+		p->mint_cap = cap;
+	}
+	p->mint_times[p->nmint++] = now;
 }
 
 /* ---- obtains ---- */
@@ -340,6 +368,7 @@ static void ob_obtain(struct obtain *ob)
 	memset(&req, 0, sizeof(req));
 	req.principal = ob->p->name;
 	req.user = ob->u->name;
+	req.uid = ob->u->uid;
 	req.intent = ob->intent != NULL ? ob->intent->data : NULL;
 	req.renewal = ob->renewal;
 	req.lease_end_ms = ob->renew != NULL ? lease_end_ms(ob->renew) :
@@ -446,7 +475,7 @@ static void ob_run(struct obtain *ob)
 
 	if (k->k.ops->capacity > 0)
 		ob->p->running = ob;
-	rate_record(ob->p);
+	rate_record(ob->p->kind->core, ob->p);
 	if (ob->renewal || k->k.ops->prepare == NULL) {
 		ob_obtain(ob);
 		return;

@@ -99,7 +99,7 @@ static int load_session(void *arg, const struct store_session_row *r)
 	    (r->rhost != NULL && (s->rhost = strdup(r->rhost)) == NULL) ||
 	    (r->tty != NULL && (s->tty = strdup(r->tty)) == NULL) ||
 	    (r->service != NULL && (s->service = strdup(r->service)) == NULL) ||
-	    strmap_put(c->sessions, s->token, s) != 0) {
+	    strmap_put(c->sessions, s) != 0) {
 		session_free(s);
 		return RAMKEY_ERR_NOMEM;
 	}
@@ -164,26 +164,18 @@ static int load_file(void *arg, const struct store_file_row *r)
 	struct lease_core *c = ld->c;
 	struct lease_user *u;
 	struct file_rec *f;
-	char *k;
 
 	if (!ramkey_valid_key_id(r->cred_id) ||
 	    strlen(r->token) > RAMKEY_SESSION_TOKEN_LEN)
 		return 0;
 	if ((u = core_user(c, r->user)) == NULL ||
-	    (f = calloc(1, sizeof(*f))) == NULL)
+	    (f = file_rec_new(u->name, r->path)) == NULL)
 		return RAMKEY_ERR_NOMEM;
-	if ((f->path = strdup(r->path)) == NULL ||
-	    asprintf(&k, "%s\n%s", r->user, r->path) < 0) {
-		file_rec_free(f);
-		return RAMKEY_ERR_NOMEM;
-	}
-	if (strmap_get(c->files, k) != NULL || strmap_put(c->files, k, f) !=
-	    0) {
-		free(k);
+	if (strmap_get(c->files, f->key) != NULL ||
+	    strmap_put(c->files, f) != 0) {
 		file_rec_free(f);
 		return 0;
 	}
-	free(k);
 	snprintf(f->cred_id, sizeof(f->cred_id), "%s", r->cred_id);
 	snprintf(f->token, sizeof(f->token), "%s", r->token);
 	f->written_ms = r->written_ms;
@@ -256,13 +248,13 @@ int lease_core_recover(struct lease_core *c, const char *boot_id)
 		session_end_dead(dead[i], "its process is gone (found at "
 		    "agent start)");
 	/* Leases. */
-	n = strmap_count(c->by_id);
+	n = idmap_count(c->by_id);
 	if ((ending = calloc(n + 1, sizeof(*ending))) == NULL) {
 		r = RAMKEY_ERR_NOMEM;
 		goto out;
 	}
 	strmap_iter_init(&it);
-	while (strmap_next(c->by_id, &it, NULL, &v)) {
+	while (idmap_next(c->by_id, &it, NULL, &v)) {
 		struct lease *l = v;
 
 		switch (l->state) {
@@ -287,7 +279,7 @@ int lease_core_recover(struct lease_core *c, const char *boot_id)
 		    "no live holder at agent start");
 	/* Every pending end resumes (those just ended have started). */
 	strmap_iter_init(&it);
-	while (strmap_next(c->by_id, &it, NULL, &v))
+	while (idmap_next(c->by_id, &it, NULL, &v))
 		lease_resume_end(v);
 	/* Unresolved intents: the crashed agent's last try may still land. */
 	strmap_iter_init(&it);

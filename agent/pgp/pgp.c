@@ -367,6 +367,11 @@ static void owner_unready(struct pgp_worker *w, struct owner *o)
 	o->ready_next = NULL;
 }
 
+static const char *owner_name(const void *value)
+{
+	return ((const struct owner *)value)->name;
+}
+
 static struct owner *owner_get(struct pgp_worker *w, const char *name)
 {
 	struct owner *o = strmap_get(w->owners, name);
@@ -376,7 +381,7 @@ static struct owner *owner_get(struct pgp_worker *w, const char *name)
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return NULL;
 	if ((o->name = strdup(name)) == NULL ||
-	    strmap_put(w->owners, name, o) != 0) {
+	    strmap_put(w->owners, o) != 0) {
 		free(o->name);
 		free(o);
 		return NULL;
@@ -1412,7 +1417,7 @@ int pgp_worker_new(struct evloop *loop, const struct pgp_config *cfg,
 	if ((w->tmpdir = strdup(
 	         t != NULL && t[0] == '/' && is_dir(t) ? t : "/tmp")) == NULL ||
 	    (w->helper_path = strdup(cfg->helper)) == NULL ||
-	    (w->owners = strmap_new()) == NULL)
+	    (w->owners = strmap_new(owner_name)) == NULL)
 		goto out;
 	if (fetcher != NULL)
 		w->fetcher = *fetcher;
@@ -1444,7 +1449,6 @@ static void free_list(struct job_list *l)
 static void worker_destroy(struct pgp_worker *w)
 {
 	struct strmap_iter it;
-	const char *name;
 	void *v;
 
 	if (w == NULL)
@@ -1463,7 +1467,7 @@ static void worker_destroy(struct pgp_worker *w)
 	free_list(&w->done);
 	if (w->owners != NULL) {
 		strmap_iter_init(&it);
-		while (strmap_next(w->owners, &it, &name, &v)) {
+		while (strmap_next(w->owners, &it, NULL, &v)) {
 			struct owner *o = v;
 
 			free_list(&o->queue);

@@ -98,6 +98,65 @@ static bool member_of(const char *user, gid_t gid, gid_t want)
 	return false;
 }
 
+/* Is user a member of the group called name? */
+static bool member_of_named(const char *user, gid_t gid, const char *name)
+{
+	struct group gr, *res = NULL;
+	char buf[8192];
+
+	if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return false;
+	return member_of(user, gid, res->gr_gid);
+}
+
+/* acs:ram::<account>:role/<name>, name 1-64 of A-Za-z0-9.- */
+static bool role_arn_valid(const char *arn)
+{
+	const char *p = arn, *name;
+	size_t n;
+
+	if (strncmp(p, "acs:ram::", 9) != 0)
+		return false;
+	p += 9;
+	if ((n = strspn(p, "0123456789")) == 0)
+		return false;
+	p += n;
+	if (strncmp(p, ":role/", 6) != 0)
+		return false;
+	name = p + 6;
+	n = strlen(name);
+	return n >= 1 && n <= 64 && strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
+}
+
+/* STS: the first role_map rule that matches, else role_arn. */
+static void resolve_role(struct lookup *lk,
+    const struct ramkey_template_vars *vars)
+{
+	const struct server_roles *r = lk->roles;
+	const char *tmpl = NULL, *why = NULL;
+	size_t i;
+
+	for (i = 0; i < r->nrules && tmpl == NULL; i++)
+		if (r->rules[i].group ? member_of_named(lk->user, lk->gid,
+		    r->rules[i].name) : strcmp(r->rules[i].name, lk->user) == 0)
+			tmpl = r->rules[i].arn;
+	if (tmpl == NULL)
+		tmpl = r->role_arn;
+	if (tmpl == NULL) {
+		lk->no_role = true;
+		return;
+	}
+	if (ramkey_template_expand(tmpl, vars, &lk->principal, &why) != 0 ||
+	    !role_arn_valid(lk->principal)) {
+		free(lk->principal);
+		lk->principal = NULL;
+		snprintf(lk->why, sizeof(lk->why), "%s gives %s", tmpl,
+		    why != NULL ? why : "no valid role ARN "
+		    "(acs:ram::<account>:role/<1-64 of A-Za-z0-9.->)");
+	}
+}
+
 static void lookup_run(struct worker_task *t)
 {
 	struct lookup *lk = (struct lookup *)t;
@@ -128,11 +187,13 @@ static void lookup_run(struct worker_task *t)
 	if (lk->for_keys && lk->check_group)
 		lk->in_group = member_of(pw.pw_name, pw.pw_gid,
 		    lk->allowed_gid);
-	if (lk->for_keys && lk->ram_user_tmpl != NULL) {
-		memset(&vars, 0, sizeof(vars));
-		vars.user = lk->user;
-		vars.uid = lk->uid;
-		vars.home = lk->home;
+	memset(&vars, 0, sizeof(vars));
+	vars.user = lk->user;
+	vars.uid = lk->uid;
+	vars.home = lk->home;
+	if (lk->for_keys && lk->roles != NULL) {
+		resolve_role(lk, &vars);
+	} else if (lk->for_keys && lk->ram_user_tmpl != NULL) {
 		if (ramkey_template_expand(lk->ram_user_tmpl, &vars,
 		    &lk->principal, &why) != 0 ||
 		    !ramkey_valid_ram_user(lk->principal)) {
@@ -158,6 +219,7 @@ static void lookup_release(struct worker_task *t)
 	free(lk->user);
 	free(lk->home);
 	free(lk->principal);
+	server_roles_release(lk->roles);
 	free(lk);
 }
 
@@ -217,6 +279,18 @@ static void decide(struct request *req, struct lookup *lk, bool for_keys,
 		    "allowed_group %s", target, s->cfg.allowed_group);
 		return;
 	}
+	if (lk->no_role) {
+		deny(req, RAMKEY_ERR_EXCLUDED, target, "%s has no role: no "
+		    "role_map rule matches and role_arn is not set", target);
+		return;
+	}
+	if (lk->principal == NULL && lk->roles != NULL) {
+		log_err("role for %s: %s", target, lk->why);
+		request_fail(req, RAMKEY_ERR_CONFIG, NULL, "the agent's "
+		    "role_arn or role_map gives no valid role for %s; ask the "
+		    "administrator to fix them", target);
+		return;
+	}
 	if (lk->principal == NULL) {
 		log_err("ram_user template %s gives an invalid RAM user name "
 		    "for %s (%s)", s->cfg.ram_user, target, lk->why);
@@ -268,10 +342,14 @@ int authz_start(struct request *req, bool for_keys, authz_fn fn)
 	lk->for_keys = for_keys;
 	lk->check_group = s->cfg.allowed_group != NULL;
 	lk->allowed_gid = s->cfg.allowed_gid;
+	if (for_keys && s->cfg.sts) {
+		lk->roles = s->cfg.roles;
+		lk->roles->refs++;
+	}
 	if ((req->msg->user != NULL &&
 	    (lk->target = strdup(req->msg->user)) == NULL) ||
-	    (for_keys && (lk->ram_user_tmpl = strdup(s->cfg.ram_user)) ==
-	    NULL)) {
+	    (for_keys && !s->cfg.sts &&
+	    (lk->ram_user_tmpl = strdup(s->cfg.ram_user)) == NULL)) {
 		lookup_release(&lk->task);
 		return RAMKEY_ERR_NOMEM;
 	}

@@ -29,16 +29,14 @@
 
 struct uid_stats *uid_stats_get(struct server *s, uid_t uid)
 {
-	char key[24];
 	struct uid_stats *u;
 
-	snprintf(key, sizeof(key), "%lu", (unsigned long)uid);
-	if ((u = strmap_get(s->uids, key)) != NULL)
+	if ((u = idmap_get(s->uids, uid)) != NULL)
 		return u;
 	if ((u = calloc(1, sizeof(*u))) == NULL)
 		return NULL;
 	u->uid = uid;
-	if (strmap_put(s->uids, key, u) != 0) {
+	if (idmap_put(s->uids, uid, u) != 0) {
 		free(u);
 		return NULL;
 	}

@@ -117,7 +117,7 @@ static void reply_key(struct request *req, const char *encrypted)
 	struct server *s = req->srv;
 	struct ramkey_reply *rep = ramkey_reply_new(req->msg->op);
 	struct lease_info li;
-	const char *secret = NULL;
+	const char *secret = NULL, *token = NULL;
 	size_t len = 0;
 	int r = RAMKEY_ERR_NOMEM;
 
@@ -125,7 +125,7 @@ static void reply_key(struct request *req, const char *encrypted)
 		goto fail;
 	if (lease_get(s->core, req->grant.lease_id, &li) != 0 ||
 	    li.state != LEASE_LIVE || lease_secret(s->core,
-	    req->grant.lease_id, &secret, &len, NULL) != 0) {
+	    req->grant.lease_id, &secret, &len, &token) != 0) {
 		ramkey_reply_free(rep);
 		request_fail(req, RAMKEY_ERR_UNAVAILABLE, NULL, "the lease "
 		    "ended before its key could be handed out; try again");
@@ -137,6 +137,11 @@ static void reply_key(struct request *req, const char *encrypted)
 	    (rep->region_id = strdup(s->cfg.region_id)) == NULL)
 		goto fail;
 	rep->key.expires = li.lease_end_ms / 1000;
+	rep->key.expiration = li.expiration;
+	rep->key.refresh_at = li.refresh_ms / 1000;
+	if (token != NULL &&
+	    (rep->key.security_token = strdup(token)) == NULL)
+		goto fail;
 	if (encrypted != NULL) {
 		if ((rep->key.encrypted_secret = strdup(encrypted)) == NULL ||
 		    (rep->key.key_fingerprint = strdup(
@@ -435,6 +440,7 @@ static void reply_when_committed(void *arg, bool ok)
 		return;
 	}
 	rep->revoked = req->revoked;
+	rep->valid_until = req->valid_until / 1000;
 	request_finish(req, rep);
 }
 
@@ -469,7 +475,8 @@ static void revoke_user(struct request *req)
 
 	snprintf(why, sizeof(why), "revoked by uid %lu",
 	    (unsigned long)req->peer.uid);
-	lease_revoke(req->srv->core, 0, req->user, why, &req->revoked);
+	lease_revoke(req->srv->core, 0, req->user, why, &req->revoked,
+	    &req->valid_until);
 	wait_commit(req);
 }
 
@@ -493,7 +500,8 @@ static void handle_revoke(struct request *req)
 		}
 		if (!change_allowed(req))
 			return;
-		lease_revoke(s->core, li.id, NULL, why, &req->revoked);
+		lease_revoke(s->core, li.id, NULL, why, &req->revoked,
+		    &req->valid_until);
 		wait_commit(req);
 		return;
 	}
@@ -504,7 +512,8 @@ static void handle_revoke(struct request *req)
 			    (unsigned long)req->peer.uid);
 			return;
 		}
-		lease_revoke(s->core, 0, NULL, why, &req->revoked);
+		lease_revoke(s->core, 0, NULL, why, &req->revoked,
+		    &req->valid_until);
 		wait_commit(req);
 		return;
 	}
@@ -610,10 +619,16 @@ static void deadline_reached(void *arg)
 		lease_wait_cancel(req->wait);
 		req->wait = NULL;
 		req->waiting = W_NONE;
-		request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "the cloud did "
-		    "not complete the mint for %s within %u ms%s; try again "
-		    "later", req->principal ? req->principal : "this user",
-		    req->msg->timeout_ms, last);
+		if (s->cfg.sts)
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "STS did "
+			    "not issue a credential for role %s within %u ms%s; "
+			    "try again later", req->principal ? req->principal :
+			    "-", req->msg->timeout_ms, last);
+		else
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "RAM did "
+			    "not complete the mint for %s within %u ms%s; try "
+			    "again later", req->principal ? req->principal :
+			    "this user", req->msg->timeout_ms, last);
 		break;
 	case W_PGP_KEY:
 		pgp_job_cancel(req->job);

@@ -7,8 +7,51 @@
 #include "server_int.h"
 #include "strmap.h"
 
+void server_roles_release(struct server_roles *r)
+{
+	size_t i;
+
+	if (r == NULL || --r->refs > 0)
+		return;
+	for (i = 0; i < r->nrules; i++) {
+		free((char *)r->rules[i].name);
+		free((char *)r->rules[i].arn);
+	}
+	free(r->rules);
+	free(r->role_arn);
+	free(r);
+}
+
+static struct server_roles *roles_copy(const struct server_config *in)
+{
+	struct server_roles *r = calloc(1, sizeof(*r));
+	size_t i;
+
+	if (r == NULL)
+		return NULL;
+	r->refs = 1;
+	if ((in->role_arn != NULL &&
+	    (r->role_arn = strdup(in->role_arn)) == NULL) ||
+	    (in->nrole_rules > 0 && (r->rules = calloc(in->nrole_rules,
+	    sizeof(*r->rules))) == NULL))
+		goto nomem;
+	for (i = 0; i < in->nrole_rules; i++) {
+		r->rules[i].group = in->role_rules[i].group;
+		r->nrules++;
+		if ((r->rules[i].name = strdup(in->role_rules[i].name)) ==
+		    NULL || (r->rules[i].arn = strdup(
+		    in->role_rules[i].arn)) == NULL)
+			goto nomem;
+	}
+	return r;
+nomem:
+	server_roles_release(r);
+	return NULL;
+}
+
 static void cfg_clear(struct server_cfg *c)
 {
+	server_roles_release(c->roles);
 	free(c->socket);
 	free(c->trusted_uids);
 	free(c->allowed_group);
@@ -33,8 +76,10 @@ static int cfg_copy(struct server_cfg *c, const struct server_config *in)
 	    dup_str(&c->allowed_group, in->allowed_group) != 0 ||
 	    dup_str(&c->kind, in->kind) != 0 ||
 	    dup_str(&c->ram_user, in->ram_user) != 0 ||
-	    dup_str(&c->region_id, in->region_id) != 0)
+	    dup_str(&c->region_id, in->region_id) != 0 ||
+	    (c->roles = roles_copy(in)) == NULL)
 		goto nomem;
+	c->sts = in->kind != NULL && strcmp(in->kind, "sts") == 0;
 	if (in->ntrusted_uids > 0) {
 		if ((c->trusted_uids = calloc(in->ntrusted_uids,
 		    sizeof(uid_t))) == NULL)
@@ -72,7 +117,7 @@ int server_new(const struct server_deps *deps, const struct server_config *cfg,
 	s->health = deps->health;
 	s->listen_fd = -1;
 	if ((r = cfg_copy(&s->cfg, cfg)) != 0 ||
-	    (s->uids = strmap_new()) == NULL || (r = conn_setup(s)) != 0) {
+	    (s->uids = idmap_new()) == NULL || (r = conn_setup(s)) != 0) {
 		server_free(s);
 		return r != 0 ? r : RAMKEY_ERR_NOMEM;
 	}
@@ -113,9 +158,9 @@ void server_free(struct server *s)
 	evloop_timer_cancel(s->loop, &s->accept_timer);
 	if (s->uids != NULL) {
 		strmap_iter_init(&it);
-		while (strmap_next(s->uids, &it, NULL, &v))
+		while (idmap_next(s->uids, &it, NULL, &v))
 			free(v);
-		strmap_free(s->uids);
+		idmap_free(s->uids);
 	}
 	cfg_clear(&s->cfg);
 	free(s);

@@ -19,6 +19,13 @@ struct worker_pool;
 struct server;
 struct json_object;
 
+/* role_map: the first rule that matches a user gives its role (STS). */
+struct server_role_rule {
+	bool group;		/* name is a group */
+	const char *name;
+	const char *arn;	/* template */
+};
+
 /* What the server needs of agent.conf. Strings are copied. */
 struct server_config {
 	const char *socket;
@@ -29,6 +36,9 @@ struct server_config {
 	gid_t allowed_gid;
 	const char *kind;	   /* the credential kind new leases get */
 	const char *ram_user;	   /* template (access_key) */
+	const char *role_arn;	   /* template (sts), or NULL */
+	const struct server_role_rule *role_rules; /* (sts) */
+	size_t nrole_rules;
 	uint64_t max_ttl;	   /* seconds */
 	uint64_t fetch_ttl;
 	uint32_t max_connections_per_uid;

@@ -56,6 +56,14 @@ struct conn {
 	struct conn *prev, *next; /* all connections */
 };
 
+/* The role rules, shared (read-only) with lookups on worker threads. */
+struct server_roles {
+	unsigned refs;		/* changed on the loop only */
+	char *role_arn;
+	struct server_role_rule *rules;
+	size_t nrules;
+};
+
 struct server_cfg {
 	char *socket;
 	uid_t *trusted_uids;
@@ -65,6 +73,8 @@ struct server_cfg {
 	gid_t allowed_gid;
 	char *kind;
 	char *ram_user;
+	struct server_roles *roles;
+	bool sts;		/* kind is sts: principals are roles */
 	uint64_t max_ttl;
 	uint64_t fetch_ttl;
 	uint32_t max_connections_per_uid;
@@ -83,7 +93,7 @@ struct server {
 	int listen_fd;
 	bool socket_activated;
 	bool owns_socket_path;
-	struct strmap *uids;	/* "uid" -> uid_stats */
+	struct idmap *uids;	/* uid -> uid_stats */
 	struct conn *conns;
 	struct conn *flush_list;
 	struct ev_timer accept_timer; /* resumes accepting after EMFILE */
@@ -115,6 +125,8 @@ struct lookup {
 	gid_t allowed_gid;
 	bool check_group;
 	char *ram_user_tmpl;
+	struct server_roles *roles;	/* sts: the principal is a role */
+	bool no_role;
 	/* Out. */
 	int rc;
 	char why[RAMKEY_MESSAGE_TEXT_MAX];
@@ -151,6 +163,7 @@ struct request {
 	char *grant_file;
 	bool granted;
 	uint32_t revoked;
+	int64_t valid_until;	/* revoke: ended STS tokens valid until */
 	bool last_session;
 	struct ev_timer deadline; /* the requester's timeout_ms */
 };
@@ -192,6 +205,8 @@ bool request_rate_ok(struct request *req);
 bool change_rate_ok(struct request *req, uint64_t *retry_s);
 int deny(struct request *req, int err, const char *target,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+void server_roles_release(struct server_roles *r);
 
 /* ---- status.c ---- */
 struct json_object *status_document(struct server *s, const char *user);

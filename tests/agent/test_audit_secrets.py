@@ -119,5 +119,66 @@ class AuditAndSecrets(unittest.TestCase):
                                      "a secret leaked into %s" % where)
 
 
+class StsSecretsAndTokens(unittest.TestCase):
+    """STS credentials (fleet mode): no secret and no security token in
+    the logs, the state store, status or error output."""
+
+    def test_no_sts_secret_or_token_anywhere(self):
+        with Workdir() as wd, Users("at") as users, \
+                Emulator(https=True, auto_users=True) as emu:
+            alice = users.add("alice")
+            bob = users.add("bob")
+            for pw in (alice, bob):
+                emu.create_role("ramkey-" + pw.pw_name, trusted=["account"])
+            agent = Agent(wd, emu, credential="sts",
+                          sts_endpoint=emu.endpoint,
+                          role_arn="acs:ram::%s:role/ramkey-%%u" %
+                          emu.account_id)
+            agent.start()
+            outputs = []
+
+            def run(*args, **kw):
+                r = agent.client(*args, **kw)
+                outputs.append(r.stdout + r.stderr)
+                return r
+
+            self.assertEqual(run("fetch", "--user", alice.pw_name).returncode, 0)
+            self.assertEqual(run("fetch", user=bob).returncode, 0)
+            rep = open_session_raw(agent.socket, alice.pw_name,
+                                   rhost="192.0.2.9", tty="pts/1")
+            self.assertTrue(rep["ok"], rep)
+            run("status", "--json")
+            run("status")
+            r = run("set-status", "--key-id", rep["key"]["access_key_id"],
+                    "Inactive")
+            self.assertEqual(r.returncode, 2)
+            r = run("fetch", "--user", alice.pw_name, "--format", "ini",
+                    "--secret-file", os.path.join(wd.path, "x.ini"))
+            self.assertEqual(r.returncode, 2)
+            close_session_raw(agent.socket, rep["session"])
+            run("revoke", "--user", alice.pw_name)
+            run("revoke", "--user", bob.pw_name)
+            self.assertEqual(agent.stop(), 0)
+            secrets = set()
+            for sess in emu.sessions():
+                for field in ("AccessKeySecret", "SecurityToken", "secret",
+                              "token", "security_token"):
+                    if sess.get(field):
+                        secrets.add(sess[field])
+            self.assertGreaterEqual(len(secrets), 4, emu.sessions())
+            secrets.add(emu.admin_secret)
+            blobs = {"agent log": agent.log().encode(),
+                     "client output": "\n".join(outputs).encode()}
+            for root, _, files in os.walk(agent.state_dir):
+                for name in files:
+                    with open(os.path.join(root, name), "rb") as f:
+                        blobs[os.path.join(root, name)] = f.read()
+            for secret in secrets:
+                for where, blob in blobs.items():
+                    self.assertEqual(leaks(blob, secret), [],
+                                     "an STS secret or token leaked into %s"
+                                     % where)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

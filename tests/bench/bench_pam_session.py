@@ -34,11 +34,21 @@ background; pam_bench pauses 100 ms, untimed, so that revocation does not
 overlap the next mint). The emulator's service time for those two calls
 is measured in the same run by a minimal keep-alive HTTPS client (Python,
 pre-signed requests, only the exchange timed) and subtracted.
+Fresh process per login (fresh_process_*): as sshd's session really pays
+it, Debian's pamtester runs "open_session close_session" once per login,
+a new process each time (module load, key pair, the agent's commit, the
+file), with pam_ramkey then pam_permit against pam_permit only, the two
+stacks interleaved, N logins each (10 warm-up logins each first).
+pamtester reads /etc/pam.d, so the two services are written there under
+unique names and removed afterwards; the secret_file is named explicitly
+in the user's runtime directory on tmpfs (pamtester's PAM environment has
+no XDG_RUNTIME_DIR). Goal: p50 overhead under 1.5 ms.
 Needs root (the module writes the file as the user); exits 77 otherwise.
 """
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -74,6 +84,37 @@ def pam_bench(env, *args):
                  % (o["service"], o["failed_opens"], o["failed_closes"], o["last_open"],
                     o["last_close"], r.stderr.strip()[-2000:]))
     return out
+
+
+PAMTESTER = "/usr/bin/pamtester"
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def fresh_process_logins(env, user, services, n, warmup=10):
+    """Wall times (ms) of pamtester open_session+close_session, one fresh
+    process per login, the services interleaved."""
+    def once(svc):
+        t0 = time.perf_counter()
+        r = subprocess.run([PAMTESTER, svc, user, "open_session", "close_session"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                           timeout=60)
+        ms = (time.perf_counter() - t0) * 1e3
+        if r.returncode != 0:
+            fail("pamtester %s %s exited %d: %s" % (svc, user, r.returncode,
+                                                     r.stderr.decode(errors="replace")[-500:]))
+        return ms
+    for svc in services:
+        for _ in range(warmup):
+            once(svc)
+    times = {svc: [] for svc in services}
+    for _ in range(n):
+        for svc in services:
+            times[svc].append(once(svc))
+    return times
 
 
 def emulator_service_ms(emu, n):
@@ -186,6 +227,40 @@ def main():
                     over("rkramkeytmpfs", "p50"), over("rkramkeytmpfs", "p99")), "ms",
                     detail="diagnostic: agent state_dir on tmpfs too, no fsync anywhere: "
                     "rkramkey minus this is what the agent's two commits cost")
+
+            if os.path.exists(PAMTESTER):
+                tag = "rkbench" + secrets.token_hex(3)
+                sf = os.path.join(rt_root, str(UID_BASE), "ramkey", "credentials.json")
+                etc = {tag + "permit": None, tag + "ramkey": " secret_file=%s" % sf}
+                try:
+                    for name, opts in etc.items():
+                        with open(os.path.join("/etc/pam.d", name), "w") as f:
+                            if opts is not None:
+                                f.write("session required %s socket=%s%s\n"
+                                        % (PAM_MODULE, agent.socket, opts))
+                            f.write("session required pam_permit.so\n")
+                    t = fresh_process_logins(env, "rkb0", list(etc), logins)
+                finally:
+                    for name in etc:
+                        try:
+                            os.unlink(os.path.join("/etc/pam.d", name))
+                        except OSError:
+                            pass
+                tp, tr = t[tag + "permit"], t[tag + "ramkey"]
+                f50 = pct(tr, 0.5) - pct(tp, 0.5)
+                figure(B, "fresh_process_overhead_p50", "%.3f" % f50, "ms", goal="< 1.5 ms",
+                       met=f50 < 1.5, detail="pamtester open_session close_session, a fresh "
+                       "process per login, pam_ramkey+pam_permit minus pam_permit only, %d "
+                       "logins each, interleaved; lease held, secret_file on tmpfs, agent "
+                       "state on disk" % logins)
+                figure(B, "fresh_process_overhead_p90", "%.3f" % (pct(tr, 0.9) - pct(tp, 0.9)),
+                       "ms")
+                figure(B, "fresh_process_permit", "p50 %.3f / p90 %.3f" % (
+                    pct(tp, 0.5), pct(tp, 0.9)), "ms",
+                    detail="pamtester with pam_permit only, the whole process")
+            else:
+                print("bench.%s.fresh_process: not measured: %s is not installed"
+                      % (B, PAMTESTER))
 
             first = pam_bench(env, "-C", confdir, "-n", firsts, "-f", 1, "-p", 100, "rkb",
                               "rkramkeyhome")["rkramkeyhome"]

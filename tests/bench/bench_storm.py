@@ -2,7 +2,10 @@
 """Storm: 1,000 distinct users opening at concurrency 64
 against an emulator with 50 ms latency completes within 1.5x of the ideal
 1,000/64 x k x 50 ms, where k is the number of RAM calls one mint needs
-(2: ListAccessKeys snapshot + CreateAccessKey; ideal 1.56 s).
+(2: ListAccessKeys snapshot + CreateAccessKey; ideal 1.56 s). The same in
+STS mode (credential = sts, one role for everyone): k = 1 (AssumeRole),
+ideal 0.78 s. (The emulator only: STS allows 100 AssumeRole calls per
+second per account.)
 
     bench_storm.py [--quick|--full] [--users N] [--concurrency C] [--latency-ms L]
 
@@ -39,14 +42,21 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
-def storm(users, conc, latency_ms):
+def storm(users, conc, latency_ms, sts=False):
     """One storm against a fresh emulator and agent; returns a dict."""
     with Workdir(prefix="ramkey-bench-storm-") as wd:
         passwd, group = nss_files(wd, users)
         emu = Emulator(https=True, auto_users=True, latency_ms=latency_ms)
         agent = holder = None
+        conf = {}
+        if sts:
+            emu.create_role("ramkey-storm", trusted=["account"])
+            conf = {"credential": "sts", "sts_endpoint": emu.endpoint,
+                    "role_arn": emu.role_arn("ramkey-storm"),
+                    "mint_rate": "100000/h"}
         try:
-            agent = start_agent(wd, emu, passwd, group, log_to_null=True)
+            agent = start_agent(wd, emu, passwd, group, log_to_null=True,
+                                **conf)
             emu.reset_counters()
             a0, e0 = cpu_s(agent.pid), cpu_s(emu.pid)
             holder = Holder(agent.socket, 0, users, conc)
@@ -112,6 +122,22 @@ def main():
            "agent %.0f us per mint" % (2 * s["wall"], s["wall"], s["agent_cpu"] * 1e6 / users))
     figure(B, "agent_rss", s["rss"]["VmRSS"], "kB",
            detail="with %d live leases and sessions" % users)
+    # STS mode: one AssumeRole per login.
+    t = storm(users, conc, lat, sts=True)
+    k_sts = 1
+    ideal_sts = users / float(conc) * k_sts * lat / 1000.0
+    ratio_sts = t["wall"] / ideal_sts
+    figure(B, "sts_wall", "%.2f" % t["wall"], "s",
+           goal="<= 1.5 x ideal = %.2f s" % (1.5 * ideal_sts),
+           met=ratio_sts <= 1.5, detail="credential = sts, %d users, "
+           "concurrency %d, %d ms latency" % (users, conc, lat))
+    figure(B, "sts_ratio", "%.2f" % ratio_sts, "x ideal", goal="<= 1.5",
+           met=ratio_sts <= 1.5, detail="ideal %d/%d x k=1 x %d ms = %.2f s" % (
+               users, conc, lat, ideal_sts))
+    figure(B, "sts_calls_per_login", "%.2f" % (t["calls_total"] / float(users)),
+           "STS calls", goal="1", met=t["calls"].get("AssumeRole", 0) == users,
+           detail="emulator counts: %s" % ", ".join(
+               "%s=%d" % kv for kv in sorted(t["calls"].items())))
     print(cpu_note(), flush=True)
     return 0
 

@@ -172,7 +172,7 @@ static void L3_secret_only_in_memory(void **state)
 	/* The old lease lives on with its holder. */
 	assert_int_equal(h_lease_state(&H, first), LEASE_LIVE);
 	/* Its end wipes the secret. */
-	lease_revoke(H.core, b.lease_id, NULL, "test", &(unsigned){ 0 });
+	lease_revoke(H.core, b.lease_id, NULL, "test", &(unsigned){ 0 }, NULL);
 	assert_int_not_equal(lease_secret(H.core, b.lease_id, &secret, &len,
 	    NULL), 0);
 }
@@ -247,10 +247,10 @@ static void L4_revoke_ends_every_live_lease_of_the_user(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, 0, USER, "revoked by test", &n);
+	lease_revoke(H.core, 0, USER, "revoked by test", &n, NULL);
 	assert_int_equal(n, 1);
 	assert_int_equal(h_lease_state(&H, a.lease_id), LEASE_ENDING);
-	lease_revoke(H.core, 0, USER, "again", &n);
+	lease_revoke(H.core, 0, USER, "again", &n, NULL);
 	assert_int_equal(n, 0);
 }
 
@@ -344,7 +344,7 @@ static void L8_never_touches_a_credential_it_did_not_make(void **state)
 	mint(&H);
 	assert_int_equal(lease_find(H.core, "LTAIsomeoneelse", &li),
 	    RAMKEY_ERR_NOT_FOUND);
-	lease_revoke(H.core, 0, "bob", "test", &n);
+	lease_revoke(H.core, 0, "bob", "test", &n, NULL);
 	assert_int_equal(n, 0);
 	assert_int_equal(H.kind->started[FK_END], 0);
 	assert_int_equal(lease_find(H.core, "KEY0001", &li), 0);
@@ -426,7 +426,7 @@ static void R1_revocation_is_durable_before_the_answer(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	assert_int_equal(lease_after_commit(H.core, probe_committed, &probe),
 	    0);
 	h_pump(&H);
@@ -575,7 +575,7 @@ static void R5_failed_ends_are_retried_with_backoff(void **state)
 	(void)state;
 	h_acquire_ttl(&H, &a, USER, RAMU, 600);
 	mint(&H);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	for (i = 0; i < 12; i++) {
 		assert_int_equal(fk_count_pending(H.kind, FK_END), 1);
 		fk_end_done(H.kind, fk_pending(H.kind, FK_END), RAMKEY_ERR_RAM,
@@ -610,7 +610,7 @@ static void R6_store_refusing_writes_mints_nothing(void **state)
 	assert_true(b.done);
 	assert_int_equal(b.rc, RAMKEY_ERR_STORE);
 	assert_int_equal(H.kind->started[FK_PREPARE], 1);
-	lease_revoke(H.core, a.lease_id, NULL, "test", &n);
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
 	assert_int_equal(fk_count_pending(H.kind, FK_END), 1);
 	fs_set_broken(H.store, false);
 	assert_int_equal(lease_core_resync(H.core), 0);
@@ -695,11 +695,48 @@ static void renewal_on_request_only(void **state)
 	assert_int_equal(H.kind->started[FK_OBTAIN], 2);
 }
 
+/* mint_rate: at most N obtains per principal in any window of the period;
+ * an obtain leaves the window a period later. */
+static void mint_rate_counts_obtains_in_the_window(void **state)
+{
+	struct lease_config cfg = H.cfg;
+	struct req r[4];
+	unsigned i;
+
+	(void)state;
+	cfg.mint_rate = 3;
+	cfg.mint_rate_period_s = 600;
+	lease_core_set_config(H.core, &cfg);
+	for (i = 0; i < 3; i++) {
+		h_acquire_ttl(&H, &r[i], USER, RAMU, 600);
+		mint(&H);
+		assert_true(r[i].done);
+		assert_int_equal(r[i].rc, 0);
+		/* Revoked: the next request obtains anew. */
+		lease_revoke(H.core, r[i].lease_id, NULL, "test",
+		    &(unsigned){ 0 }, NULL);
+		h_pump(&H);
+		h_advance(100 * 1000);
+	}
+	h_acquire_ttl(&H, &r[3], USER, RAMU, 600);
+	assert_true(r[3].done);
+	assert_int_equal(r[3].rc, RAMKEY_ERR_RATE);
+	assert_int_equal(H.kind->started[FK_OBTAIN], 3);
+	/* 600 s after the first obtain it is out of the window. */
+	h_advance(301 * 1000);
+	h_acquire_ttl(&H, &r[3], USER, RAMU, 600);
+	mint(&H);
+	assert_true(r[3].done);
+	assert_int_equal(r[3].rc, 0);
+	assert_int_equal(H.kind->started[FK_OBTAIN], 4);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest ak[] = {
 		cmocka_unit_test_setup_teardown(L1_one_lease_per_user_and_principal, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L2_single_flight, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(mint_rate_counts_obtains_in_the_window, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L3_secret_only_in_memory, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L4_last_holder_ends_the_lease, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(L4_ttl_holder_expiry_ends_the_lease, setup_ak, teardown),
