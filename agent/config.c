@@ -5,9 +5,11 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "imds.h"
 #include "duration.h"
 #include "ramkey_err.h"
 #include "role_map.h"
@@ -33,6 +36,11 @@ enum key_id {
 	K_PROXY,
 	K_ALLOW_HTTP,
 	K_CREDENTIALS_FILE,
+	K_CREDENTIAL_SOURCE,
+	K_METADATA_URL,
+	K_IMDS_V1,
+	K_IMDS_UNRESTRICTED_OK,
+	K_STS_ENDPOINT,
 	K_SIGNATURE,
 	K_RAM_USER,
 	K_MIN_UID,
@@ -54,8 +62,12 @@ enum key_id {
 	K_STS_DURATION,
 	K_STS_RENEW_BEFORE,
 	K_STS_POLICY_FILE,
-	K_STS_ENDPOINT,
 	K_EXTERNAL_ID,
+	K_METRICS_FILE,
+	K_METRICS_INTERVAL,
+	K_SWEEP_GROUP,
+	K_SWEEP_PREFIX,
+	K_SWEEP_MIN_AGE,
 	K_COUNT
 };
 
@@ -68,6 +80,11 @@ static const char *const key_names[K_COUNT] = {
 	[K_PROXY] = "proxy",
 	[K_ALLOW_HTTP] = "allow_http",
 	[K_CREDENTIALS_FILE] = "credentials_file",
+	[K_CREDENTIAL_SOURCE] = "credential_source",
+	[K_METADATA_URL] = "metadata_url",
+	[K_IMDS_V1] = "imds_v1",
+	[K_IMDS_UNRESTRICTED_OK] = "imds_unrestricted_ok",
+	[K_STS_ENDPOINT] = "sts_endpoint",
 	[K_SIGNATURE] = "signature",
 	[K_RAM_USER] = "ram_user",
 	[K_MIN_UID] = "min_uid",
@@ -89,8 +106,12 @@ static const char *const key_names[K_COUNT] = {
 	[K_STS_DURATION] = "sts_duration",
 	[K_STS_RENEW_BEFORE] = "sts_renew_before",
 	[K_STS_POLICY_FILE] = "sts_policy_file",
-	[K_STS_ENDPOINT] = "sts_endpoint",
 	[K_EXTERNAL_ID] = "external_id",
+	[K_METRICS_FILE] = "metrics_file",
+	[K_METRICS_INTERVAL] = "metrics_interval",
+	[K_SWEEP_GROUP] = "sweep_group",
+	[K_SWEEP_PREFIX] = "sweep_prefix",
+	[K_SWEEP_MIN_AGE] = "sweep_min_age",
 };
 
 static int fail(char **errp, const char *fmt, ...)
@@ -142,10 +163,11 @@ static int defaults(struct config *c)
 	    set_str(&c->endpoint, "https://ram.aliyuncs.com") ||
 	    set_str(&c->region_id, "cn-hangzhou") ||
 	    set_str(&c->credentials_file, "/etc/ramkey/credentials") ||
+	    set_str(&c->metadata_url, IMDS_DEFAULT_URL) ||
+	    set_str(&c->sts_endpoint, "https://sts.aliyuncs.com") ||
 	    set_str(&c->ram_user, "%u") ||
 	    set_str(&c->keybase_url, "https://keybase.io") ||
-	    set_str(&c->role_session_name, "%u@%H") ||
-	    set_str(&c->sts_endpoint, "https://sts.aliyuncs.com"))
+	    set_str(&c->role_session_name, "%u@%H"))
 		return RAMKEY_ERR_NOMEM;
 	c->credential = CREDENTIAL_ACCESS_KEY;
 	c->sts_duration = 3600;
@@ -163,6 +185,7 @@ static int defaults(struct config *c)
 	c->mint_rate_period = 3600;
 	c->max_connections_per_uid = 64;
 	c->create_timeout = c->update_timeout = c->delete_timeout = 300;
+	c->metrics_interval = 15;
 	return 0;
 }
 
@@ -178,6 +201,8 @@ void config_free(struct config *c)
 	free(c->ca_file);
 	free(c->proxy);
 	free(c->credentials_file);
+	free(c->metadata_url);
+	free(c->sts_endpoint);
 	free(c->ram_user);
 	free(c->allowed_group);
 	free(c->trusted_uids);
@@ -188,9 +213,16 @@ void config_free(struct config *c)
 	free(c->role_session_name);
 	free(c->sts_policy_file);
 	free(c->sts_policy);
-	free(c->sts_endpoint);
 	free(c->external_id);
+	free(c->metrics_file);
+	free(c->sweep_group);
+	free(c->sweep_prefix);
 	free(c);
+}
+
+uint64_t config_sweep_min_age_floor(const struct config *cfg)
+{
+	return cfg->max_ttl + cfg->create_timeout + SWEEP_MARGIN_S;
 }
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid)
@@ -363,9 +395,18 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 	case K_STATE_DIR:
 	case K_CA_FILE:
 	case K_CREDENTIALS_FILE:
+	case K_METRICS_FILE:
 		if (v[0] != '/' || strlen(v) >= PATH_MAX) {
 			*why = "must be an absolute path";
 			return -1;
+		}
+		if (k == K_METRICS_FILE) {
+			if (v[strlen(v) - 1] == '/') {
+				*why = "must name a file, not a directory";
+				return -1;
+			}
+			r = set_str(&c->metrics_file, v);
+			break;
 		}
 		if (k == K_SOCKET && strlen(v) >= 108) {
 			*why = "socket path is longer than 107 bytes";
@@ -378,12 +419,49 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 	case K_ENDPOINT:
 	case K_KEYBASE_URL:
 	case K_PROXY:
+	case K_STS_ENDPOINT:
 		if (!valid_url(v)) {
 			*why = "must be an http:// or https:// URL";
 			return -1;
 		}
 		r = set_str(k == K_ENDPOINT ? &c->endpoint :
-		    k == K_KEYBASE_URL ? &c->keybase_url : &c->proxy, v);
+		    k == K_KEYBASE_URL ? &c->keybase_url :
+		    k == K_STS_ENDPOINT ? &c->sts_endpoint : &c->proxy, v);
+		break;
+	case K_METADATA_URL: {
+		char *host = NULL;
+		unsigned port;
+
+		if (!valid_url(v) || imds_url_parse(v, &host, &port) != 0) {
+			*why = "must be a plain http://HOST[:PORT] URL without "
+			    "a path (the metadata service speaks plain HTTP)";
+			return -1;
+		}
+		free(host);
+		r = set_str(&c->metadata_url, v);
+		break;
+	}
+	case K_CREDENTIAL_SOURCE:
+		if (strcmp(v, "auto") == 0)
+			c->credential_source = CRED_SOURCE_AUTO;
+		else if (strcmp(v, "env") == 0)
+			c->credential_source = CRED_SOURCE_ENV;
+		else if (strcmp(v, "file") == 0)
+			c->credential_source = CRED_SOURCE_FILE;
+		else if (strcmp(v, "ecs_ram_role") == 0)
+			c->credential_source = CRED_SOURCE_ECS_RAM_ROLE;
+		else {
+			*why = "must be auto, env, file or ecs_ram_role";
+			return -1;
+		}
+		break;
+	case K_IMDS_V1:
+	case K_IMDS_UNRESTRICTED_OK:
+		if (parse_bool(v, k == K_IMDS_V1 ? &c->imds_v1 :
+		    &c->imds_unrestricted_ok) != 0) {
+			*why = "must be yes or no";
+			return -1;
+		}
 		break;
 	case K_REGION_ID:
 		for (const char *p = v; *p != '\0'; p++)
@@ -506,13 +584,6 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		break;
 	case K_STS_RENEW_BEFORE:
 		return parse_ttl(v, &c->sts_renew_before, why);
-	case K_STS_ENDPOINT:
-		if (!valid_url(v)) {
-			*why = "must be an http:// or https:// URL";
-			return -1;
-		}
-		r = set_str(&c->sts_endpoint, v);
-		break;
 	case K_EXTERNAL_ID: {
 		size_t n = strlen(v);
 
@@ -530,6 +601,20 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 		return parse_ttl(v, &c->update_timeout, why);
 	case K_DELETE_TIMEOUT:
 		return parse_ttl(v, &c->delete_timeout, why);
+	case K_METRICS_INTERVAL:
+		return parse_ttl(v, &c->metrics_interval, why);
+	case K_SWEEP_GROUP:
+	case K_SWEEP_PREFIX:
+		/* RAM's rule for user and group names. */
+		if (!ramkey_valid_ram_user(v)) {
+			*why = "must be 1-64 of A-Za-z0-9._- (a RAM name)";
+			return -1;
+		}
+		r = set_str(k == K_SWEEP_GROUP ? &c->sweep_group :
+		    &c->sweep_prefix, v);
+		break;
+	case K_SWEEP_MIN_AGE:
+		return parse_ttl(v, &c->sweep_min_age, why);
 	default:
 		*why = "internal error";
 		return -1;
@@ -598,6 +683,8 @@ out:
  * given (the defaults never fail these checks). */
 static int cross_check(struct config *c, const unsigned *lines, char **errp)
 {
+	uint64_t floor;
+
 	if (strncmp(c->endpoint, "http://", 7) == 0 && !c->allow_http)
 		return fail(errp, "%s:%u: endpoint: plain http:// needs "
 		    "allow_http = yes (use https:// in production)", c->path,
@@ -605,6 +692,10 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 	if (strncmp(c->keybase_url, "http://", 7) == 0 && !c->allow_http)
 		return fail(errp, "%s:%u: keybase_url: plain http:// needs "
 		    "allow_http = yes", c->path, lines[K_KEYBASE_URL]);
+	if (strncmp(c->sts_endpoint, "http://", 7) == 0 && !c->allow_http)
+		return fail(errp, "%s:%u: sts_endpoint: plain http:// needs "
+		    "allow_http = yes (use https:// in production)", c->path,
+		    lines[K_STS_ENDPOINT]);
 	if (c->fetch_ttl > c->max_ttl) {
 		c->fetch_ttl = c->max_ttl;
 		c->fetch_ttl_clamped = true;
@@ -613,9 +704,6 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 		return fail(errp, "%s:%u: trusted_uids: the list is empty; the "
 		    "PAM module runs as root, so list at least 0", c->path,
 		    lines[K_TRUSTED_UIDS]);
-	if (strncmp(c->sts_endpoint, "http://", 7) == 0 && !c->allow_http)
-		return fail(errp, "%s:%u: sts_endpoint: plain http:// needs "
-		    "allow_http = yes", c->path, lines[K_STS_ENDPOINT]);
 	if (c->sts_renew_before * 2 >= c->sts_duration)
 		return fail(errp, "%s:%u: sts_renew_before: must be under half "
 		    "of sts_duration (%llu s)", c->path,
@@ -627,6 +715,21 @@ static int cross_check(struct config *c, const unsigned *lines, char **errp)
 		return fail(errp, "%s:%u: credential: sts needs role_arn or "
 		    "role_map (which role each user assumes)", c->path,
 		    lines[K_CREDENTIAL]);
+	/* A key younger than the bound may belong to a live lease. */
+	floor = config_sweep_min_age_floor(c);
+	if (c->sweep_min_age == 0) {
+		c->sweep_min_age = floor;
+	} else if (c->sweep_min_age < floor) {
+		char have[32], bound[32];
+
+		ramkey_duration_format(c->sweep_min_age, have, sizeof(have));
+		ramkey_duration_format(floor, bound, sizeof(bound));
+		return fail(errp, "%s:%u: sweep_min_age: %s is below %s, the "
+		    "youngest a key of no live lease can be (max_ttl + "
+		    "create_timeout + 10m); set it to %s or more, or leave it "
+		    "unset", c->path, lines[K_SWEEP_MIN_AGE], have, bound,
+		    bound);
+	}
 	return sts_files(c, lines, errp);
 }
 
@@ -741,18 +844,15 @@ out:
 	return r;
 }
 
-/* ---- admin credentials ---- */
+/* ---- the agent's own credential ---- */
 
-void credentials_free(struct admin_credentials *c)
-{
-	if (c == NULL)
-		return;
-	free(c->key_id);
-	if (c->secret != NULL)
-		sodium_free(c->secret);
-	free(c->source);
-	free(c);
-}
+#define DMI_SYS_VENDOR "/sys/class/dmi/id/sys_vendor"
+#define ENV_ID "ALIBABA_CLOUD_ACCESS_KEY_ID"
+#define ENV_SECRET "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+#define ENV_TOKEN "ALIBABA_CLOUD_SECURITY_TOKEN"
+#define ENV_TOKEN_EXPIRATION "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION"
+#define TOKEN_MAX 8192
+#define EXTERNAL_ID_MAX 1224
 
 static int secret_dup(const char *s, size_t n, char **out)
 {
@@ -766,14 +866,102 @@ static int secret_dup(const char *s, size_t n, char **out)
 	return 0;
 }
 
-/* Parse the INI text in buf (which holds the secret; caller wipes). */
-static int parse_credentials(const char *path, char *buf,
-    struct admin_credentials *c, char **errp)
+static bool env_set(const char *name)
 {
-	char *line, *save = NULL, *type = NULL;
-	bool in_default = false;
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0';
+}
+
+bool config_dmi_is_alibaba(const char *v)
+{
+	while (v != NULL && isspace((unsigned char)*v))
+		v++;
+	return v != NULL && strncasecmp(v, "Alibaba Cloud", 13) == 0;
+}
+
+/* Alibaba Cloud hardware? The DMI vendor says so (read, not contacted). */
+static bool on_alibaba_hardware(void)
+{
+	char buf[128];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(DMI_SYS_VENDOR, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return config_dmi_is_alibaba(buf);
+}
+
+/* RoleArn: acs:ram::ACCOUNT:role/NAME */
+static bool role_arn_valid(const char *v)
+{
+	const char *p = v + 9, *q;
+	size_t n;
+
+	if (strncmp(v, "acs:ram::", 9) != 0 || !isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (strncmp(p, ":role/", 6) != 0)
+		return false;
+	p += 6;
+	if ((n = strlen(p)) == 0 || n > 64)
+		return false;
+	for (q = p; *q != '\0'; q++)
+		if (!isalnum((unsigned char)*q) && *q != '.' && *q != '-' &&
+		    *q != '_')
+			return false;
+	return true;
+}
+
+/* RoleSessionName: 2-64 of A-Za-z0-9.@-_ */
+static bool session_name_valid(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n < 2 || n > 64)
+		return false;
+	for (; *v != '\0'; v++)
+		if (!isalnum((unsigned char)*v) && *v != '.' && *v != '@' &&
+		    *v != '-' && *v != '_')
+			return false;
+	return true;
+}
+
+/* ExternalId: 2-1224 of A-Za-z0-9_+=,.@:/- */
+static bool external_id_valid(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n < 2 || n > EXTERNAL_ID_MAX)
+		return false;
+	for (; *v != '\0'; v++)
+		if (!isalnum((unsigned char)*v) && strchr("_+=,.@:/-", *v) ==
+		    NULL)
+			return false;
+	return true;
+}
+
+/* The [default] profile of a credentials file; every value a pointer
+ * into the (wiped by the caller) file buffer. */
+struct profile {
+	const char *type, *key_id, *secret, *role_name, *role_arn,
+	    *session_name, *external_id;
+};
+
+static int parse_profile(const char *path, char *buf, struct profile *pr,
+    char **errp)
+{
+	char *line, *save = NULL;
+	bool in_default = false, seen_default = false;
 	unsigned lineno = 0;
 
+	memset(pr, 0, sizeof(*pr));
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
 		char *s = trim(line), *eq, *k, *v;
@@ -783,6 +971,7 @@ static int parse_credentials(const char *path, char *buf,
 			continue;
 		if (*s == '[') {
 			in_default = strcmp(s, "[default]") == 0;
+			seen_default |= in_default;
 			continue;
 		}
 		if (!in_default)
@@ -793,91 +982,133 @@ static int parse_credentials(const char *path, char *buf,
 		*eq = '\0';
 		k = trim(s);
 		v = trim(eq + 1);
-		if (strcmp(k, "type") == 0) {
-			type = v;
-		} else if (strcmp(k, "access_key_id") == 0) {
-			free(c->key_id);
-			if ((c->key_id = strdup(v)) == NULL)
-				return RAMKEY_ERR_NOMEM;
-		} else if (strcmp(k, "access_key_secret") == 0) {
-			if (c->secret != NULL)
-				sodium_free(c->secret);
-			c->secret = NULL;
-			if (secret_dup(v, strlen(v), &c->secret) != 0)
-				return RAMKEY_ERR_NOMEM;
-		}
+		if (strcmp(k, "type") == 0)
+			pr->type = v;
+		else if (strcmp(k, "access_key_id") == 0)
+			pr->key_id = v;
+		else if (strcmp(k, "access_key_secret") == 0)
+			pr->secret = v;
+		else if (strcmp(k, "role_name") == 0)
+			pr->role_name = v;
+		else if (strcmp(k, "role_arn") == 0)
+			pr->role_arn = v;
+		else if (strcmp(k, "role_session_name") == 0)
+			pr->session_name = v;
+		else if (strcmp(k, "external_id") == 0)
+			pr->external_id = v;
 	}
-	if (type != NULL && strcmp(type, "access_key") != 0)
-		return fail(errp, "%s: [default] type = %s is not supported; "
-		    "use type = access_key", path, type);
-	if (c->key_id == NULL || c->secret == NULL || c->secret[0] == '\0' ||
-	    !ramkey_valid_key_id(c->key_id))
-		return fail(errp, "%s: [default] needs access_key_id and "
-		    "access_key_secret", path);
+	(void)seen_default;
 	return 0;
 }
 
-int credentials_load(const struct config *cfg, struct admin_credentials **ret,
+static int strdup_to(char **dst, const char *v)
+{
+	if (v == NULL || *v == '\0')
+		return 0;
+	return (*dst = strdup(v)) == NULL ? RAMKEY_ERR_NOMEM : 0;
+}
+
+/* The profile into spec, checked for its type. */
+static int profile_to_spec(const struct config *cfg, const char *path,
+    const struct profile *pr, struct source_spec *spec, char **errp)
+{
+	const char *type = pr->type != NULL && *pr->type ? pr->type :
+	    "access_key";
+	bool needs_key;
+
+	if (strcmp(type, "access_key") == 0) {
+		spec->type = SOURCE_STATIC;
+	} else if (strcmp(type, "ecs_ram_role") == 0) {
+		spec->type = SOURCE_IMDS;
+	} else if (strcmp(type, "ram_role_arn") == 0) {
+		spec->type = SOURCE_ASSUME_ROLE;
+	} else {
+		return fail(errp, "%s: [default] type = %s is not supported; "
+		    "use type = access_key, ecs_ram_role or ram_role_arn",
+		    path, type);
+	}
+	needs_key = spec->type != SOURCE_IMDS;
+	if (needs_key && (pr->key_id == NULL || pr->secret == NULL ||
+	    *pr->secret == '\0' || !ramkey_valid_key_id(pr->key_id)))
+		return fail(errp, "%s: [default] needs access_key_id and "
+		    "access_key_secret%s", path, spec->type ==
+		    SOURCE_ASSUME_ROLE ? " (the key that assumes role_arn)" :
+		    "");
+	if (spec->type == SOURCE_IMDS && pr->role_name != NULL &&
+	    *pr->role_name != '\0' && !imds_role_valid(pr->role_name,
+	    strlen(pr->role_name)))
+		return fail(errp, "%s: [default] role_name: not a RAM role "
+		    "name (1-64 of A-Za-z0-9 . _ -)", path);
+	if (spec->type == SOURCE_ASSUME_ROLE) {
+		if (pr->role_arn == NULL || !role_arn_valid(pr->role_arn))
+			return fail(errp, "%s: [default] type = ram_role_arn "
+			    "needs role_arn = acs:ram::ACCOUNT:role/NAME",
+			    path);
+		if (pr->session_name != NULL && *pr->session_name != '\0' &&
+		    !session_name_valid(pr->session_name))
+			return fail(errp, "%s: [default] role_session_name: "
+			    "2-64 of A-Za-z0-9 . @ - _", path);
+		if (pr->external_id != NULL && *pr->external_id != '\0' &&
+		    !external_id_valid(pr->external_id))
+			return fail(errp, "%s: [default] external_id: 2-%d of "
+			    "A-Za-z0-9 _ + = , . @ : / -", path,
+			    EXTERNAL_ID_MAX);
+	}
+	if ((spec->profile_type = strdup(type)) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	if (needs_key && ((spec->key_id = strdup(pr->key_id)) == NULL ||
+	    secret_dup(pr->secret, strlen(pr->secret), &spec->secret) != 0))
+		return fail(errp, "out of memory");
+	if (spec->type == SOURCE_IMDS &&
+	    (strdup_to(&spec->role_name, pr->role_name) != 0 ||
+	    strdup_to(&spec->metadata_url, cfg->metadata_url) != 0))
+		return fail(errp, "out of memory");
+	spec->imds_v1 = cfg->imds_v1;
+	if (spec->type == SOURCE_ASSUME_ROLE &&
+	    (strdup_to(&spec->role_arn, pr->role_arn) != 0 ||
+	    strdup_to(&spec->session_name, pr->session_name) != 0 ||
+	    strdup_to(&spec->external_id, pr->external_id) != 0 ||
+	    strdup_to(&spec->sts_endpoint, cfg->sts_endpoint) != 0))
+		return fail(errp, "out of memory");
+	return 0;
+}
+
+/* The credentials file, with the checks of who may own and read it. */
+static int from_file(const struct config *cfg, struct source_spec *spec,
     char **errp)
 {
-	const char *env_id = getenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
-	const char *env_secret = getenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
-	struct admin_credentials *c;
+	const char *path = cfg->credentials_file;
+	struct profile pr;
 	char *buf = NULL;
 	struct stat st;
 	ssize_t n = 0;
 	int fd = -1, r;
 
-	*ret = NULL;
-	if (sodium_init() < 0)
-		return fail(errp, "cannot initialise libsodium");
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return fail(errp, "out of memory");
-	if (env_id != NULL && *env_id != '\0' && env_secret != NULL &&
-	    *env_secret != '\0') {
-		if (!ramkey_valid_key_id(env_id)) {
-			r = fail(errp, "ALIBABA_CLOUD_ACCESS_KEY_ID is not a "
-			    "valid AccessKeyId");
-			goto out;
-		}
-		if ((c->key_id = strdup(env_id)) == NULL ||
-		    (c->source = strdup("environment")) == NULL ||
-		    secret_dup(env_secret, strlen(env_secret),
-		    &c->secret) != 0) {
-			r = fail(errp, "out of memory");
-			goto out;
-		}
-		*ret = c;
-		return 0;
-	}
-	if ((fd = open(cfg->credentials_file, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)) < 0) {
-		r = fail(errp, "%s: cannot open the admin credentials: %s "
-		    "(or set ALIBABA_CLOUD_ACCESS_KEY_ID and "
-		    "ALIBABA_CLOUD_ACCESS_KEY_SECRET)", cfg->credentials_file,
-		    strerror(errno));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+	    O_NONBLOCK)) < 0) {
+		r = fail(errp, "%s: cannot open the agent's credentials: %s",
+		    path, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		r = fail(errp, "%s: not a regular file", cfg->credentials_file);
+		r = fail(errp, "%s: not a regular file", path);
 		goto out;
 	}
 	if (!config_owner_ok(st.st_uid)) {
 		r = fail(errp, "%s: owned by uid %lu; it must belong to root "
-		    "or to the agent's account (%s)", cfg->credentials_file,
+		    "or to the agent's account (%s)", path,
 		    (unsigned long)st.st_uid, RAMKEY_USER);
 		goto out;
 	}
 	if ((st.st_mode & 0066) != 0) {
 		r = fail(errp, "%s: mode %04o lets group or others read or "
-		    "write the admin key; run chmod 600 %s",
-		    cfg->credentials_file, (unsigned)(st.st_mode & 07777),
-		    cfg->credentials_file);
+		    "write the agent's credentials; run chmod 600 %s", path,
+		    (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
 	if (st.st_size > CRED_FILE_MAX) {
-		r = fail(errp, "%s: larger than %d bytes",
-		    cfg->credentials_file, CRED_FILE_MAX);
+		r = fail(errp, "%s: larger than %d bytes", path,
+		    CRED_FILE_MAX);
 		goto out;
 	}
 	if ((buf = sodium_malloc((size_t)st.st_size + 1)) == NULL) {
@@ -887,30 +1118,210 @@ int credentials_load(const struct config *cfg, struct admin_credentials **ret,
 	for (size_t have = 0; have < (size_t)st.st_size; have += (size_t)n) {
 		n = read(fd, buf + have, (size_t)st.st_size - have);
 		if (n <= 0) {
-			r = fail(errp, "%s: read error", cfg->credentials_file);
+			r = fail(errp, "%s: read error", path);
 			goto out;
 		}
 	}
 	buf[st.st_size] = '\0';
 	if (memchr(buf, '\0', (size_t)st.st_size) != NULL) {
 		r = fail(errp, "%s: contains a NUL byte; not a credentials "
-		    "file", cfg->credentials_file);
+		    "file", path);
 		goto out;
 	}
-	if ((r = parse_credentials(cfg->credentials_file, buf, c, errp)) != 0)
+	if ((r = parse_profile(path, buf, &pr, errp)) != 0 ||
+	    (r = profile_to_spec(cfg, path, &pr, spec, errp)) != 0)
 		goto out;
-	if ((c->source = strdup(cfg->credentials_file)) == NULL) {
+	if ((spec->where = strdup(path)) == NULL) {
 		r = fail(errp, "out of memory");
 		goto out;
 	}
-	*ret = c;
-	c = NULL;
 	r = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	if (buf != NULL)
 		sodium_free(buf);
-	credentials_free(c);
 	return r;
+}
+
+static int from_env(struct source_spec *spec, char **errp)
+{
+	const char *id = getenv(ENV_ID), *secret = getenv(ENV_SECRET);
+	const char *token = getenv(ENV_TOKEN);
+	const char *exp = getenv(ENV_TOKEN_EXPIRATION);
+
+	if (id == NULL || *id == '\0' || secret == NULL || *secret == '\0')
+		return fail(errp, "credential_source = env: " ENV_ID " and "
+		    ENV_SECRET " are not both set");
+	if (!ramkey_valid_key_id(id))
+		return fail(errp, ENV_ID " is not a valid AccessKeyId");
+	spec->type = SOURCE_STATIC;
+	if (token != NULL && *token != '\0') {
+		size_t n = strlen(token);
+
+		if (n > TOKEN_MAX || strpbrk(token, " \t\r\n") != NULL)
+			return fail(errp, ENV_TOKEN " is not a security token");
+		if (secret_dup(token, n, &spec->token) != 0)
+			return fail(errp, "out of memory");
+		if (exp != NULL && *exp != '\0' &&
+		    ramkey_parse_time(exp, &spec->token_expires) != 0)
+			return fail(errp, ENV_TOKEN_EXPIRATION " is not a time "
+			    "like 2026-01-02T03:04:05Z");
+	}
+	if ((spec->key_id = strdup(id)) == NULL ||
+	    (spec->where = strdup("the environment")) == NULL ||
+	    (spec->profile_type = strdup(spec->token != NULL ? "sts_token" :
+	    "access_key")) == NULL ||
+	    secret_dup(secret, strlen(secret), &spec->secret) != 0)
+		return fail(errp, "out of memory");
+	return 0;
+}
+
+static int from_imds(const struct config *cfg, struct source_spec *spec,
+    char **errp)
+{
+	spec->type = SOURCE_IMDS;
+	spec->imds_v1 = cfg->imds_v1;
+	if ((spec->metadata_url = strdup(cfg->metadata_url)) == NULL ||
+	    (spec->where = strdup(cfg->metadata_url)) == NULL ||
+	    (spec->profile_type = strdup("ecs_ram_role")) == NULL)
+		return fail(errp, "out of memory");
+	return 0;
+}
+
+static const char *const origin_names[] = {
+	[CRED_SOURCE_AUTO] = "auto",
+	[CRED_SOURCE_ENV] = "env",
+	[CRED_SOURCE_FILE] = "file",
+	[CRED_SOURCE_ECS_RAM_ROLE] = "ecs_ram_role",
+};
+
+int source_resolve(const struct config *cfg, struct source_spec **ret,
+    char **errp)
+{
+	struct source_spec *spec = NULL;
+	enum credential_source use = cfg->credential_source;
+	bool env = env_set(ENV_ID) && env_set(ENV_SECRET);
+	bool file, alibaba = on_alibaba_hardware();
+	char others[512] = "", desc[SOURCE_WHY_MAX];
+	struct stat st;
+	int r;
+
+	*ret = NULL;
+	if (errp != NULL)
+		*errp = NULL;
+	if (sodium_init() < 0)
+		return fail(errp, "cannot initialise libsodium");
+	file = lstat(cfg->credentials_file, &st) == 0;
+	if (use == CRED_SOURCE_AUTO) {
+		if (env)
+			use = CRED_SOURCE_ENV;
+		else if (file)
+			use = CRED_SOURCE_FILE;
+		else if (alibaba)
+			use = CRED_SOURCE_ECS_RAM_ROLE;
+		else
+			return fail(errp, "no credential for the agent: "
+			    "credential_source = auto found neither " ENV_ID
+			    " and " ENV_SECRET " in the environment, nor %s, "
+			    "and this is not an Alibaba Cloud instance (DMI "
+			    "sys_vendor); set one up, or set credential_source",
+			    cfg->credentials_file);
+	}
+	if ((spec = calloc(1, sizeof(*spec))) == NULL ||
+	    (spec->origin = strdup(origin_names[use])) == NULL) {
+		r = fail(errp, "out of memory");
+		goto out;
+	}
+	switch (use) {
+	case CRED_SOURCE_ENV:
+		r = from_env(spec, errp);
+		break;
+	case CRED_SOURCE_FILE:
+		r = from_file(cfg, spec, errp);
+		break;
+	case CRED_SOURCE_ECS_RAM_ROLE:
+	default:
+		r = from_imds(cfg, spec, errp);
+		break;
+	}
+	if (r != 0)
+		goto out;
+	/* What else is there, that the log should mention. */
+	if (env && use != CRED_SOURCE_ENV)
+		snprintf(others + strlen(others), sizeof(others) -
+		    strlen(others), "%s" ENV_ID " in the environment",
+		    others[0] ? ", " : "");
+	if (file && use != CRED_SOURCE_FILE)
+		snprintf(others + strlen(others), sizeof(others) -
+		    strlen(others), "%s%.200s", others[0] ? ", " : "",
+		    cfg->credentials_file);
+	if (alibaba && use != CRED_SOURCE_ECS_RAM_ROLE)
+		snprintf(others + strlen(others), sizeof(others) -
+		    strlen(others), "%sthe instance metadata service (this is "
+		    "an Alibaba Cloud instance)", others[0] ? ", " : "");
+	source_spec_describe(spec, desc, sizeof(desc));
+	if (asprintf(&spec->choice, "credential_source = %s: using %s (%s)%s%s",
+	    origin_names[cfg->credential_source], desc, origin_names[use],
+	    others[0] ? "; also present, not used: " : "", others) < 0) {
+		spec->choice = NULL;
+		r = fail(errp, "out of memory");
+		goto out;
+	}
+	*ret = spec;
+	spec = NULL;
+	r = 0;
+out:
+	source_spec_free(spec);
+	return r;
+}
+
+/*
+ * The files the agent opens, by the key that names them; more files are
+ * one line each. A file that matters only for one source says which.
+ */
+static const struct {
+	const char *key;
+	size_t off;
+	const char *only_for_origin; /* NULL: always, when set */
+} named_files[] = {
+	{ "ca_file", offsetof(struct config, ca_file), NULL },
+	{ "credentials_file", offsetof(struct config, credentials_file),
+	    "file" },
+};
+
+size_t config_named_files(const struct config *cfg,
+    const struct source_spec *spec, struct config_file *out, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < sizeof(named_files) / sizeof(named_files[0]) &&
+	    n < max; i++) {
+		const char *path = *(char *const *)(const void *)
+		    ((const char *)cfg + named_files[i].off);
+
+		if (path == NULL || *path == '\0')
+			continue;
+		if (named_files[i].only_for_origin != NULL && (spec == NULL ||
+		    strcmp(spec->origin, named_files[i].only_for_origin) != 0))
+			continue;
+		out[n].key = named_files[i].key;
+		out[n].path = path;
+		n++;
+	}
+	return n;
+}
+
+bool config_ram_user_warning(const struct config *cfg, char *buf, size_t len)
+{
+	const char *t = cfg->ram_user;
+
+	if (t[0] != '%' || (t[1] != 'u' && t[1] != 'U' && t[1] != 'h'))
+		return false;
+	snprintf(buf, len, "ram_user = %s starts with %%%c, so it has no fixed "
+	    "prefix: the agent's RAM policy must then allow the AccessKey "
+	    "actions on user/* (every RAM user, human administrators "
+	    "included); give it a prefix (ram_user = ramkey-%%u) and name "
+	    "only acs:ram:*:ACCOUNT:user/ramkey-* in the policy", t, t[1]);
+	return true;
 }

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "ram_client.h"
+#include "source.h"
 
 enum revoke_mode {
 	REVOKE_DELETE = 0,
@@ -27,6 +28,14 @@ enum credential_mode {
 
 struct role_map;
 
+/* Where the agent's own credential comes from (credential_source). */
+enum credential_source {
+	CRED_SOURCE_AUTO = 0,
+	CRED_SOURCE_ENV,
+	CRED_SOURCE_FILE,
+	CRED_SOURCE_ECS_RAM_ROLE,
+};
+
 struct config {
 	char *path; /* the file this came from */
 	char *socket;
@@ -37,6 +46,12 @@ struct config {
 	char *proxy;
 	bool allow_http;
 	char *credentials_file;
+	enum credential_source credential_source;
+	char *metadata_url;	/* the instance metadata service */
+	bool imds_v1;		/* token-less metadata requests allowed */
+	bool imds_unrestricted_ok; /* ecs_ram_role without the firewall rule */
+	char *sts_endpoint;	/* STS: users' roles (credential = sts) and
+				 * a chained role (ram_role_arn) */
 	enum ram_signature signature;
 	char *ram_user; /* template */
 	uid_t min_uid;
@@ -65,8 +80,12 @@ struct config {
 	uint64_t sts_renew_before;
 	char *sts_policy_file;
 	char *sts_policy;	 /* its text */
-	char *sts_endpoint;
 	char *external_id;
+	char *metrics_file;	   /* node_exporter textfile, or NULL */
+	uint64_t metrics_interval; /* seconds between rewrites */
+	char *sweep_group;	   /* RAM group of the users ramkey serves */
+	char *sweep_prefix;	   /* or their common user name prefix */
+	uint64_t sweep_min_age;	   /* seconds, at least the floor below */
 };
 
 /*
@@ -79,24 +98,62 @@ int config_load(const char *path, bool must_exist, struct config **ret,
 void config_free(struct config *cfg);
 
 bool config_uid_trusted(const struct config *cfg, uid_t uid);
+
+/*
+ * The youngest key the fleet sweep may delete: max_ttl + create_timeout +
+ * SWEEP_MARGIN_S. A live lease's key is never older than max_ttl plus the
+ * time its mint took, so with the fleet's longest max_ttl no live key is
+ * that old. sweep_min_age defaults to this and may not be below it.
+ */
+#define SWEEP_MARGIN_S 600
+uint64_t config_sweep_min_age_floor(const struct config *cfg);
 /* root, the agent's own user, or the RAMKEY_USER account. */
 bool config_owner_ok(uid_t uid);
 
-/* The admin AccessKey. The secret is in sodium_malloc memory. */
-struct admin_credentials {
-	char *key_id;
-	char *secret;
-	char *source; /* "environment" or the file path */
-};
+/*
+ * Resolve credential_source into what the agent signs with:
+ *   env            ALIBABA_CLOUD_ACCESS_KEY_ID and _SECRET, optionally
+ *                  ALIBABA_CLOUD_SECURITY_TOKEN (and, if the issuer said,
+ *                  ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION, RFC 3339 UTC);
+ *   file           cfg->credentials_file, INI, profile [default], type
+ *                  access_key, ecs_ram_role (optional role_name) or
+ *                  ram_role_arn (access_key_id, access_key_secret,
+ *                  role_arn, optional role_session_name, external_id);
+ *                  refused if group- or world-readable or -writable, or
+ *                  not owned by the agent's user or root;
+ *   ecs_ram_role   the instance metadata service at cfg->metadata_url;
+ *   auto           env if both variables are set, else file if it
+ *                  exists, else ecs_ram_role on Alibaba Cloud hardware
+ *                  (DMI sys_vendor), else an error.
+ * Nothing is contacted. spec->choice says which source was chosen and
+ * which others are present. On error *errp is one malloc'd line that
+ * names the file or variable and why.
+ */
+int source_resolve(const struct config *cfg, struct source_spec **ret,
+    char **errp);
+
+/* Is this DMI sys_vendor text Alibaba Cloud's? (For auto; tests.) */
+bool config_dmi_is_alibaba(const char *sys_vendor);
 
 /*
- * From ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET if both are set, else from
- * cfg->credentials_file (INI, profile [default], type = access_key),
- * refused if group- or world-readable or -writable, or not owned by the
- * agent's user or root.
+ * The files the configuration names and the agent opens, for checking
+ * that the agent's account can open them. One line per key in config.c.
  */
-int credentials_load(const struct config *cfg, struct admin_credentials **ret,
-    char **errp);
-void credentials_free(struct admin_credentials *c);
+struct config_file {
+	const char *key;	/* "ca_file" */
+	const char *path;
+};
+#define CONFIG_FILES_MAX 8
+size_t config_named_files(const struct config *cfg,
+    const struct source_spec *spec, struct config_file *out, size_t max);
+
+/*
+ * A warning for a ram_user template whose expansion starts with a
+ * user-dependent specifier (%u, %U, %h): the agent's RAM policy must
+ * then name every RAM user of the account. Returns false when there is
+ * nothing to say.
+ */
+bool config_ram_user_warning(const struct config *cfg, char *buf,
+    size_t len);
 
 #endif

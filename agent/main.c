@@ -33,12 +33,18 @@
 #include "keybase.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_file.h"
 #include "pgp.h"
+#include "preflight.h"
 #include "proc_watch.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
 #include "server.h"
+#include "source.h"
 #include "store.h"
+#include "sweep.h"
+#include "util.h"
 #include "worker.h"
 
 #define EXIT_CONFIG 1
@@ -61,6 +67,7 @@ struct agent {
 	struct evloop *loop;
 	struct ram_client *ram;
 	struct ram_client *sts;
+	struct source *src;	/* the agent's own credential */
 	struct keybase *kb;
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
@@ -76,23 +83,45 @@ struct agent {
 	int signal_fd;
 	struct ev_timer store_timer;
 	struct heap_trim heap_trim;
+	/* Metrics: the registry, the gauges the agent sets itself, and the
+	 * metrics_file writer. */
+	struct metrics *metrics;
+	struct metric *m_build, *m_live, *m_pending, *m_store_ok, *m_cloud_ok;
+	struct metric *m_source_expiry;
+	bool collecting;
+	struct metrics_file *mfile;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config]\n"
+	    "usage: ramkey-agent [-c FILE] [-f] [-d] [--check-config "
+	    "[--check-as ACCOUNT]]\n"
+	    "       ramkey-agent [-c FILE] [-d] --sweep [--apply]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -f, --foreground    stay in the foreground and log to stderr\n"
 	    "  -d, --debug         also log debug messages\n"
-	    "      --check-config  check the configuration and the admin "
-	    "credentials, then exit\n"
+	    "      --check-config  check the configuration, the agent's own "
+	    "credential\n"
+	    "                      and the files it names, then exit\n"
+	    "      --check-as ACCOUNT\n"
+	    "                      with --check-config as root: open the files "
+	    "as ACCOUNT\n"
+	    "                      (default: " RAMKEY_USER ", the unit's "
+	    "account, if it exists)\n"
+	    "      --sweep         fleet sweep, once: list the keys older "
+	    "than sweep_min_age\n"
+	    "                      of the RAM users in sweep_group or named "
+	    "sweep_prefix*\n"
+	    "      --apply         with --sweep: delete them (without it, a "
+	    "dry run)\n"
 	    "  -h, --help          this text\n"
 	    "  -V, --version       print the version\n"
 	    "\n"
-	    "Exit status: 0 clean stop, 1 configuration error, 2 usage, "
-	    "3 cannot start.\n", RAMKEY_DEFAULT_CONFIG);
+	    "Exit status: 0 clean stop (--sweep: done), 1 configuration error, "
+	    "2 usage,\n3 cannot start, 5 (--sweep) a RAM call failed.\n",
+	    RAMKEY_DEFAULT_CONFIG);
 }
 
 /* systemd's notify protocol ($NOTIFY_SOCKET), without libsystemd. */
@@ -125,14 +154,24 @@ static void log_config(const struct config *c)
 
 	ramkey_duration_format(c->max_ttl, max, sizeof(max));
 	ramkey_duration_format(c->fetch_ttl, fetch, sizeof(fetch));
-	log_info("config %s: socket=%s state_dir=%s endpoint=%s signature=%s "
-	    "ram_user=%s min_uid=%lu max_ttl=%s fetch_ttl=%s revoke=%s",
+	static const char *const sources[] = { "auto", "env", "file",
+		"ecs_ram_role" };
+
+	log_info("config %s: socket=%s state_dir=%s endpoint=%s "
+	    "credential_source=%s signature=%s ram_user=%s min_uid=%lu "
+	    "max_ttl=%s fetch_ttl=%s revoke=%s",
 	    c->path, c->socket, c->state_dir, c->endpoint,
+	    sources[c->credential_source],
 	    c->signature == RAM_SIG_V1 ? "v1" : "v3", c->ram_user,
 	    (unsigned long)c->min_uid, max, fetch,
 	    c->revoke == REVOKE_DELETE ? "delete" : "deactivate");
 	if (c->fetch_ttl_clamped)
 		log_warn("fetch_ttl is longer than max_ttl; using %s", fetch);
+	if (c->metrics_file != NULL) {
+		ramkey_duration_format(c->metrics_interval, max, sizeof(max));
+		log_info("metrics_file %s, rewritten every %s",
+		    c->metrics_file, max);
+	}
 }
 
 static void lease_config_of(const struct config *c, struct lease_config *lc)
@@ -235,6 +274,10 @@ static int apply_config(struct agent *a, const struct config *c)
 	lease_config_of(c, &lc);
 	lease_core_set_config(a->core, &lc);
 	access_key_kind_reconfigure(&a->access_key, &akc);
+	if (metrics_file_configure(a->mfile, c->metrics_file,
+	    c->metrics_interval) != 0)
+		log_warn("reload: cannot apply metrics_file; keeping the "
+		    "previous one");
 	return 0;
 }
 
@@ -245,12 +288,57 @@ static bool str_changed(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
+/*
+ * SIGHUP and the agent's own credential: a key rotated in the credentials
+ * file is taken; any other change of source waits for a restart (the
+ * environment was read once and scrubbed, the metadata service and the
+ * chained role are bound to running clients). Returns false to keep the
+ * previous configuration.
+ */
+static bool reload_source(struct agent *a, struct config *nc)
+{
+	struct config *old = a->cfg;
+	struct source_status st;
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	bool ok = true;
+	int r = 0;
+
+	source_get_status(a->src, &st);
+	if (nc->credential_source != old->credential_source ||
+	    str_changed(nc->credentials_file, old->credentials_file) ||
+	    str_changed(nc->metadata_url, old->metadata_url) ||
+	    str_changed(nc->sts_endpoint, old->sts_endpoint) ||
+	    nc->imds_v1 != old->imds_v1)
+		log_warn("reload: credential_source, credentials_file, "
+		    "metadata_url, sts_endpoint and imds_v1 change only at "
+		    "restart; keeping the running credential source");
+	if (strcmp(st.origin, "file") != 0 ||
+	    str_changed(nc->credentials_file, old->credentials_file))
+		return true;
+	if (source_resolve(old, &spec, &err) != 0) {
+		log_err("reload: %s; keeping the previous configuration", err);
+		free(err);
+		return false;
+	}
+	if (strcmp(spec->origin, "file") == 0 &&
+	    (r = source_update(a->src, spec)) == RAMKEY_ERR_CONFIG) {
+		log_warn("reload: %s now describes another kind of credential; "
+		    "it is used from the next restart", old->credentials_file);
+	} else if (r != 0) {
+		log_err("reload: cannot install the new credentials; keeping "
+		    "the previous configuration");
+		ok = false;
+	}
+	source_spec_free(spec);
+	return ok;
+}
+
 /* SIGHUP: a new valid configuration replaces the old one; an invalid one
  * is reported and the old one kept. */
 static void reload(struct agent *a)
 {
 	struct config *nc = NULL, *old = a->cfg;
-	struct admin_credentials *cred = NULL;
 	char *err = NULL;
 
 	if (config_load(old->path, true, &nc, &err) != 0) {
@@ -258,9 +346,7 @@ static void reload(struct agent *a)
 		free(err);
 		return;
 	}
-	if (credentials_load(nc, &cred, &err) != 0) {
-		log_err("reload: %s; keeping the previous configuration", err);
-		free(err);
+	if (!reload_source(a, nc)) {
 		config_free(nc);
 		return;
 	}
@@ -290,6 +376,8 @@ static void reload(struct agent *a)
 	KEEP(endpoint);
 	KEEP(ca_file);
 	KEEP(proxy);
+	KEEP(credentials_file);
+	KEEP(metadata_url);
 	KEEP(sts_endpoint);
 #undef KEEP
 	nc->allow_http = old->allow_http;
@@ -297,16 +385,8 @@ static void reload(struct agent *a)
 	nc->create_timeout = old->create_timeout;
 	nc->update_timeout = old->update_timeout;
 	nc->delete_timeout = old->delete_timeout;
-	if (ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0 || (a->sts != NULL && ram_client_set_credentials(a->sts,
-	    cred->key_id, cred->secret) != 0)) {
-		log_err("reload: cannot install the new credentials; keeping "
-		    "the previous configuration");
-		credentials_free(cred);
-		config_free(nc);
-		return;
-	}
-	credentials_free(cred);
+	nc->credential_source = old->credential_source;
+	nc->imds_v1 = old->imds_v1;
 	if (apply_config(a, nc) != 0) {
 		log_err("reload: out of memory; keeping the previous "
 		    "configuration");
@@ -425,11 +505,12 @@ static struct ram_client *minting_client(const struct agent *a)
 	    a->sts : a->ram;
 }
 
+/* Healthy: the agent has a usable credential and RAM answers. */
 static bool cloud_ok(void *arg)
 {
 	struct agent *a = arg;
 
-	return !ram_client_degraded(a->ram) &&
+	return source_usable(a->src) && !ram_client_degraded(a->ram) &&
 	    !ram_client_degraded(minting_client(a));
 }
 
@@ -437,7 +518,14 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
 	const struct ram_error *e = ram_client_last_error(minting_client(a));
+	struct source_status st;
 
+	if (!source_usable(a->src)) {
+		source_get_status(a->src, &st);
+		snprintf(buf, len, "the agent has no usable credential of its "
+		    "own: %s", st.why);
+		return buf;
+	}
 	if (e == NULL)
 		return NULL;
 	snprintf(buf, len, "%s%s%s", e->code, e->code[0] ? ": " : "",
@@ -486,9 +574,8 @@ static void log_pgp_confinement(const struct pgp_worker *pgp)
 
 /* The PGP helpers in the status document: how they are confined, what
  * the kernel lacked, how busy they are. */
-static void status_extra(void *arg, struct json_object *doc)
+static void status_pgp(struct agent *a, struct json_object *doc)
 {
-	struct agent *a = arg;
 	struct json_object *pgp, *conf;
 	struct pgp_status st;
 	const char *why = pgp_worker_unavailable(a->pgp);
@@ -523,6 +610,112 @@ static void status_extra(void *arg, struct json_object *doc)
 	    json_object_new_int64(st.deadline_ms));
 }
 
+/* ---- metrics ---- */
+
+static const char *const version_values[] = { RAMKEY_VERSION, NULL };
+
+/*
+ * When the agent's own credential expires (Unix seconds): no sample for
+ * one that does not expire (a static AccessKey from credentials_file or
+ * the environment). An alert on it tells how long the agent can still
+ * reach RAM if renewals keep failing.
+ */
+static void collect_source_expiry(struct agent *a)
+{
+	struct source_status st;
+
+	source_get_status(a->src, &st);
+	if (st.temporary && st.expires > 0)
+		metric_set(a->m_source_expiry, NULL, NULL, (double)st.expires);
+	else
+		metric_unset(a->m_source_expiry, NULL, NULL);
+}
+
+/* Before each rendering: the gauges that mirror the agent's state. */
+static void collect_gauges(void *arg)
+{
+	struct agent *a = arg;
+
+	metric_set(a->m_build, RAMKEY_VERSION, NULL, 1);
+	metric_set(a->m_live, NULL, NULL, lease_count_live(a->core));
+	metric_set(a->m_pending, NULL, NULL, lease_pending_ends(a->core));
+	metric_set(a->m_store_ok, NULL, NULL,
+	    lease_store_broken(a->core) ? 0 : 1);
+	metric_set(a->m_cloud_ok, NULL, NULL, cloud_ok(a) ? 1 : 0);
+	collect_source_expiry(a);
+}
+
+static int metrics_setup(struct agent *a)
+{
+	const struct metric_label version[] = { { "version",
+		version_values } };
+	struct metrics *m;
+
+	if (metrics_new(&a->metrics) != 0)
+		return RAMKEY_ERR_NOMEM;
+	m = a->metrics;
+	if (metrics_gauge(m, "ramkey_build_info", "The agent's version, in "
+	    "the label; always 1.", version, 1, &a->m_build) != 0 ||
+	    metrics_gauge(m, "ramkey_leases_live", "Leases live now (each "
+	    "one credential held for one user).", NULL, 0, &a->m_live) != 0 ||
+	    metrics_gauge(m, "ramkey_revocations_pending", "Leases ended "
+	    "whose credential the cloud has not yet confirmed ended (retried "
+	    "until it does).", NULL, 0, &a->m_pending) != 0 ||
+	    metrics_gauge(m, "ramkey_store_writable", "1 when the state store "
+	    "accepts writes; 0 when it does not (no new mints).", NULL, 0,
+	    &a->m_store_ok) != 0 ||
+	    metrics_gauge(m, "ramkey_cloud_healthy", "0 when the last cloud "
+	    "API try failed for a transport or 5xx reason and none has "
+	    "succeeded since, else 1.", NULL, 0, &a->m_cloud_ok) != 0 ||
+	    metrics_gauge(m, "ramkey_source_credential_expiry_timestamp_"
+	    "seconds", "When the agent's own credential expires (Unix time); "
+	    "no sample for one that does not expire.", NULL, 0,
+	    &a->m_source_expiry) != 0)
+		return RAMKEY_ERR_NOMEM;
+	return 0;
+}
+
+/* status --json: the agent's own credential, never its secret. */
+static void status_source(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+	struct source_status st;
+	struct json_object *o;
+	char t[32];
+
+	if (a->src == NULL || (o = json_object_new_object()) == NULL)
+		return;
+	source_get_status(a->src, &st);
+	json_object_object_add(o, "source", json_object_new_string(st.origin));
+	json_object_object_add(o, "type", json_object_new_string(st.type));
+	json_object_object_add(o, "kind", json_object_new_string(
+	    st.temporary ? "temporary" : "static"));
+	if (st.expires > 0)
+		ramkey_format_time(st.expires, t);
+	json_object_object_add(o, "expires", st.expires > 0 ?
+	    json_object_new_string(t) : NULL);
+	json_object_object_add(o, "renewable",
+	    json_object_new_boolean(st.renewable));
+	json_object_object_add(o, "access_key_id", st.key_id[0] ?
+	    json_object_new_string(st.key_id) : NULL);
+	json_object_object_add(o, "role", st.role != NULL ?
+	    json_object_new_string(st.role) : NULL);
+	json_object_object_add(o, "usable", json_object_new_boolean(st.usable));
+	json_object_object_add(o, "error", st.why[0] ?
+	    json_object_new_string(st.why) : NULL);
+	json_object_object_add(doc, "source", o);
+}
+
+/* Facts the status document gets from the top: the agent's own
+ * credential and its PGP helpers. */
+static void status_extra(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+
+	status_source(a, doc);
+	status_pgp(a, doc);
+}
+
 /* Prepare hook: hand what is staged to the store's committer first. */
 static void store_hook(void *arg)
 {
@@ -551,8 +744,12 @@ static void store_retry(void *arg)
 static void agent_free(struct agent *a)
 {
 	/* Requests first (they wait on everything else), then the lease
-	 * core (its kinds cancel their cloud calls), then the rest. */
+	 * core (its kinds cancel their cloud calls), then the rest; the
+	 * metrics registry last, after everything that counts in it. */
 	heap_trim_stop(&a->heap_trim);
+	metrics_file_free(a->mfile);
+	if (a->collecting)
+		metrics_remove_collector(a->metrics, collect_gauges, a);
 	server_free(a->srv);
 	lease_core_free(a->core);
 	if (!a->kind_added && a->access_key.ops != NULL)
@@ -564,6 +761,7 @@ static void agent_free(struct agent *a)
 	ram_client_free(a->sts);
 	ram_client_free(a->ram);
 	free(a->role_rules);
+	source_free(a->src);
 	store_close(a->store);
 	worker_pool_free(a->workers);
 	if (a->loop != NULL)
@@ -571,10 +769,11 @@ static void agent_free(struct agent *a)
 	if (a->signal_fd > 0)
 		close(a->signal_fd);
 	evloop_free(a->loop);
+	metrics_free(a->metrics);
 	config_free(a->cfg);
 }
 
-static int start_layers(struct agent *a, struct admin_credentials *cred)
+static int start_layers(struct agent *a, const struct source_spec *spec)
 {
 	struct ram_client_config rc;
 	struct keybase_config kc;
@@ -589,6 +788,7 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	struct access_key_config akc;
 	struct sts_config stc;
 	char *err = NULL;
+	int r;
 
 	memset(&rc, 0, sizeof(rc));
 	rc.endpoint = a->cfg->endpoint;
@@ -601,13 +801,23 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	rc.delete_timeout_ms = a->cfg->delete_timeout * 1000;
 	/* ListAccessKeys is part of a mint: it shares create_timeout. */
 	rc.read_timeout_ms = a->cfg->create_timeout * 1000;
-	if (ram_client_new(a->loop, &rc, &a->ram) != 0 ||
-	    ram_client_set_credentials(a->ram, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: endpoint %s: cannot set up the RAM client",
-		    a->cfg->path, a->cfg->endpoint);
+	if (metrics_setup(a) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	if ((r = ram_client_new(a->loop, &rc, &a->ram)) != 0) {
+		log_err("%s: endpoint %s: cannot set up the RAM client: %s",
+		    a->cfg->path, a->cfg->endpoint, ramkey_strerror(r));
 		return EXIT_CONFIG;
 	}
+	/* The STS client of a chained role shares the RAM client's TLS and
+	 * proxy settings. */
+	if ((r = source_new(a->loop, spec, &rc, &a->src)) != 0) {
+		log_err("%s: cannot set up the agent's credential from %s: %s",
+		    a->cfg->path, spec->where, ramkey_strerror(r));
+		return EXIT_CONFIG;
+	}
+	ram_client_set_credential_source(a->ram, source_credential, a->src);
 	keybase_config_of(a->cfg, &kc);
 	if (keybase_new(a->loop, &kc, &a->kb) != 0) {
 		log_err("%s: keybase_url %s: cannot set up the Keybase client",
@@ -644,23 +854,28 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	    ACCESS_KEY_REVOKE_DEACTIVATE : ACCESS_KEY_REVOKE_DELETE;
 	if (lease_core_new(a->loop, &lc, &sp, &fx, &a->core) != 0 ||
 	    access_key_kind_new(a->ram, &akc, &a->access_key) != 0 ||
-	    lease_core_add_kind(a->core, &a->access_key) != 0) {
+	    lease_core_add_kind(a->core, &a->access_key) != 0 ||
+	    lease_core_set_metrics(a->core, a->metrics) != 0 ||
+	    ram_client_set_metrics(a->ram, a->metrics) != 0 ||
+	    metrics_add_collector(a->metrics, collect_gauges, a) != 0) {
 		log_err("out of memory");
 		return EXIT_START;
 	}
+	a->collecting = true;
 	a->kind_added = true;
 	/* STS leases may be in the store even if credential = access_key
 	 * now: their kind ends them as it must. */
 	rc.endpoint = a->cfg->sts_endpoint;
 	rc.api_version = "2015-04-01";
 	sts_config_of(a->cfg, &stc);
-	if (ram_client_new(a->loop, &rc, &a->sts) != 0 ||
-	    ram_client_set_credentials(a->sts, cred->key_id, cred->secret) !=
-	    0) {
-		log_err("%s: sts_endpoint %s: cannot set up the STS client",
-		    a->cfg->path, a->cfg->sts_endpoint);
+	if ((r = ram_client_new(a->loop, &rc, &a->sts)) != 0) {
+		log_err("%s: sts_endpoint %s: cannot set up the STS client: %s",
+		    a->cfg->path, a->cfg->sts_endpoint, ramkey_strerror(r));
 		return EXIT_CONFIG;
 	}
+	/* Users' STS credentials are assumed with the agent's own. */
+	ram_client_set_credential_source(a->sts, source_credential, a->src);
+	ram_client_share_metrics(a->sts, a->ram);
 	if (sts_kind_new(a->sts, &stc, &a->sts_kind) != 0 ||
 	    lease_core_add_kind(a->core, &a->sts_kind) != 0) {
 		log_err("out of memory");
@@ -692,11 +907,12 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 	deps.health.arg = a;
 	deps.health.cloud_ok = cloud_ok;
 	deps.health.last_error = cloud_last_error;
-	deps.health.status_extra = status_extra;
 	if ((a->role_rules = role_rules_of(a->cfg)) == NULL) {
 		log_err("out of memory");
 		return EXIT_START;
 	}
+	deps.metrics = a->metrics;
+	deps.health.status_extra = status_extra;
 	server_config_of(a->cfg, &sc, a->role_rules);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");
@@ -707,7 +923,131 @@ static int start_layers(struct agent *a, struct admin_credentials *cred)
 		free(err);
 		return EXIT_START;
 	}
+	if (metrics_file_new(a->loop, a->workers, a->metrics, &a->mfile) != 0 ||
+	    metrics_file_configure(a->mfile, a->cfg->metrics_file,
+	    a->cfg->metrics_interval) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
+	/* Serve from now on; calls that need the cloud wait for it. */
+	if (source_start(a->src) != 0) {
+		log_err("out of memory");
+		return EXIT_START;
+	}
 	return 0;
+}
+
+/*
+ * The instance role is safe only if ordinary accounts cannot reach the
+ * metadata service; only root can find out. Returns 0 or EXIT_CONFIG.
+ */
+static int check_imds(const struct config *cfg, const struct source_spec *spec)
+{
+	char d[256];
+
+	switch (preflight_imds(spec->metadata_url, d, sizeof(d))) {
+	case PREFLIGHT_IMDS_OPEN:
+		if (!cfg->imds_unrestricted_ok) {
+			log_err("%s: credential_source %s: an ordinary account "
+			    "can reach the instance metadata service at %s "
+			    "(%s), so any local user could take the instance "
+			    "role's credential; load the nftables rule that "
+			    "lets only root and " RAMKEY_USER " reach it "
+			    "(nft -f " RAMKEY_NFT_RULE ") or set "
+			    "imds_unrestricted_ok = yes", cfg->path,
+			    spec->profile_type, spec->metadata_url, d);
+			return EXIT_CONFIG;
+		}
+		log_warn("imds_unrestricted_ok = yes: ordinary accounts can "
+		    "reach the instance metadata service (%s) and take the "
+		    "instance role's credential", d);
+		break;
+	case PREFLIGHT_IMDS_RESTRICTED:
+		log_info("the instance metadata service is restricted: %s", d);
+		break;
+	case PREFLIGHT_IMDS_UNKNOWN:
+	default:
+		if (geteuid() != 0)
+			log_info("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s; the unit "
+			    "checks it as root before the start "
+			    "(ExecStartPre=+ramkey-agent --check-config)", d);
+		else
+			log_warn("cannot check whether ordinary accounts can "
+			    "reach the instance metadata service: %s", d);
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Everything that can refuse the set-up before the agent starts, each
+ * failure one line naming the file or key and why: the agent's own
+ * credential, the files the configuration names (opened as the agent's
+ * account would: with --check-config as root, the unit's account), and
+ * for the instance role, that ordinary accounts cannot reach the metadata
+ * service. Returns 0 or an exit status.
+ */
+static int check_setup(const struct config *cfg, bool check,
+    const char *check_as, struct source_spec **specp)
+{
+	struct config_file files[CONFIG_FILES_MAX];
+	struct preflight_account acct;
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	size_t n;
+	int status = EXIT_CONFIG;
+
+	*specp = NULL;
+	if (source_resolve(cfg, &spec, &err) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	if (check) {
+		if (preflight_account(check_as, &acct, &err) != 0) {
+			log_err("%s", err);
+			goto out;
+		}
+	} else {
+		preflight_self(&acct);
+	}
+	n = config_named_files(cfg, spec, files, CONFIG_FILES_MAX);
+	if (preflight_files(&acct, files, n, &err) != 0) {
+		log_err("%s: %s", cfg->path, err);
+		goto out;
+	}
+	if (spec->type == SOURCE_IMDS && check_imds(cfg, spec) != 0)
+		goto out;
+	*specp = spec;
+	spec = NULL;
+	status = 0;
+out:
+	free(err);
+	source_spec_free(spec);
+	return status;
+}
+
+/* What the log says of the configuration's choices, once it is good. */
+static void log_setup(const struct config *cfg, const struct source_spec *spec)
+{
+	char warn[512];
+
+	log_info("agent credential: %s", spec->choice);
+	if (spec->type == SOURCE_STATIC && spec->token != NULL) {
+		char t[32];
+
+		if (spec->token_expires > 0)
+			ramkey_format_time(spec->token_expires, t);
+		log_warn("agent credential: ALIBABA_CLOUD_SECURITY_TOKEN is a "
+		    "temporary credential the agent cannot renew: it stops "
+		    "working at %s%s; restart the agent with a new one before "
+		    "then", spec->token_expires > 0 ? t : "its expiry, which "
+		    "the environment does not say",
+		    spec->token_expires > 0 ? "" : " (set ALIBABA_CLOUD_"
+		    "SECURITY_TOKEN_EXPIRATION to have it shown)");
+	}
+	if (config_ram_user_warning(cfg, warn, sizeof(warn)))
+		log_warn("%s", warn);
 }
 
 int main(int argc, char **argv)
@@ -717,15 +1057,19 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "sweep", no_argument, NULL, 'S' },
+		{ "apply", no_argument, NULL, 'a' },
+		{ "check-as", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent a;
-	struct admin_credentials *cred = NULL;
-	const char *path = RAMKEY_DEFAULT_CONFIG;
+	struct source_spec *spec = NULL;
+	const char *path = RAMKEY_DEFAULT_CONFIG, *check_as = NULL;
 	bool explicit = false, foreground = false, debug = false, check = false;
-	char *err = NULL;
+	bool sweep = false, apply = false;
+	char *err = NULL, desc[SOURCE_WHY_MAX];
 	int c, status = EXIT_START;
 
 	memset(&a, 0, sizeof(a));
@@ -745,6 +1089,15 @@ int main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'S':
+			sweep = true;
+			break;
+		case 'a':
+			apply = true;
+			break;
+		case 'A':
+			check_as = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -762,27 +1115,52 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	log_init("ramkey-agent", foreground || check, debug);
+	if (apply && !sweep) {
+		fprintf(stderr, "ramkey-agent: --apply goes with --sweep\n");
+		return EXIT_USAGE;
+	}
+	if (sweep && check) {
+		fprintf(stderr, "ramkey-agent: --sweep and --check-config are "
+		    "separate runs\n");
+		return EXIT_USAGE;
+	}
+	if (check_as != NULL && !check) {
+		fprintf(stderr, "ramkey-agent: --check-as goes with "
+		    "--check-config\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* --check-config and --sweep are commands run by hand or by a
+	 * timer: their messages go to stderr (the journal, under systemd). */
+	log_init("ramkey-agent", foreground || check || sweep, debug);
 	harden();
 	if (config_load(path, explicit, &a.cfg, &err) != 0) {
 		log_err("%s", err);
 		free(err);
 		return EXIT_CONFIG;
 	}
-	if (credentials_load(a.cfg, &cred, &err) != 0) {
-		log_err("%s", err);
-		free(err);
-		config_free(a.cfg);
-		return EXIT_CONFIG;
-	}
+	if ((status = check_setup(a.cfg, check, check_as, &spec)) != 0)
+		goto out;
+	status = EXIT_START;
 	if (check) {
-		printf("%s: configuration OK (admin key from %s)\n",
-		    a.cfg->path, cred->source);
-		credentials_free(cred);
-		config_free(a.cfg);
-		return 0;
+		log_setup(a.cfg, spec);
+		source_spec_describe(spec, desc, sizeof(desc));
+		printf("%s: configuration OK (agent credential: %s)\n",
+		    a.cfg->path, desc);
+		status = 0;
+		goto out;
+	}
+	if (sweep) {
+		if (sodium_init() < 0 ||
+		    curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+			log_err("cannot initialise libsodium or libcurl");
+			goto out;
+		}
+		status = sweep_run(a.cfg, spec, apply, stdout);
+		goto out;
 	}
 	log_config(a.cfg);
+	log_setup(a.cfg, spec);
 	if (block_signals() != 0) {
 		log_err("cannot block signals");
 		goto out;
@@ -799,15 +1177,17 @@ int main(int argc, char **argv)
 		log_err("cannot read /proc/sys/kernel/random/boot_id");
 		goto out;
 	}
-	if ((status = start_layers(&a, cred)) != 0)
+	if ((status = start_layers(&a, spec)) != 0)
 		goto out;
 	status = EXIT_START;
-	credentials_free(cred);
-	cred = NULL;
-	/* The admin secret has been copied into locked memory: do not
-	 * leave it in the environment for children (gpg) to inherit. */
+	source_spec_free(spec);
+	spec = NULL;
+	/* The agent's credential has been copied into locked memory: do
+	 * not leave it in the environment for children (gpg) to inherit. */
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	scrub_env("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN");
+	scrub_env("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION");
 	if (setup_signals(&a) != 0) {
 		log_err("cannot set up signal handling");
 		goto out;
@@ -830,7 +1210,7 @@ out:
 	/* What is staged becomes durable before anything is freed. */
 	if (a.store != NULL)
 		store_flush(a.store);
-	credentials_free(cred);
+	source_spec_free(spec);
 	agent_free(&a);
 	curl_global_cleanup();
 	return status;

@@ -118,6 +118,8 @@ static void usage_main(FILE *f)
 	    "                      user's (trusted callers only)\n"
 	    "  status              show your leases\n"
 	    "  set-status          set a key Active or Inactive\n"
+	    "  metrics             print the agent's metrics (trusted callers "
+	    "only)\n"
 	    "\n"
 	    "Global options:\n"
 	    "  --socket PATH       agent socket (default $RAMKEY_SOCKET or "
@@ -222,6 +224,17 @@ static void usage_set_status(FILE *f)
 	    "\n"
 	    "Set a key of your live leases Active or Inactive (the Terraform "
 	    "status).\n", prog);
+}
+
+static void usage_metrics(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s metrics\n"
+	    "\n"
+	    "Print the agent's metrics in the Prometheus text format "
+	    "(version 0.0.4):\nleases, mints and revocations by result, "
+	    "cloud API calls and their latency.\nFor the agent's "
+	    "trusted_uids only (exit 4 otherwise).\n", prog);
 }
 
 /* ---- helpers ---- */
@@ -602,6 +615,7 @@ static const char *jstr(struct json_object *o, const char *k)
 static void print_status(struct json_object *doc, bool healthy)
 {
 	struct json_object *leases = NULL, *amb = NULL, *pend = NULL;
+	struct json_object *src = NULL;
 	size_t i, n;
 
 	json_object_object_get_ex(doc, "leases", &leases);
@@ -655,9 +669,26 @@ static void print_status(struct json_object *doc, bool healthy)
 		printf("ambiguous key %s of RAM user %s: check it by hand\n",
 		    jstr(k, "access_key_id"), jstr(k, "ram_user"));
 	}
+	if (json_object_object_get_ex(doc, "source", &src) && src != NULL) {
+		struct json_object *u = NULL;
+
+		const char *from = jstr(src, "source");
+		const char *type = jstr(src, "type");
+
+		printf("agent credential: %s%s%s (%s), expires %s\n", from,
+		    strcmp(from, type) != 0 ? ", " : "",
+		    strcmp(from, type) != 0 ? type : "", jstr(src, "kind"),
+		    strcmp(jstr(src, "expires"), "-") != 0 ?
+		    jstr(src, "expires") : "never");
+		if (json_object_object_get_ex(src, "usable", &u) &&
+		    !json_object_get_boolean(u))
+			printf("agent credential unusable: %s\n",
+			    jstr(src, "error"));
+	}
 	if (!healthy)
-		printf("agent unhealthy: its state store is not writable or "
-		    "its last RAM call failed\n");
+		printf("agent unhealthy: its state store is not writable, its "
+		    "last RAM call failed, or it has no usable credential of "
+		    "its own\n");
 }
 
 static int do_status(const struct globals *g, const char *user, bool json)
@@ -706,6 +737,22 @@ static int do_set_status(const struct globals *g, const char *key_id,
 		ramkey_mask_key_id(key_id, masked);
 		printf("%s is now %s\n", masked, status);
 	}
+	ramkey_request_free(req);
+	ramkey_reply_free(rep);
+	return code;
+}
+
+static int do_metrics(const struct globals *g)
+{
+	struct ramkey_request *req = ramkey_request_new(RAMKEY_OP_METRICS);
+	struct ramkey_reply *rep = NULL;
+	int code;
+
+	if (req == NULL)
+		return die(EXIT_UNAVAILABLE, "out of memory");
+	if ((code = call_agent(g, req, &rep)) == 0 &&
+	    (fputs(rep->metrics, stdout) == EOF || fflush(stdout) != 0))
+		code = die(EXIT_LOCAL_IO, "cannot write to stdout");
 	ramkey_request_free(req);
 	ramkey_reply_free(rep);
 	return code;
@@ -823,6 +870,8 @@ int main(int argc, char **argv)
 		allowed = A_USER | A_JSON;
 	else if (strcmp(command, "set-status") == 0)
 		allowed = A_KEY;
+	else if (strcmp(command, "metrics") == 0)
+		allowed = 0;
 	else {
 		command = NULL;
 		return die(EXIT_USAGE, "unknown command %s (try --help)",
@@ -896,6 +945,8 @@ int main(int argc, char **argv)
 			usage_revoke(stdout);
 		else if (strcmp(command, "status") == 0)
 			usage_status(stdout);
+		else if (strcmp(command, "metrics") == 0)
+			usage_metrics(stdout);
 		else
 			usage_set_status(stdout);
 		return EXIT_OK;
@@ -918,5 +969,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(command, "revoke") == 0)
 		return do_revoke(&g, fo.user, key_id, all);
+	if (strcmp(command, "metrics") == 0)
+		return do_metrics(&g);
 	return do_status(&g, fo.user, json);
 }

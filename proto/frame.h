@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 #define RAMKEY_FRAME_MAX (64 * 1024)
-/* The one exception: a `status` reply lists every lease of the agent
- * (about 250 bytes each), and only flows from the agent to a requester
- * that asked for it. */
+/* The exception: a `status` reply lists every lease of the agent (about
+ * 250 bytes each) and a `metrics` reply every series; they only flow from
+ * the agent to a requester that asked for one (ramkey_reply_frame_max). */
 #define RAMKEY_STATUS_FRAME_MAX (16 * 1024 * 1024)
 #define RAMKEY_FRAME_HDR 4
 

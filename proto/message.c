@@ -22,6 +22,7 @@ static const struct {
 	{ RAMKEY_OP_REVOKE, "revoke" },
 	{ RAMKEY_OP_STATUS, "status" },
 	{ RAMKEY_OP_SET_STATUS, "set_status" },
+	{ RAMKEY_OP_METRICS, "metrics" },
 };
 
 const char *ramkey_op_name(enum ramkey_op op)
@@ -32,6 +33,12 @@ const char *ramkey_op_name(enum ramkey_op op)
 		if (op_names[i].op == op)
 			return op_names[i].name;
 	return "none";
+}
+
+size_t ramkey_reply_frame_max(enum ramkey_op op)
+{
+	return op == RAMKEY_OP_STATUS || op == RAMKEY_OP_METRICS ?
+	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX;
 }
 
 static enum ramkey_op op_from_name(const char *s)
@@ -81,7 +88,7 @@ static unsigned allowed_fields(enum ramkey_op op)
 	case RAMKEY_OP_SET_STATUS:
 		return F_KEY_ID | F_STATUS;
 	default:
-		return 0;
+		return 0; /* metrics: none */
 	}
 }
 
@@ -168,6 +175,7 @@ void ramkey_reply_free(struct ramkey_reply *rep)
 	free(rep->session);
 	free(rep->secret_file);
 	free(rep->region_id);
+	free(rep->metrics);
 	if (rep->status != NULL)
 		json_object_put(rep->status);
 	free(rep);
@@ -221,6 +229,19 @@ static bool valid_path(const char *s)
 
 	return n > 1 && n < RAMKEY_PATH_MAX && s[0] == '/' &&
 	    printable_line(s);
+}
+
+/* The metrics text: printable ASCII lines, each ending in a newline. */
+static bool metrics_text(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || s[n - 1] != '\n')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s != '\n' && (*s < 0x20 || *s > 0x7e))
+			return false;
+	return true;
 }
 
 static bool valid_status(const char *s)
@@ -614,7 +635,7 @@ int ramkey_request_encode(const struct ramkey_request *req, char **out,
 	*out = NULL;
 	if (lenp != NULL)
 		*lenp = 0;
-	if (allowed_fields(req->op) == 0)
+	if (op_from_name(ramkey_op_name(req->op)) == RAMKEY_OP_NONE)
 		return RAMKEY_ERR_INVALID;
 	if ((o = json_object_new_object()) == NULL)
 		return RAMKEY_ERR_NOMEM;
@@ -737,8 +758,7 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 			goto out;
 		}
 		e = NULL;
-		r = to_text(o, rep->op == RAMKEY_OP_STATUS && rep->error == 0 ?
-	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, out, lenp);
+		r = to_text(o, RAMKEY_FRAME_MAX, out, lenp);
 		goto out;
 	}
 	switch (rep->op) {
@@ -775,12 +795,19 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 		break;
 	case RAMKEY_OP_SET_STATUS:
 		break;
+	case RAMKEY_OP_METRICS:
+		if (rep->metrics == NULL || !metrics_text(rep->metrics)) {
+			r = RAMKEY_ERR_INVALID;
+			goto out;
+		}
+		if ((r = add_str(o, "metrics", rep->metrics)) != 0)
+			goto out;
+		break;
 	default:
 		r = RAMKEY_ERR_INVALID;
 		goto out;
 	}
-	r = to_text(o, rep->op == RAMKEY_OP_STATUS && rep->error == 0 ?
-	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, out, lenp);
+	r = to_text(o, ramkey_reply_frame_max(rep->op), out, lenp);
 out:
 	if (e != NULL)
 		json_object_put(e);
@@ -1008,6 +1035,15 @@ static int decode_reply_field(struct ramkey_reply *rep, const char *k,
 			return 0;
 		}
 		break;
+	case RAMKEY_OP_METRICS:
+		if (strcmp(k, "metrics") == 0) {
+			if ((r = get_str(v, RAMKEY_STATUS_FRAME_MAX,
+			    &rep->metrics)) != 0)
+				return r;
+			return metrics_text(rep->metrics) ? 0 :
+			    RAMKEY_ERR_PROTOCOL;
+		}
+		break;
 	case RAMKEY_OP_STATUS:
 		if (strcmp(k, "status") == 0)
 			return decode_status_doc(v, rep);
@@ -1034,8 +1070,7 @@ int ramkey_reply_decode(const uint8_t *buf, size_t len, enum ramkey_op expect,
 	int r;
 
 	*ret = NULL;
-	if ((r = parse_json(buf, len, expect == RAMKEY_OP_STATUS ?
-	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, &o)) != 0)
+	if ((r = parse_json(buf, len, ramkey_reply_frame_max(expect), &o)) != 0)
 		goto out;
 	if ((r = check_version(o)) != 0 || (r = get_op(o, &op)) != 0)
 		goto out;
@@ -1061,6 +1096,8 @@ int ramkey_reply_decode(const uint8_t *buf, size_t len, enum ramkey_op expect,
 	if (ok && op == RAMKEY_OP_OPEN_SESSION && rep->session == NULL)
 		goto out;
 	if (ok && op == RAMKEY_OP_STATUS && rep->status == NULL)
+		goto out;
+	if (ok && op == RAMKEY_OP_METRICS && rep->metrics == NULL)
 		goto out;
 	*ret = rep;
 	rep = NULL;

@@ -31,9 +31,14 @@ enum ramkey_op {
 	RAMKEY_OP_REVOKE,
 	RAMKEY_OP_STATUS,
 	RAMKEY_OP_SET_STATUS,
+	RAMKEY_OP_METRICS,
 };
 
 const char *ramkey_op_name(enum ramkey_op op);
+/* The largest reply body to a request of op: RAMKEY_FRAME_MAX, or
+ * RAMKEY_STATUS_FRAME_MAX for the replies that list the whole agent
+ * (status, metrics). */
+size_t ramkey_reply_frame_max(enum ramkey_op op);
 
 struct ramkey_request {
 	enum ramkey_op op;
@@ -98,6 +103,9 @@ struct ramkey_reply {
 	/* status: the document `status --json` prints, owned */
 	struct json_object *status;
 	bool healthy;	       /* status: false = exit 7 */
+	/* metrics: the Prometheus text exposition (printable ASCII lines,
+	 * each ending in a newline) */
+	char *metrics;
 };
 
 /* Allocate an empty request/reply. */

@@ -215,9 +215,8 @@ int ramkey_agent_receive(int fd, enum ramkey_op op, uint64_t deadline_ms,
 	int r;
 
 	*repp = NULL;
-	if ((r = ramkey_frame_recv(fd, op == RAMKEY_OP_STATUS ?
-	    RAMKEY_STATUS_FRAME_MAX : RAMKEY_FRAME_MAX, &body, &blen,
-	    deadline_ms)) != 0) {
+	if ((r = ramkey_frame_recv(fd, ramkey_reply_frame_max(op), &body,
+	    &blen, deadline_ms)) != 0) {
 		if (r == RAMKEY_ERR_TIMEOUT)
 			say(why, whylen, "the agent did not answer in time");
 		else if (r == RAMKEY_ERR_TOO_LARGE)

@@ -30,6 +30,7 @@
 #include "curl_trust.h"
 #include "http_body.h"
 #include "evloop.h"
+#include "metrics.h"
 #include "ram_client.h"
 #include "ram_response.h"
 #include "ram_sign.h"
@@ -67,6 +68,7 @@ struct ram_call {
 	void *arg;
 	int64_t server_date;	/* the Date header of the last answer */
 	uint64_t start, deadline, timeout_ms;
+	uint64_t start_us;	/* for the latency histogram */
 	unsigned attempts;
 	struct ev_timer timer;
 	enum timer_action timer_action;
@@ -77,6 +79,7 @@ struct ram_call {
 	char *post;
 	struct http_body body;
 	char errbuf[CURL_ERROR_SIZE];
+	char unavailable[RAM_MESSAGE_MAX]; /* why there is no credential */
 	/* Outcome of the last finished try. */
 	struct ram_error err;
 	bool unknown_outcome; /* a try failed without a definite answer */
@@ -119,6 +122,8 @@ struct ram_client {
 	struct ram_call *parked_head, *parked_tail;
 	unsigned busy; /* > 0 while we dispatch; free is deferred */
 	bool dying;
+	/* Metrics (NULL: not counted). */
+	struct metric *m_calls, *m_retries, *m_duration;
 };
 
 const char *ram_error_kind_name(enum ram_error_kind kind)
@@ -140,6 +145,96 @@ const char *ram_error_kind_name(enum ram_error_kind kind)
 		return "local";
 	}
 	return "unknown";
+}
+
+/* --- Metrics --- */
+
+/* Label values: action names (filled from ram_action_name()), results
+ * and retry reasons. */
+static const char *action_values[RAM_ACT_COUNT + 1];
+static const char *const result_values[] = { "ok", "api_error",
+	"http_error", "transport_error", "timeout", "parse_error",
+	"local_error", NULL };
+static const char *const retry_values[] = { "throttled", "server_error",
+	"transport_error", "other", NULL };
+/* Call latency, retries included: up to the 5-minute timeouts. */
+static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static const char *result_value(int rc, const struct ram_error *e)
+{
+	if (rc == 0)
+		return "ok";
+	switch (e->kind) {
+	case RAM_ERRK_API:
+		return "api_error";
+	case RAM_ERRK_HTTP:
+		return "http_error";
+	case RAM_ERRK_TRANSPORT:
+		return "transport_error";
+	case RAM_ERRK_TIMEOUT:
+		return "timeout";
+	case RAM_ERRK_PARSE:
+		return "parse_error";
+	default:
+		return "local_error";
+	}
+}
+
+static const char *retry_value(const struct ram_error *e)
+{
+	if (e->kind == RAM_ERRK_API && strncmp(e->code, "Throttling", 10) == 0)
+		return "throttled";
+	if (e->kind == RAM_ERRK_TRANSPORT)
+		return "transport_error";
+	if (e->transport_or_5xx)
+		return "server_error";
+	return "other";
+}
+
+void ram_client_share_metrics(struct ram_client *c,
+    const struct ram_client *from)
+{
+	if (c == NULL || from == NULL)
+		return;
+	c->m_calls = from->m_calls;
+	c->m_retries = from->m_retries;
+	c->m_duration = from->m_duration;
+}
+
+int ram_client_set_metrics(struct ram_client *c, struct metrics *m)
+{
+	const struct metric_label calls[] = { { "action", action_values },
+		{ "result", result_values } };
+	const struct metric_label retries[] = { { "action", action_values },
+		{ "reason", retry_values } };
+	const struct metric_label action[] = { { "action", action_values } };
+	int r, i;
+
+	for (i = 0; i < RAM_ACT_COUNT; i++)
+		action_values[i] = ram_action_name((enum ram_action)i);
+	if ((r = metrics_counter(m, "ramkey_cloud_calls_total", "Cloud API "
+	    "calls (RAM, STS) finished, by action and by result, retries "
+	    "included in one call.", calls, 2, &c->m_calls)) != 0 ||
+	    (r = metrics_counter(m, "ramkey_cloud_retries_total", "Tries of "
+	    "cloud API calls that failed and were tried again, by action and "
+	    "by reason.", retries, 2, &c->m_retries)) != 0 ||
+	    (r = metrics_histogram(m, "ramkey_cloud_call_duration_seconds",
+	    "Time a cloud API call took, retries included, by action.",
+	    action, 1, duration_bounds, sizeof(duration_bounds) /
+	    sizeof(duration_bounds[0]), &c->m_duration)) != 0) {
+		c->m_calls = c->m_retries = c->m_duration = NULL;
+		return r;
+	}
+	return 0;
 }
 
 /* --- Small helpers --- */
@@ -261,6 +356,10 @@ static void call_complete(
 	try_detach(call);
 	evloop_timer_cancel(c->loop, &call->timer);
 	call_unlink(call);
+	metric_inc(c->m_calls, ram_action_name(call->act),
+	    result_value(rc, &call->err));
+	metric_observe(c->m_duration, ram_action_name(call->act), NULL,
+	    (double)(now_us() - call->start_us) / 1e6);
 	call->in_callback = true;
 	call->fn(
 	    call->arg, rc, rc == 0 ? res : NULL, rc == 0 ? NULL : &call->err);
@@ -309,8 +408,10 @@ static void fail_unavailable(struct ram_call *call)
 	e->http_status = 0;
 	e->transport_or_5xx = false;
 	e->attempts = call->attempts;
+	/* Nothing was sent now; an earlier try may still have been. */
+	e->earlier_try_unknown = call->unknown_outcome;
 	snprintf(e->message, sizeof(e->message), "the agent has no usable "
-	    "credential of its own: %s", call->errbuf);
+	    "credential of its own: %.330s", call->unavailable);
 	call_complete(call, RAMKEY_ERR_UNAVAILABLE, NULL);
 }
 
@@ -526,8 +627,9 @@ static int try_start(struct ram_call *call)
 	call->errbuf[0] = '\0';
 	call->body.max = RAM_BODY_MAX;
 	call->server_date = 0;
-	if ((r = signing_credential(c, &cr, call->errbuf,
-	    sizeof(call->errbuf))) != 0)
+	call->unavailable[0] = '\0';
+	if ((r = signing_credential(c, &cr, call->unavailable,
+	    sizeof(call->unavailable))) != 0)
 		goto out;
 	r = c->signature == RAM_SIG_V1 ? build_v1(call, &cr) :
 	    build_v3(call, &cr);
@@ -597,6 +699,8 @@ static void schedule_retry(struct ram_call *call)
 		fail_timeout(call);
 		return;
 	}
+	metric_inc(c->m_retries, ram_action_name(call->act),
+	    retry_value(&call->err));
 	if (call->on_retry != NULL) {
 		/* The caller may cancel the call from here. */
 		call->in_retry_cb = true;
@@ -1194,6 +1298,7 @@ static int call_start(struct ram_client *c, enum ram_action act,
 	}
 	now = evloop_now();
 	call->start = now;
+	call->start_us = now_us();
 	call->timeout_ms = op_timeout(c, act);
 	/* +1: evloop_now() truncates, so "now" may be up to 1 ms in the
 	 * past; never end a call before its full timeout. */

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 struct evloop;
+struct metrics;
 struct ram_client;
 struct ram_call;
 
@@ -175,6 +176,18 @@ void ram_client_free(struct ram_client *c);
  * secret into locked memory. */
 int ram_client_set_credentials(struct ram_client *c, const char *key_id,
     const char *secret);
+
+/*
+ * Count calls in m (may be shared by clients): ramkey_cloud_calls_total
+ * {action,result}, ramkey_cloud_retries_total{action,reason} and the
+ * histogram ramkey_cloud_call_duration_seconds{action}. Labels name the
+ * action and the outcome only, never a user or a key.
+ */
+int ram_client_set_metrics(struct ram_client *c, struct metrics *m);
+/* Count c's calls in the families another client registered (the RAM and
+ * the STS client share ramkey_cloud_*: the action label tells them apart). */
+void ram_client_share_metrics(struct ram_client *c,
+    const struct ram_client *from);
 
 /*
  * Or take the credential to sign with from a source at every try (the

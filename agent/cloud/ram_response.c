@@ -623,31 +623,30 @@ static bool arn_valid(const char *s, size_t len)
 	return true;
 }
 
-static int parse_assume_role(struct json_object *root, struct ram_result *res,
-    char *detail, size_t detail_size)
+/*
+ * The four members of a temporary credential (AssumeRole's Credentials,
+ * or the metadata service's whole document); what names it in detail.
+ */
+static int parse_sts_credential(struct json_object *cr,
+    struct ram_sts_credential *k, const char *what, char *detail,
+    size_t detail_size)
 {
-	struct ram_sts_credential *k = &res->sts;
-	struct json_object *cr, *u;
 	const char *s;
 	size_t len;
 	int r = RAMKEY_ERR_PROTOCOL;
 
-	if (get_obj(root, "Credentials", true, &cr) != 0) {
-		snprintf(detail, detail_size, "Credentials missing or invalid");
-		return RAMKEY_ERR_PROTOCOL;
-	}
 	if (get_str(cr, "AccessKeyId", true, &s, &len) != 0 ||
 	    !ram_key_id_valid(s, len)) {
 		snprintf(detail, detail_size,
-		    "Credentials.AccessKeyId missing or invalid");
+		    "%sAccessKeyId missing or invalid", what);
 		return RAMKEY_ERR_PROTOCOL;
 	}
 	copy_str(k->id, s, len);
 	if (get_str(cr, "Expiration", true, &s, &len) != 0 ||
 	    len >= sizeof(k->expiration) ||
 	    ram_parse_date(s, len, &k->expiration_time) != 0) {
-		snprintf(detail, detail_size,
-		    "Credentials.Expiration missing or invalid");
+		snprintf(detail, detail_size, "%sExpiration missing or invalid",
+		    what);
 		return RAMKEY_ERR_PROTOCOL;
 	}
 	copy_str(k->expiration, s, len);
@@ -655,16 +654,35 @@ static int parse_assume_role(struct json_object *root, struct ram_result *res,
 	    (r = secret_copy(s, len, RAM_SECRET_MAX, &k->secret,
 	    &k->secret_len)) != 0) {
 		snprintf(detail, detail_size,
-		    "Credentials.AccessKeySecret missing or invalid");
+		    "%sAccessKeySecret missing or invalid", what);
 		return r == RAMKEY_ERR_NOMEM ? r : RAMKEY_ERR_PROTOCOL;
 	}
 	if (get_str(cr, "SecurityToken", true, &s, &len) != 0 ||
 	    (r = secret_copy(s, len, RAM_TOKEN_MAX, &k->token,
 	    &k->token_len)) != 0) {
 		snprintf(detail, detail_size,
-		    "Credentials.SecurityToken missing or invalid");
+		    "%sSecurityToken missing or invalid", what);
 		return r == RAMKEY_ERR_NOMEM ? r : RAMKEY_ERR_PROTOCOL;
 	}
+	return 0;
+}
+
+static int parse_assume_role(struct json_object *root, struct ram_result *res,
+    char *detail, size_t detail_size)
+{
+	struct ram_sts_credential *k = &res->sts;
+	struct json_object *cr, *u;
+	const char *s;
+	size_t len;
+	int r;
+
+	if (get_obj(root, "Credentials", true, &cr) != 0) {
+		snprintf(detail, detail_size, "Credentials missing or invalid");
+		return RAMKEY_ERR_PROTOCOL;
+	}
+	if ((r = parse_sts_credential(cr, k, "Credentials.", detail,
+	    detail_size)) != 0)
+		return r;
 	if (get_obj(root, "AssumedRoleUser", false, &u) != 0) {
 		snprintf(detail, detail_size, "AssumedRoleUser invalid");
 		return RAMKEY_ERR_PROTOCOL;
@@ -837,6 +855,42 @@ int ram_parse_success(enum ram_action act, const char *body, size_t len,
 		r = RAMKEY_ERR_INVALID;
 		break;
 	}
+out:
+	put_root(root);
+	if (r != 0)
+		ram_result_clear(res);
+	return r;
+}
+
+int ram_parse_imds_credential(const char *body, size_t len,
+    struct ram_result *res, char *detail, size_t detail_size)
+{
+	struct json_object *root = NULL;
+	char dummy[1];
+	const char *s;
+	size_t slen;
+	int r;
+
+	if (detail == NULL || detail_size == 0) {
+		detail = dummy;
+		detail_size = sizeof(dummy);
+	}
+	detail[0] = '\0';
+	memset(res, 0, sizeof(*res));
+	if ((r = parse_object(body, len, &root, detail, detail_size)) != 0)
+		goto out;
+	r = RAMKEY_ERR_PROTOCOL;
+	if (get_str(root, "Code", true, &s, &slen) != 0 ||
+	    !code_valid(s, slen)) {
+		snprintf(detail, detail_size, "Code missing or invalid");
+		goto out;
+	}
+	if (strcmp(s, "Success") != 0) {
+		snprintf(detail, detail_size, "Code is %.*s, not Success",
+		    (int)slen, s);
+		goto out;
+	}
+	r = parse_sts_credential(root, &res->sts, "", detail, detail_size);
 out:
 	put_root(root);
 	if (r != 0)

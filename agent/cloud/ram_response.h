@@ -52,7 +52,17 @@ bool ram_action_writes(enum ram_action act);
 int ram_parse_success(enum ram_action act, const char *body, size_t len,
     struct ram_result *res, char *detail, size_t detail_size);
 
-/* Wipe and free what ram_parse_success() allocated; accepts NULL. */
+/*
+ * Parse the instance metadata service's credential document (GET
+ * /latest/meta-data/ram/security-credentials/ROLE): AccessKeyId,
+ * AccessKeySecret, SecurityToken, Expiration and Code, which must be
+ * "Success". Fills res->sts as ram_parse_success() does for AssumeRole
+ * (res->sts.arn stays empty); same returns, same wiping.
+ */
+int ram_parse_imds_credential(const char *body, size_t len,
+    struct ram_result *res, char *detail, size_t detail_size);
+
+/* Wipe and free what the parsers above allocated; accepts NULL. */
 void ram_result_clear(struct ram_result *res);
 
 /*

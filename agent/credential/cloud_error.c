@@ -29,6 +29,16 @@ void cloud_error_to_kind(int rc, const struct ram_error *err,
 	const char *code = err != NULL && err->code[0] ? err->code : NULL;
 
 	cloud_clock_hint(err);
+	if (rc == RAMKEY_ERR_UNAVAILABLE) {
+		/* The agent had nothing to sign with: the reason is the
+		 * whole story, and nothing was sent this time. */
+		kind_error_set(out, rc, NULL, "%s", err != NULL &&
+		    err->message[0] ? err->message : "the agent has no usable "
+		    "credential of its own");
+		out->transient = true;
+		out->outcome_unknown = err != NULL && err->earlier_try_unknown;
+		return;
+	}
 	if (rc == RAMKEY_ERR_LIMIT)
 		kind_error_set(out, rc, code, "RAM user %s already has two "
 		    "AccessKeys (LimitExceeded.User.AccessKey): RAM allows two "

@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "lease_int.h"
 #include "log.h"
+#include "metrics.h"
 #include "ramkey_err.h"
 #include "secret_arena.h"
 #include "strmap.h"
@@ -110,6 +111,62 @@ struct core_kind *core_kind_by_name(struct lease_core *c, const char *name)
 		if (strcmp(c->kinds[i]->k.ops->name, name) == 0)
 			return c->kinds[i];
 	return NULL;
+}
+
+/* ---- metrics ---- */
+
+static const char *const mint_results[] = { "ok", "refused", "failed",
+	"rate_limited", NULL };
+static const char *const end_results[] = { "deleted", "already_gone",
+	"deactivated", "left_to_expire", "other", "failed_try", NULL };
+
+int lease_core_set_metrics(struct lease_core *c, struct metrics *m)
+{
+	const struct metric_label mint[] = { { "result", mint_results } };
+	const struct metric_label end[] = { { "result", end_results } };
+	int r;
+
+	if ((r = metrics_counter(m, "ramkey_mints_total", "Credentials "
+	    "obtained for leases (result ok, renewals included), and obtains "
+	    "that ended without one: refused by the cloud, failed, or over "
+	    "mint_rate.", mint, 1, &c->m_mints)) != 0 ||
+	    (r = metrics_counter(m, "ramkey_revocations_total", "Credentials "
+	    "ended at the cloud, by result, and failed tries of ending one "
+	    "(failed_try; retried until it succeeds).", end, 1,
+	    &c->m_revocations)) != 0) {
+		c->m_mints = c->m_revocations = NULL;
+		return r;
+	}
+	return 0;
+}
+
+void core_count_mint(struct lease_core *c, const char *result)
+{
+	metric_inc(c->m_mints, result, NULL);
+}
+
+void core_count_mint_failure(struct lease_core *c,
+    const struct kind_error *err)
+{
+	core_count_mint(c, err != NULL && err->code[0] != '\0' &&
+	    !err->transient && err->rc != RAMKEY_ERR_RAM_TIMEOUT ?
+	    "refused" : "failed");
+}
+
+/* The kind's word for a completed end (kind_end_fn) as a label value. */
+static const char *end_result(const char *detail)
+{
+	if (detail == NULL)
+		return "other";
+	if (strcmp(detail, "deleted") == 0)
+		return "deleted";
+	if (strcmp(detail, "already-gone") == 0)
+		return "already_gone";
+	if (strcmp(detail, "deactivated") == 0)
+		return "deactivated";
+	if (strcmp(detail, "expires") == 0)
+		return "left_to_expire";
+	return "other";
 }
 
 /* ---- audit ---- */
@@ -413,6 +470,7 @@ static void end_retry(struct lease *l, const struct kind_error *err)
 		delay = END_RETRY_CAP_MS;
 	delay = delay / 2 + randombytes_uniform((uint32_t)(delay / 2) + 1);
 	l->end_attempts++;
+	metric_inc(c->m_revocations, "failed_try", NULL);
 	ramkey_mask_key_id(l->cred_id, masked);
 	log_warn("revoking %s of %s %s failed (%s); retrying in %llu ms",
 	    masked, l->p->kind->k.ops->capacity > 0 ? "RAM user" : "role",
@@ -436,6 +494,7 @@ static void end_done(void *arg, int rc, enum kind_end result,
 	snprintf(extra, sizeof(extra), "result=%s attempts=%u",
 	    detail != NULL ? detail : "done", l->end_attempts + 1);
 	core_audit("revoked", l, NULL, extra);
+	metric_inc(c->m_revocations, end_result(detail), NULL);
 	if (result == KIND_END_GONE) {
 		lease_forget(l);
 		return;

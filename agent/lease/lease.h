@@ -20,6 +20,7 @@
 #include "store.h"
 
 struct evloop;
+struct metrics;
 struct lease_core;
 struct lease_wait;
 struct lease_op;
@@ -81,6 +82,14 @@ int lease_core_add_kind(struct lease_core *c, const struct credential_kind *k);
  */
 int lease_core_recover(struct lease_core *c, const char *boot_id);
 void lease_core_set_config(struct lease_core *c, const struct lease_config *cfg);
+/*
+ * Count in m: ramkey_mints_total{result="ok"|"refused"|"failed"|
+ * "rate_limited"} (one per obtain, renewals included) and
+ * ramkey_revocations_total{result="deleted"|"already_gone"|"deactivated"|
+ * "left_to_expire"|"other"|"failed_try"} (one per completed end of a
+ * credential, and one per failed try of it).
+ */
+int lease_core_set_metrics(struct lease_core *c, struct metrics *m);
 /* From now on nothing new is obtained (the agent is stopping). */
 void lease_core_stop(struct lease_core *c);
 /* Cancels every kind operation and frees everything. */

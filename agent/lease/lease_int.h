@@ -32,6 +32,7 @@ struct strmap;
 struct idmap;
 struct secret_arena;
 struct obtain;
+struct metric;
 
 /* One registered credential kind. */
 struct core_kind {
@@ -151,6 +152,8 @@ struct lease_core {
 	unsigned live;		/* leases in LEASE_LIVE */
 	bool stopping;
 	bool recovering;
+	/* Metrics (NULL: not counted). */
+	struct metric *m_mints, *m_revocations;
 };
 
 /* ---- lease.c: the owner of lease state ---- */
@@ -226,6 +229,15 @@ void intent_free(struct intent *in);
 void obtains_cancel_all(struct lease_core *c);
 /* A lease's renewal waiters may proceed or fail (lease ending). */
 void renewal_lease_ended(struct lease *l);
+
+/* ---- metrics (lease.c) ---- */
+/* An obtain ended: "ok", "rate_limited", or a failure classified by
+ * core_count_mint_failure(). */
+void core_count_mint(struct lease_core *c, const char *result);
+/* "refused" when the cloud answered no (err's Code, not transient),
+ * "failed" otherwise (timeout, transport, the store, memory). */
+void core_count_mint_failure(struct lease_core *c,
+    const struct kind_error *err);
 
 /* ---- audit lines (one per mint, attach, detach, revoke, denial) ---- */
 void core_audit(const char *event, const struct lease *l,

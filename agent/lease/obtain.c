@@ -382,6 +382,7 @@ static void ob_obtain(struct obtain *ob)
 			intent_drop(c, ob->intent);
 			ob->intent = NULL;
 		}
+		core_count_mint(c, "failed");
 		ob_fail(ob, RAMKEY_ERR_INTERNAL, NULL, "cannot start obtaining "
 		    "a credential");
 		ob_finish(ob);
@@ -406,6 +407,7 @@ static void intent_committed(void *arg, bool ok)
 	if (!ok) {
 		intent_free(ob->intent);
 		ob->intent = NULL;
+		core_count_mint(c, "failed");
 		ob_fail(ob, RAMKEY_ERR_STORE, NULL, STORE_BROKEN_MSG);
 		ob_finish(ob);
 		return;
@@ -429,6 +431,7 @@ static void prepare_done(void *arg, int rc, const char *intent,
 
 	ob->op = NULL;
 	if (rc != 0) {
+		core_count_mint_failure(c, err);
 		ob_fail_kind(ob, "preparing", err);
 		ob_finish(ob);
 		return;
@@ -438,6 +441,7 @@ static void prepare_done(void *arg, int rc, const char *intent,
 		return;
 	}
 	if (c->store.broken(c->store.s)) {
+		core_count_mint(c, "failed");
 		ob_fail(ob, RAMKEY_ERR_STORE, NULL, STORE_BROKEN_MSG);
 		ob_finish(ob);
 		return;
@@ -450,6 +454,7 @@ static void prepare_done(void *arg, int rc, const char *intent,
 	    (in->user = strdup(ob->u->name)) == NULL ||
 	    (in->data = strdup(intent)) == NULL) {
 		intent_free(in);
+		core_count_mint(c, "failed");
 		ob_fail(ob, RAMKEY_ERR_NOMEM, NULL, "out of memory");
 		ob_finish(ob);
 		return;
@@ -483,6 +488,7 @@ static void ob_run(struct obtain *ob)
 	if ((r = k->k.ops->prepare(k->k.state, ob->p->name, ob->u->name,
 	    prepare_done, ob, &ob->op)) != 0) {
 		ob->op = NULL;
+		core_count_mint(ob->core, "failed");
 		ob_fail(ob, RAMKEY_ERR_INTERNAL, NULL, "cannot start obtaining "
 		    "a credential");
 		ob_finish(ob);
@@ -533,6 +539,10 @@ static void renewal_done(struct obtain *ob, int rc,
 	char extra[64];
 	int r;
 
+	if (rc != 0)
+		core_count_mint_failure(ob->core, err);
+	else if (l == NULL || l->state != LEASE_LIVE)
+		core_count_mint(ob->core, "ok"); /* made, and let expire */
 	if (rc != 0 || l == NULL || l->state != LEASE_LIVE) {
 		if (l != NULL)
 			l->renewal_failed = true;
@@ -541,11 +551,13 @@ static void renewal_done(struct obtain *ob, int rc,
 		return;
 	}
 	if ((r = lease_take_credential(l, cred)) != 0) {
+		core_count_mint(ob->core, "failed");
 		ob_fail(ob, r, NULL, "cannot keep the renewed credential");
 		ob_finish(ob);
 		return;
 	}
 	lease_save(l);
+	core_count_mint(ob->core, "ok");
 	snprintf(extra, sizeof(extra), "renewal=yes");
 	core_audit("mint", l, ob->waiters != NULL ? &ob->waiters->want.peer :
 	    NULL, extra);
@@ -599,6 +611,7 @@ static void obtain_done(void *arg, int rc, const struct credential *cred,
 		return;
 	}
 	if (rc != 0) {
+		core_count_mint_failure(c, err);
 		ob_fail_kind(ob, "obtaining", err);
 		if (ob->intent != NULL) {
 			if (err != NULL && err->outcome_unknown &&
@@ -624,6 +637,7 @@ static void obtain_done(void *arg, int rc, const struct credential *cred,
 		    principal_word(p), p->name);
 		lease_adopt_orphan(c, p, ob->u->name, cred->id,
 		    cred->create_date);
+		core_count_mint(c, "failed");
 		if (ob->intent != NULL) {
 			intent_drop(c, ob->intent);
 			ob->intent = NULL;
@@ -654,6 +668,7 @@ static void obtain_done(void *arg, int rc, const struct credential *cred,
 		ob->intent = NULL;
 	}
 	/* The audit line names who asked first. */
+	core_count_mint(c, "ok");
 	core_audit("mint", l, ob->waiters != NULL ? &ob->waiters->want.peer :
 	    NULL, NULL);
 	deliver(ob, l, true);
@@ -807,6 +822,7 @@ static void deny_rate(struct lease_wait *w)
 
 	core_audit_principal("deny", w->u, w->p, &w->want.peer,
 	    "reason=mint_rate");
+	core_count_mint(c, "rate_limited");
 	wait_fail(w, RAMKEY_ERR_RATE, NULL, "mint_rate exceeded for %s %s (at "
 	    "most %u keys per %llu s); try again later", principal_word(w->p),
 	    w->p->name, c->cfg.mint_rate,

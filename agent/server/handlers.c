@@ -15,6 +15,7 @@
 
 #include "duration.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgp.h"
 #include "ramkey_err.h"
 #include "seal.h"
@@ -546,6 +547,34 @@ static void handle_status(struct request *req)
 	status_authorized(req);
 }
 
+/* The metrics text: counts of the whole agent, for trusted callers (the
+ * operator, a scraper running as root) only. */
+static void handle_metrics(struct request *req)
+{
+	struct server *s = req->srv;
+	struct ramkey_reply *rep = NULL;
+	int r;
+
+	if (!req->trusted) {
+		deny(req, RAMKEY_ERR_DENIED, NULL, "metrics are for trusted "
+		    "callers; uid %lu is not in trusted_uids",
+		    (unsigned long)req->peer.uid);
+		return;
+	}
+	if (s->metrics == NULL) {
+		request_fail(req, RAMKEY_ERR_UNAVAILABLE, NULL, "this agent "
+		    "keeps no metrics");
+		return;
+	}
+	if ((rep = ramkey_reply_new(req->msg->op)) == NULL ||
+	    (r = metrics_render(s->metrics, &rep->metrics, NULL)) != 0) {
+		ramkey_reply_free(rep);
+		request_fail(req, RAMKEY_ERR_NOMEM, NULL, "out of memory");
+		return;
+	}
+	request_finish(req, rep);
+}
+
 static void status_changed(void *arg, int rc, const struct lease_failure *f)
 {
 	struct request *req = arg;
@@ -696,6 +725,9 @@ void request_dispatch(struct conn *c, struct ramkey_request *msg)
 		break;
 	case RAMKEY_OP_SET_STATUS:
 		handle_set_status(req);
+		break;
+	case RAMKEY_OP_METRICS:
+		handle_metrics(req);
 		break;
 	default:
 		request_fail(req, RAMKEY_ERR_PROTOCOL, NULL, "unknown request");

@@ -115,6 +115,7 @@ int server_new(const struct server_deps *deps, const struct server_config *cfg,
 	s->pgp = deps->pgp;
 	s->workers = deps->workers;
 	s->health = deps->health;
+	s->metrics = deps->metrics;
 	s->listen_fd = -1;
 	if ((r = cfg_copy(&s->cfg, cfg)) != 0 ||
 	    (s->uids = idmap_new()) == NULL || (r = conn_setup(s)) != 0) {

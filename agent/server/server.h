@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 struct evloop;
+struct metrics;
 struct lease_core;
 struct pgp_worker;
 struct worker_pool;
@@ -68,6 +69,9 @@ struct server_deps {
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
 	struct server_health health;
+	/* Rendered for the `metrics` request (trusted callers); NULL: the
+	 * request is answered "unavailable". */
+	struct metrics *metrics;
 };
 
 int server_new(const struct server_deps *deps, const struct server_config *cfg,

@@ -89,6 +89,7 @@ struct server {
 	struct pgp_worker *pgp;
 	struct worker_pool *workers;
 	struct server_health health;
+	struct metrics *metrics;
 	struct server_cfg cfg;
 	int listen_fd;
 	bool socket_activated;

@@ -161,7 +161,8 @@ struct json_object *status_document(struct server *s, const char *user)
 	lease_foreach(s->core, user, collect_one, &col);
 	if (col.nomem)
 		goto fail;
-	qsort(col.v, col.n, sizeof(*col.v), by_user_then_age);
+	if (col.n > 1) /* qsort() may not be given NULL, even for nothing */
+		qsort(col.v, col.n, sizeof(*col.v), by_user_then_age);
 	for (i = 0; i < col.n; i++) {
 		struct json_object *o = lease_json(&col.v[i]);
 

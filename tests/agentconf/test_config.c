@@ -108,6 +108,8 @@ static int setup(void **state)
 	tmpdir = strdup(tmpl);
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+	unsetenv("ALIBABA_CLOUD_SECURITY_TOKEN");
+	unsetenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION");
 	return 0;
 }
 
@@ -148,6 +150,17 @@ static void assert_defaults(const struct config *c)
 	assert_int_equal(c->create_timeout, 300);
 	assert_int_equal(c->update_timeout, 300);
 	assert_int_equal(c->delete_timeout, 300);
+	assert_null(c->metrics_file);
+	assert_int_equal(c->metrics_interval, 15);
+	assert_null(c->sweep_group);
+	assert_null(c->sweep_prefix);
+	/* max_ttl + create_timeout + 10m */
+	assert_int_equal(c->sweep_min_age, 12 * 3600 + 300 + 600);
+	assert_int_equal(c->credential_source, CRED_SOURCE_AUTO);
+	assert_string_equal(c->metadata_url, "http://100.100.100.200");
+	assert_false(c->imds_v1);
+	assert_false(c->imds_unrestricted_ok);
+	assert_string_equal(c->sts_endpoint, "https://sts.aliyuncs.com");
 }
 
 /* ---- loading ---- */
@@ -207,6 +220,11 @@ static void test_every_key_parsed(void **state)
 	           "proxy = http://proxy.example:3128\n"
 	           "allow_http = yes\n"
 	           "credentials_file = /etc/ramkey/admin.ini\n"
+	           "credential_source = ecs_ram_role\n"
+	           "metadata_url = http://127.0.0.1:8081\n"
+	           "imds_v1 = yes\n"
+	           "imds_unrestricted_ok = yes\n"
+	           "sts_endpoint = http://127.0.0.1:8443\n"
 	           "signature = v1\n"
 	           "ram_user = corp-%%u-%%H\n"
 	           "min_uid = 2000\n"
@@ -231,6 +249,11 @@ static void test_every_key_parsed(void **state)
 	assert_string_equal(c->proxy, "http://proxy.example:3128");
 	assert_true(c->allow_http);
 	assert_string_equal(c->credentials_file, "/etc/ramkey/admin.ini");
+	assert_int_equal(c->credential_source, CRED_SOURCE_ECS_RAM_ROLE);
+	assert_string_equal(c->metadata_url, "http://127.0.0.1:8081");
+	assert_true(c->imds_v1);
+	assert_true(c->imds_unrestricted_ok);
+	assert_string_equal(c->sts_endpoint, "http://127.0.0.1:8443");
 	assert_int_equal(c->signature, RAM_SIG_V1);
 	assert_string_equal(c->ram_user, "corp-%u-%H");
 	assert_int_equal(c->min_uid, 2000);
@@ -581,6 +604,47 @@ static void test_other_bad_values_error(void **state)
 	free(longsock);
 }
 
+static void test_metrics_and_sweep_keys(void **state)
+{
+	struct config *c;
+
+	c = load_ok("metrics_file = /var/lib/node/ramkey.prom\n"
+	    "metrics_interval = 1m\n"
+	    "sweep_group = ramkey-users\n"
+	    "sweep_prefix = ramkey-\n"
+	    "max_ttl = 8h\n"
+	    "create_timeout = 2m\n");
+	assert_string_equal(c->metrics_file, "/var/lib/node/ramkey.prom");
+	assert_int_equal(c->metrics_interval, 60);
+	assert_string_equal(c->sweep_group, "ramkey-users");
+	assert_string_equal(c->sweep_prefix, "ramkey-");
+	/* The default follows max_ttl and create_timeout. */
+	assert_int_equal(c->sweep_min_age, 8 * 3600 + 120 + 600);
+	assert_int_equal(config_sweep_min_age_floor(c), 8 * 3600 + 120 + 600);
+	config_free(c);
+	/* At the bound, and above it. */
+	c = load_ok("max_ttl = 8h\ncreate_timeout = 2m\nsweep_min_age = "
+	    "8h12m\n");
+	assert_int_equal(c->sweep_min_age, 8 * 3600 + 12 * 60);
+	config_free(c);
+	c = load_ok("sweep_min_age = 2d\n");
+	assert_int_equal(c->sweep_min_age, 2 * 86400);
+	config_free(c);
+	/* Below it, whichever order the keys come in. */
+	assert_load_error("sweep_min_age = 8h11m\nmax_ttl = 8h\n"
+	    "create_timeout = 2m\n", 1, "sweep_min_age");
+	assert_load_error("sweep_min_age = 12h\n", 1, "sweep_min_age");
+	assert_load_error("sweep_min_age = 0\n", 1, "sweep_min_age");
+	assert_load_error("metrics_file = ramkey.prom\n", 1, "metrics_file");
+	assert_load_error("metrics_file = /var/lib/node/\n", 1,
+	    "metrics_file");
+	assert_load_error("metrics_interval = 0\n", 1, "metrics_interval");
+	assert_load_error("metrics_interval = soon\n", 1,
+	    "metrics_interval");
+	assert_load_error("sweep_group = ram users\n", 1, "sweep_group");
+	assert_load_error("sweep_prefix = ramkey/\n", 1, "sweep_prefix");
+}
+
 static void test_line_without_equals_error(void **state)
 {
 	char *path = put("socket = /run/a.sock\njust words\n", 0644);
@@ -681,21 +745,23 @@ static void test_credentials_from_environment(void **state)
 {
 	char *missing = fmt("%s/no-credentials", tmpdir);
 	struct config *c = with_credentials_file(missing);
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	char *err = NULL;
 
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID, 1);
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env secret with spaces", 1);
-	assert_int_equal(credentials_load(c, &ac, &err), 0);
+	assert_int_equal(source_resolve(c, &ac, &err), 0);
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	assert_non_null(ac);
 	assert_string_equal(ac->key_id, KEY_ID);
 	assert_string_equal(ac->secret, "env secret with spaces");
-	assert_string_equal(ac->source, "environment");
+	assert_string_equal(ac->where, "the environment");
+	assert_string_equal(ac->origin, "env");
+	assert_null(ac->token);
 	assert_secret_in_sodium_memory(ac->secret);
-	credentials_free(ac);
-	credentials_free(NULL);
+	source_spec_free(ac);
+	source_spec_free(NULL);
 	config_free(c);
 	free(missing);
 }
@@ -704,14 +770,14 @@ static void test_credentials_environment_needs_both(void **state)
 {
 	char *missing = fmt("%s/no-credentials", tmpdir);
 	struct config *c = with_credentials_file(missing);
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	char *err = NULL;
 
 	/* One of the two is not enough: the file is used, and it is
 	 * missing. */
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID, 1);
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "", 1);
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	assert_null(ac);
@@ -725,12 +791,12 @@ static void test_credentials_environment_needs_both(void **state)
 static void test_credentials_environment_bad_key_id(void **state)
 {
 	struct config *c = with_credentials_file("/nonexistent");
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	char *err = NULL;
 
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI bad id", 1);
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "x", 1);
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
 	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
 	assert_null(ac);
@@ -743,20 +809,22 @@ static void test_credentials_from_file_0600(void **state)
 {
 	char *path = put(good_ini, 0600);
 	struct config *c = with_credentials_file(path);
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	char *err = NULL;
 
-	assert_int_equal(credentials_load(c, &ac, &err), 0);
+	assert_int_equal(source_resolve(c, &ac, &err), 0);
 	assert_null(err);
 	assert_string_equal(ac->key_id, KEY_ID);
 	assert_string_equal(ac->secret, "s3cr3t/+=value");
-	assert_string_equal(ac->source, path);
+	assert_string_equal(ac->where, path);
+	assert_string_equal(ac->origin, "file");
+	assert_int_equal(ac->type, SOURCE_STATIC);
 	assert_secret_in_sodium_memory(ac->secret);
-	credentials_free(ac);
+	source_spec_free(ac);
 	/* 0400 is as good. */
 	assert_int_equal(chmod(path, 0400), 0);
-	assert_int_equal(credentials_load(c, &ac, &err), 0);
-	credentials_free(ac);
+	assert_int_equal(source_resolve(c, &ac, &err), 0);
+	source_spec_free(ac);
 	config_free(c);
 	free(path);
 }
@@ -770,11 +838,11 @@ static void test_credentials_group_or_world_access_refused(void **state)
 	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		char *path = put(good_ini, modes[i]), *want;
 		struct config *c = with_credentials_file(path);
-		struct admin_credentials *ac = NULL;
+		struct source_spec *ac = NULL;
 		char *err = NULL;
 
 		assert_int_equal(
-		    credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+		    source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 		assert_null(ac);
 		assert_non_null(err);
 		want = fmt("%04o", (unsigned)modes[i]);
@@ -796,7 +864,7 @@ static void test_credentials_owned_by_other_user_refused(void **state)
 {
 	char *path, *err = NULL;
 	struct config *c;
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 
 	if (geteuid() != 0) {
 		print_message("needs root; skipped\n");
@@ -805,7 +873,7 @@ static void test_credentials_owned_by_other_user_refused(void **state)
 	path = put(good_ini, 0600);
 	assert_int_equal(chown(path, 4242, 4242), 0);
 	c = with_credentials_file(path);
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	assert_null(ac);
 	assert_non_null(strstr(err, "4242"));
 	assert_non_null(strstr(err, path));
@@ -818,9 +886,9 @@ static void assert_credentials_refused(const char *text, const char *needle)
 {
 	char *path = put(text, 0600), *err = NULL;
 	struct config *c = with_credentials_file(path);
-	struct admin_credentials *ac = (struct admin_credentials *)1;
+	struct source_spec *ac = (struct source_spec *)1;
 
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	assert_null(ac);
 	assert_non_null(err);
 	assert_non_null(strstr(err, path));
@@ -867,12 +935,12 @@ static void test_credentials_default_section_only(void **state)
 	                           "access_key_secret = other-secret\n";
 	char *path = put(text, 0600), *err = NULL;
 	struct config *c = with_credentials_file(path);
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 
-	assert_int_equal(credentials_load(c, &ac, &err), 0);
+	assert_int_equal(source_resolve(c, &ac, &err), 0);
 	assert_string_equal(ac->key_id, KEY_ID);
 	assert_string_equal(ac->secret, "default-secret");
-	credentials_free(ac);
+	source_spec_free(ac);
 	config_free(c);
 	free(path);
 	/* Keys outside [default] are never used. */
@@ -884,16 +952,12 @@ static void test_credentials_default_section_only(void **state)
 	    "[default]");
 }
 
-static void test_credentials_type_other_than_access_key_refused(void **state)
+static void test_credentials_unknown_type_refused(void **state)
 {
-	assert_credentials_refused("[default]\ntype = ecs_ram_role\n"
-	                           "access_key_id = " KEY_ID "\n"
-	                           "access_key_secret = s3cr3t\n",
-	    "ecs_ram_role");
 	assert_credentials_refused("[default]\ntype = sts\n"
 	                           "access_key_id = " KEY_ID "\n"
 	                           "access_key_secret = s3cr3t\n",
-	    "access_key");
+	    "access_key, ecs_ram_role or ram_role_arn");
 }
 
 static void test_credentials_comments_whitespace_crlf(void **state)
@@ -906,12 +970,12 @@ static void test_credentials_comments_whitespace_crlf(void **state)
 	                           "access_key_secret =   spaced-secret   \r\n";
 	char *path = put(text, 0600), *err = NULL;
 	struct config *c = with_credentials_file(path);
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 
-	assert_int_equal(credentials_load(c, &ac, &err), 0);
+	assert_int_equal(source_resolve(c, &ac, &err), 0);
 	assert_string_equal(ac->key_id, KEY_ID);
 	assert_string_equal(ac->secret, "spaced-secret");
-	credentials_free(ac);
+	source_spec_free(ac);
 	config_free(c);
 	free(path);
 }
@@ -922,7 +986,7 @@ static void test_credentials_nul_byte_refused(void **state)
 	                           "access_key_secret = s3cr3t\0tail\n";
 	char *path = fmt("%s/nul%u", tmpdir, serial++), *err = NULL;
 	struct config *c;
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	FILE *f = fopen(path, "w");
 
 	/* The secret is not silently cut at the NUL. */
@@ -932,7 +996,7 @@ static void test_credentials_nul_byte_refused(void **state)
 	assert_int_equal(fclose(f), 0);
 	assert_int_equal(chmod(path, 0600), 0);
 	c = with_credentials_file(path);
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	assert_null(ac);
 	assert_non_null(strstr(err, path));
 	assert_null(strstr(err, "s3cr3t"));
@@ -946,18 +1010,18 @@ static void test_credentials_symlink_or_directory_refused(void **state)
 	char *real = put(good_ini, 0600), *link = fmt("%s/link", tmpdir);
 	char *dir = fmt("%s/dir", tmpdir), *err = NULL;
 	struct config *c;
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 
 	assert_int_equal(symlink(real, link), 0);
 	c = with_credentials_file(link);
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	assert_null(ac);
 	free(err);
 	config_free(c);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	c = with_credentials_file(dir);
 	err = NULL;
-	assert_int_equal(credentials_load(c, &ac, &err), RAMKEY_ERR_CONFIG);
+	assert_int_equal(source_resolve(c, &ac, &err), RAMKEY_ERR_CONFIG);
 	assert_null(ac);
 	assert_non_null(strstr(err, dir));
 	free(err);
@@ -965,6 +1029,330 @@ static void test_credentials_symlink_or_directory_refused(void **state)
 	free(dir);
 	free(link);
 	free(real);
+}
+
+/* ---- the agent's own credential: credential_source and the file ---- */
+
+static void test_credential_source_keys(void **state)
+{
+	struct config *c;
+
+	c = load_ok("credential_source = env\n");
+	assert_int_equal(c->credential_source, CRED_SOURCE_ENV);
+	config_free(c);
+	c = load_ok("credential_source = file\n");
+	assert_int_equal(c->credential_source, CRED_SOURCE_FILE);
+	config_free(c);
+	c = load_ok("credential_source = auto\n"
+	            "metadata_url = http://[fd00::200]:8080/\n");
+	assert_int_equal(c->credential_source, CRED_SOURCE_AUTO);
+	assert_string_equal(c->metadata_url, "http://[fd00::200]:8080/");
+	config_free(c);
+	assert_load_error("credential_source = ecs\n", 1, "credential_source");
+	assert_load_error("credential_source = ENV\n", 1, "credential_source");
+	/* The metadata service is plain http, without a path. */
+	assert_load_error("metadata_url = https://100.100.100.200\n", 1,
+	    "metadata_url");
+	assert_load_error("metadata_url = http://100.100.100.200/latest\n", 1,
+	    "metadata_url");
+	assert_load_error("metadata_url = http://u@100.100.100.200\n", 1,
+	    "metadata_url");
+	assert_load_error("metadata_url = http://100.100.100.200:0\n", 1,
+	    "metadata_url");
+	assert_load_error("imds_v1 = sometimes\n", 1, "imds_v1");
+	assert_load_error("imds_unrestricted_ok = 2\n", 1,
+	    "imds_unrestricted_ok");
+	assert_load_error("sts_endpoint = sts.aliyuncs.com\n", 1,
+	    "sts_endpoint");
+	assert_load_error("sts_endpoint = http://127.0.0.1:1\n", 1,
+	    "sts_endpoint");
+	c = load_ok("sts_endpoint = http://127.0.0.1:1\nallow_http = yes\n");
+	config_free(c);
+}
+
+static struct config *with_source(const char *source, const char *path)
+{
+	char *t = fmt("credential_source = %s\ncredentials_file = %s\n"
+	    "metadata_url = http://127.0.0.1:9\n", source, path);
+	struct config *c = load_ok(t);
+
+	free(t);
+	return c;
+}
+
+static struct source_spec *resolve_ok(struct config *c)
+{
+	struct source_spec *spec = NULL;
+	char *err = NULL;
+	int r = source_resolve(c, &spec, &err);
+
+	if (r != 0)
+		print_error("refused: %s\n", err);
+	assert_int_equal(r, 0);
+	assert_null(err);
+	assert_non_null(spec->choice);
+	assert_null(strchr(spec->choice, '\n'));
+	return spec;
+}
+
+static char *resolve_error(struct config *c)
+{
+	struct source_spec *spec = (struct source_spec *)1;
+	char *err = NULL;
+
+	assert_int_equal(source_resolve(c, &spec, &err), RAMKEY_ERR_CONFIG);
+	assert_null(spec);
+	assert_non_null(err);
+	assert_null(strchr(err, '\n'));
+	return err;
+}
+
+static void test_source_auto_order(void **state)
+{
+	char *file = put(good_ini, 0600), *missing = fmt("%s/none", tmpdir);
+	struct config *c = with_source("auto", file);
+	struct source_spec *spec;
+	char *err;
+
+	/* env first, and the file named as present but not used */
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID, 1);
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret", 1);
+	spec = resolve_ok(c);
+	assert_string_equal(spec->origin, "env");
+	assert_int_equal(spec->type, SOURCE_STATIC);
+	assert_string_equal(spec->secret, "env-secret");
+	assert_non_null(strstr(spec->choice, "the environment"));
+	assert_non_null(strstr(spec->choice, "also present, not used"));
+	assert_non_null(strstr(spec->choice, file));
+	assert_null(strstr(spec->choice, "env-secret"));
+	source_spec_free(spec);
+	/* credential_source = file: the file, the environment ignored */
+	config_free(c);
+	c = with_source("file", file);
+	spec = resolve_ok(c);
+	assert_string_equal(spec->origin, "file");
+	assert_string_equal(spec->secret, "s3cr3t/+=value");
+	assert_non_null(strstr(spec->choice,
+	    "ALIBABA_CLOUD_ACCESS_KEY_ID in the environment"));
+	source_spec_free(spec);
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+	/* auto without the environment: the file, nothing else present */
+	config_free(c);
+	c = with_source("auto", file);
+	spec = resolve_ok(c);
+	assert_string_equal(spec->origin, "file");
+	assert_null(strstr(spec->choice, "also present"));
+	source_spec_free(spec);
+	/* neither: not Alibaba Cloud hardware here, so an error that says
+	 * what was looked for (the metadata service is never asked) */
+	config_free(c);
+	c = with_source("auto", missing);
+	err = resolve_error(c);
+	assert_non_null(strstr(err, missing));
+	assert_non_null(strstr(err, "ALIBABA_CLOUD_ACCESS_KEY_ID"));
+	assert_non_null(strstr(err, "Alibaba Cloud"));
+	free(err);
+	/* env asked for and missing */
+	config_free(c);
+	c = with_source("env", file);
+	err = resolve_error(c);
+	assert_non_null(strstr(err, "ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
+	free(err);
+	/* ecs_ram_role: the metadata service, role asked for there */
+	config_free(c);
+	c = with_source("ecs_ram_role", file);
+	spec = resolve_ok(c);
+	assert_string_equal(spec->origin, "ecs_ram_role");
+	assert_int_equal(spec->type, SOURCE_IMDS);
+	assert_string_equal(spec->metadata_url, "http://127.0.0.1:9");
+	assert_null(spec->role_name);
+	assert_null(spec->secret);
+	assert_non_null(strstr(spec->choice, file));
+	source_spec_free(spec);
+	config_free(c);
+	free(missing);
+	free(file);
+}
+
+static void test_dmi_vendor(void **state)
+{
+	assert_true(config_dmi_is_alibaba("Alibaba Cloud\n"));
+	assert_true(config_dmi_is_alibaba("Alibaba Cloud ECS"));
+	assert_true(config_dmi_is_alibaba("alibaba cloud"));
+	assert_false(config_dmi_is_alibaba("QEMU\n"));
+	assert_false(config_dmi_is_alibaba("Amazon EC2"));
+	assert_false(config_dmi_is_alibaba(""));
+	assert_false(config_dmi_is_alibaba(NULL));
+}
+
+static void test_source_env_security_token(void **state)
+{
+	struct config *c = with_source("env", "/nonexistent");
+	struct source_spec *spec;
+	char *err;
+
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "STS.env0000000000000000001", 1);
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret", 1);
+	setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "CAIStokentoken", 1);
+	spec = resolve_ok(c);
+	assert_string_equal(spec->token, "CAIStokentoken");
+	assert_secret_in_sodium_memory(spec->token);
+	assert_string_equal(spec->profile_type, "sts_token");
+	assert_int_equal(spec->token_expires, 0);
+	assert_non_null(strstr(spec->choice, "security token"));
+	source_spec_free(spec);
+	setenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION", "2030-01-02T03:04:05Z",
+	    1);
+	spec = resolve_ok(c);
+	assert_int_equal(spec->token_expires, 1893553445);
+	source_spec_free(spec);
+	setenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION", "tomorrow", 1);
+	err = resolve_error(c);
+	assert_non_null(strstr(err, "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION"));
+	assert_null(strstr(err, "CAIS"));
+	free(err);
+	unsetenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION");
+	unsetenv("ALIBABA_CLOUD_SECURITY_TOKEN");
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+	config_free(c);
+}
+
+static void test_credentials_ecs_ram_role_profile(void **state)
+{
+	char *path = put("[default]\ntype = ecs_ram_role\n"
+	    "role_name = my-role.1\n", 0600);
+	struct config *c = with_source("file", path);
+	struct source_spec *spec = resolve_ok(c);
+
+	assert_string_equal(spec->origin, "file");
+	assert_int_equal(spec->type, SOURCE_IMDS);
+	assert_string_equal(spec->profile_type, "ecs_ram_role");
+	assert_string_equal(spec->role_name, "my-role.1");
+	assert_string_equal(spec->metadata_url, "http://127.0.0.1:9");
+	assert_string_equal(spec->where, path);
+	assert_null(spec->key_id);
+	source_spec_free(spec);
+	config_free(c);
+	free(path);
+	/* role_name is optional */
+	path = put("[default]\ntype = ecs_ram_role\n", 0600);
+	c = with_source("file", path);
+	spec = resolve_ok(c);
+	assert_null(spec->role_name);
+	source_spec_free(spec);
+	config_free(c);
+	free(path);
+	assert_credentials_refused("[default]\ntype = ecs_ram_role\n"
+	    "role_name = ../../etc\n", "role_name");
+}
+
+static void test_credentials_ram_role_arn_profile(void **state)
+{
+	static const char arn[] = "acs:ram::1234567890123456:role/ramkey-agent";
+	char *text = fmt("[default]\ntype = ram_role_arn\n"
+	    "access_key_id = " KEY_ID "\naccess_key_secret = s3cr3t\n"
+	    "role_arn = %s\nrole_session_name = agent@host-1\n"
+	    "external_id = abc:123/x\n", arn);
+	char *path = put(text, 0600);
+	struct config *c = with_source("auto", path);
+	struct source_spec *spec = resolve_ok(c);
+
+	assert_string_equal(spec->origin, "file");
+	assert_int_equal(spec->type, SOURCE_ASSUME_ROLE);
+	assert_string_equal(spec->profile_type, "ram_role_arn");
+	assert_string_equal(spec->key_id, KEY_ID);
+	assert_string_equal(spec->secret, "s3cr3t");
+	assert_secret_in_sodium_memory(spec->secret);
+	assert_string_equal(spec->role_arn, arn);
+	assert_string_equal(spec->session_name, "agent@host-1");
+	assert_string_equal(spec->external_id, "abc:123/x");
+	assert_string_equal(spec->sts_endpoint, "https://sts.aliyuncs.com");
+	assert_non_null(strstr(spec->choice, arn));
+	assert_null(strstr(spec->choice, "s3cr3t"));
+	source_spec_free(spec);
+	config_free(c);
+	free(path);
+	free(text);
+	assert_credentials_refused("[default]\ntype = ram_role_arn\n"
+	    "access_key_id = " KEY_ID "\naccess_key_secret = s3cr3t\n",
+	    "role_arn");
+	assert_credentials_refused("[default]\ntype = ram_role_arn\n"
+	    "access_key_id = " KEY_ID "\naccess_key_secret = s3cr3t\n"
+	    "role_arn = acs:ram::12:user/x\n", "role_arn");
+	assert_credentials_refused("[default]\ntype = ram_role_arn\n"
+	    "role_arn = acs:ram::12:role/x\n", "access_key_id");
+	assert_credentials_refused("[default]\ntype = ram_role_arn\n"
+	    "access_key_id = " KEY_ID "\naccess_key_secret = s3cr3t\n"
+	    "role_arn = acs:ram::12:role/x\nrole_session_name = a b\n",
+	    "role_session_name");
+	assert_credentials_refused("[default]\ntype = ram_role_arn\n"
+	    "access_key_id = " KEY_ID "\naccess_key_secret = s3cr3t\n"
+	    "role_arn = acs:ram::12:role/x\nexternal_id = x\n",
+	    "external_id");
+}
+
+static void test_named_files(void **state)
+{
+	char *file = put(good_ini, 0600), *t;
+	struct config_file files[CONFIG_FILES_MAX];
+	struct config *c;
+	struct source_spec *spec;
+	size_t n;
+
+	t = fmt("ca_file = /etc/ramkey/ca.pem\ncredentials_file = %s\n", file);
+	c = load_ok(t);
+	spec = resolve_ok(c);
+	n = config_named_files(c, spec, files, CONFIG_FILES_MAX);
+	assert_int_equal(n, 2);
+	assert_string_equal(files[0].key, "ca_file");
+	assert_string_equal(files[0].path, "/etc/ramkey/ca.pem");
+	assert_string_equal(files[1].key, "credentials_file");
+	assert_string_equal(files[1].path, file);
+	source_spec_free(spec);
+	/* The credentials file is not opened when another source is used. */
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID, 1);
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret", 1);
+	spec = resolve_ok(c);
+	n = config_named_files(c, spec, files, CONFIG_FILES_MAX);
+	assert_int_equal(n, 1);
+	assert_string_equal(files[0].key, "ca_file");
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_ID");
+	unsetenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+	source_spec_free(spec);
+	config_free(c);
+	free(t);
+	free(file);
+}
+
+static void test_ram_user_prefix_warning(void **state)
+{
+	static const struct {
+		const char *tmpl;
+		bool warns;
+	} cases[] = {
+		{ "%u", true }, { "%U", true }, { "%h", true },
+		{ "%u-ramkey", true }, { "ramkey-%u", false },
+		{ "r%u", false }, { "%H-%u", false }, { "%%u", false },
+	};
+	char buf[512], *t;
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		t = fmt("ram_user = %s\n", cases[i].tmpl);
+		c = load_ok(t);
+		buf[0] = '\0';
+		assert_int_equal(config_ram_user_warning(c, buf, sizeof(buf)),
+		    cases[i].warns);
+		if (cases[i].warns) {
+			assert_non_null(strstr(buf, "user/*"));
+			assert_non_null(strstr(buf, "ramkey-%u"));
+		}
+		config_free(c);
+		free(t);
+	}
 }
 
 int main(void)
@@ -995,6 +1383,7 @@ int main(void)
 	    cmocka_unit_test(test_trusted_uids_names_and_numbers),
 	    cmocka_unit_test(test_trusted_uids_bad_entries_error),
 	    cmocka_unit_test(test_other_bad_values_error),
+	    cmocka_unit_test(test_metrics_and_sweep_keys),
 	    cmocka_unit_test(test_line_without_equals_error),
 	    cmocka_unit_test(test_overlong_line_error),
 	    cmocka_unit_test(test_nul_byte_in_line_error),
@@ -1007,8 +1396,15 @@ int main(void)
 	    cmocka_unit_test(test_credentials_owned_by_other_user_refused),
 	    cmocka_unit_test(test_credentials_missing_keys_refused),
 	    cmocka_unit_test(test_credentials_default_section_only),
-	    cmocka_unit_test(
-	        test_credentials_type_other_than_access_key_refused),
+	    cmocka_unit_test(test_credentials_unknown_type_refused),
+	    cmocka_unit_test(test_credential_source_keys),
+	    cmocka_unit_test(test_source_auto_order),
+	    cmocka_unit_test(test_dmi_vendor),
+	    cmocka_unit_test(test_source_env_security_token),
+	    cmocka_unit_test(test_credentials_ecs_ram_role_profile),
+	    cmocka_unit_test(test_credentials_ram_role_arn_profile),
+	    cmocka_unit_test(test_named_files),
+	    cmocka_unit_test(test_ram_user_prefix_warning),
 	    cmocka_unit_test(test_credentials_comments_whitespace_crlf),
 	    cmocka_unit_test(test_credentials_nul_byte_refused),
 	    cmocka_unit_test(test_credentials_symlink_or_directory_refused),

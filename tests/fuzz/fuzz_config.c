@@ -120,7 +120,7 @@ static void check_config(const struct config *c)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config *c = NULL, cred_cfg;
-	struct admin_credentials *ac = NULL;
+	struct source_spec *ac = NULL;
 	char *err = NULL;
 	int r;
 
@@ -141,14 +141,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&cred_cfg, 0, sizeof(cred_cfg));
 	cred_cfg.credentials_file = cred_path;
+	cred_cfg.credential_source = CRED_SOURCE_FILE;
+	cred_cfg.metadata_url = (char *)"http://100.100.100.200";
+	cred_cfg.sts_endpoint = (char *)"https://sts.aliyuncs.com";
 	err = NULL;
-	r = credentials_load(&cred_cfg, &ac, &err);
+	r = source_resolve(&cred_cfg, &ac, &err);
 	if (r == 0) {
 		CHECK(ac != NULL);
-		CHECK(ramkey_valid_key_id(ac->key_id));
-		CHECK(ac->secret != NULL && ac->secret[0] != '\0');
-		CHECK(ac->source != NULL && strcmp(ac->source, cred_path) == 0);
-		credentials_free(ac);
+		CHECK(ac->type == SOURCE_IMDS || (ramkey_valid_key_id(ac->key_id)
+		    && ac->secret != NULL && ac->secret[0] != '\0'));
+		CHECK(ac->type != SOURCE_ASSUME_ROLE || ac->role_arn != NULL);
+		CHECK(ac->where != NULL && strcmp(ac->where, cred_path) == 0);
+		source_spec_free(ac);
 	} else {
 		CHECK(ac == NULL);
 		if (r == RAMKEY_ERR_CONFIG)

@@ -90,6 +90,7 @@ static void check_reply(const struct ramkey_reply *rep, enum ramkey_op op)
 	CHECK(same_str(back->session, rep->session));
 	CHECK(back->revoked == rep->revoked);
 	CHECK(back->last_session == rep->last_session);
+	CHECK(same_str(back->metrics, rep->metrics));
 	free(text);
 	ramkey_reply_free(back);
 }
@@ -98,7 +99,7 @@ static void decode_body(const uint8_t *buf, size_t len)
 {
 	static const enum ramkey_op ops[] = {RAMKEY_OP_OPEN_SESSION,
 	    RAMKEY_OP_CLOSE_SESSION, RAMKEY_OP_FETCH, RAMKEY_OP_REVOKE,
-	    RAMKEY_OP_STATUS, RAMKEY_OP_SET_STATUS};
+	    RAMKEY_OP_STATUS, RAMKEY_OP_SET_STATUS, RAMKEY_OP_METRICS};
 	struct ramkey_request *req = NULL;
 	size_t i;
 

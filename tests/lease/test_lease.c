@@ -7,12 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "metrics.h"
 #include "ramkey_err.h"
 
 #define T0 1800000000000LL /* 2027-01-15, ms */
@@ -731,6 +733,70 @@ static void mint_rate_counts_obtains_in_the_window(void **state)
 	assert_int_equal(H.kind->started[FK_OBTAIN], 4);
 }
 
+/* Metrics: mints and revocations counted where the core decides them,
+ * by result, never by user. */
+static void metrics_count_mints_and_revocations(void **state)
+{
+	struct metrics *m;
+	struct metric *mints, *ends;
+	struct req a, b, c;
+	char *text;
+	unsigned n;
+
+	(void)state;
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(lease_core_set_metrics(H.core, m), 0);
+	assert_int_equal(metrics_counter(m, "ramkey_mints_total", "x",
+	    (const struct metric_label[]){ { "result",
+	    (const char *const[]){ "ok", "refused", "failed", "rate_limited",
+	    NULL } } }, 1, &mints), 0);
+	assert_int_equal(metrics_counter(m, "ramkey_revocations_total", "x",
+	    (const struct metric_label[]){ { "result",
+	    (const char *const[]){ "deleted", "already_gone", "deactivated",
+	    "left_to_expire", "other", "failed_try", NULL } } }, 1, &ends), 0);
+	h_acquire_ttl(&H, &a, USER, RAMU, 600);
+	mint(&H);
+	/* The cloud says no (a Code, not transient): refused. */
+	h_acquire_ttl(&H, &b, "bob", "bob.ram", 600);
+	fk_prepare_done(H.kind, fk_pending(H.kind, FK_PREPARE), 0);
+	h_pump(&H);
+	fk_obtain_done(H.kind, fk_pending(H.kind, FK_OBTAIN), RAMKEY_ERR_RAM,
+	    false);
+	h_pump(&H);
+	/* Outcome unknown (a timeout, a transport error): failed. */
+	h_acquire_ttl(&H, &c, "carol", "carol.ram", 600);
+	fk_prepare_done(H.kind, fk_pending(H.kind, FK_PREPARE), 0);
+	h_pump(&H);
+	fk_obtain_done(H.kind, fk_pending(H.kind, FK_OBTAIN),
+	    RAMKEY_ERR_RAM_TIMEOUT, true);
+	h_pump(&H);
+	assert_int_equal(metric_value(mints, "ok", NULL), 1);
+	assert_int_equal(metric_value(mints, "refused", NULL), 1);
+	assert_int_equal(metric_value(mints, "failed", NULL), 1);
+	/* One failed try, then the end completes. */
+	lease_revoke(H.core, a.lease_id, NULL, "test", &n, NULL);
+	fk_end_done(H.kind, fk_pending(H.kind, FK_END), RAMKEY_ERR_RAM,
+	    KIND_END_GONE);
+	h_pump(&H);
+	assert_int_equal(metric_value(ends, "failed_try", NULL), 1);
+	while (fk_count_pending(H.kind, FK_END) == 0) {
+		h_advance(250);
+		h_pump(&H);
+	}
+	finish_ends(&H);
+	assert_int_equal(metric_value(ends, "deleted", NULL), 1);
+	assert_int_equal(metrics_render(m, &text, NULL), 0);
+	assert_null(strstr(text, USER));
+	assert_null(strstr(text, RAMU));
+	assert_null(strstr(text, "KEY0001"));
+	free(text);
+	/* The lease core goes first: it holds the families. */
+	h_teardown(&H);
+	memset(&H, 0, sizeof(H));
+	metrics_free(m);
+	h_setup(&H, fk_new("access_key", 2, false), NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest ak[] = {
@@ -756,6 +822,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(R6_store_refusing_writes_mints_nothing, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(R7_callbacks_come_from_the_loop, setup_ak, teardown),
 		cmocka_unit_test_setup_teardown(renewal_on_request_only, setup_sts, teardown),
+		cmocka_unit_test_setup_teardown(metrics_count_mints_and_revocations, setup_ak, teardown),
 	};
 
 	size_t i, n = sizeof(ak) / sizeof(ak[0]);

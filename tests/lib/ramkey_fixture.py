@@ -135,6 +135,39 @@ class Users:
         self.users, self.groups = [], []
 
 
+def cache_value(name):
+    with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+        for ln in f:
+            if ln.startswith(name + ":"):
+                return ln.split("=", 1)[1].strip()
+    raise AssertionError("%s not in CMakeCache.txt" % name)
+
+
+class ServiceAccount:
+    """RAMKEY_USER's account (the one the unit runs the agent as): the
+    machine's, or one made for the test and removed after it. Tests that
+    use it share the ctest RESOURCE_LOCK ramkey_account."""
+
+    def __init__(self, name):
+        self.name = name
+        self.created = False
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", name], check=True)
+            self.created = True
+        self.pw = pwd.getpwnam(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.created:
+            subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
+            subprocess.run(["userdel", self.name], capture_output=True)
+
+
 def as_user_cmd(pw, argv):
     """argv run with pw's uid, gid and groups (setpriv), HOME set."""
     return ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),
@@ -144,7 +177,12 @@ def as_user_cmd(pw, argv):
 
 
 class Agent:
-    """A real ramkey-agent against an emulator, on a private socket."""
+    """A real ramkey-agent against an emulator, on a private socket.
+
+    credentials: (key_id, secret) for an access_key credentials file
+    (default: the emulator's admin key); False for no file at all
+    (credentials_file then names a path that does not exist); or a str,
+    the file's whole text (e.g. a ram_role_arn profile)."""
 
     def __init__(self, wd, emu, credentials=None, **conf):
         self.wd = wd
@@ -160,11 +198,18 @@ class Agent:
         self.log_path = os.path.join(self.dir, "agent.log")
         self.conf_path = os.path.join(self.dir, "agent.conf")
         self.cred_path = os.path.join(self.dir, "credentials")
-        key_id, secret = credentials or (emu.admin_key_id, emu.admin_secret)
-        with open(self.cred_path, "w") as f:
-            f.write("[default]\ntype = access_key\naccess_key_id = %s\n"
-                    "access_key_secret = %s\n" % (key_id, secret))
-        os.chmod(self.cred_path, 0o600)
+        if credentials is False:
+            self.cred_path = os.path.join(self.dir, "no-credentials")
+        elif isinstance(credentials, str):
+            with open(self.cred_path, "w") as f:
+                f.write(credentials)
+            os.chmod(self.cred_path, 0o600)
+        else:
+            key_id, secret = credentials or (emu.admin_key_id, emu.admin_secret)
+            with open(self.cred_path, "w") as f:
+                f.write("[default]\ntype = access_key\naccess_key_id = %s\n"
+                        "access_key_secret = %s\n" % (key_id, secret))
+            os.chmod(self.cred_path, 0o600)
         trusted = "0" if os.geteuid() == 0 else "0,%d" % os.geteuid()
         self.conf = {
             "socket": self.socket,
@@ -192,8 +237,10 @@ class Agent:
         assert self.proc is None or self.proc.poll() is not None
         log = open(self.log_path, "a")
         e = dict(os.environ)
-        e.pop("ALIBABA_CLOUD_ACCESS_KEY_ID", None)
-        e.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET", None)
+        for name in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                     "ALIBABA_CLOUD_SECURITY_TOKEN",
+                     "ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION"):
+            e.pop(name, None)
         if env:
             e.update(env)
         argv = [AGENT_BIN, "-f", "-c", self.conf_path] + list(args)

@@ -17,7 +17,8 @@ names, and then:
     used (PrivateUsers, ProtectProc=invisible/noaccess, ProcSubset=pid), in
     the unit or the drop-in;
   - ExecStartPre=+ runs ramkey-agent --check-config as root before the
-    agent, which runs as RAMKEY_USER.
+    agent, which runs as RAMKEY_USER; the root drop-in replaces it with
+    the check of the files as root (--check-as root).
 systemd is not PID 1 here (the test says so when it is not): nothing is
 started; package.debian runs the installed agent.
 """
@@ -116,7 +117,7 @@ def main():
         "ramkey-agent.socket": os.path.join(src, "ramkey-agent.socket"),
         "ramkey-sweep.timer": os.path.join(src, "ramkey-sweep.timer"),
     }
-    dropin = os.path.join(src, "run-as-root.conf")
+    dropin = os.path.join(gen, "run-as-root.conf")
     texts = {}
     for name, path in list(files.items()) + [("run-as-root.conf", dropin)]:
         with open(path) as f:
@@ -140,6 +141,11 @@ def main():
           "the agent does not run as RAMKEY_USER (%s)" % user)
     log("ramkey-agent.service: ExecStartPre=+%s --check-config (root), then %s as %s; "
         "no PrivateUsers, ProtectProc or ProcSubset" % (agent, agent, user))
+    # The root drop-in checks the files as root, the account it runs as.
+    pre = [v for k, v in settings(texts["run-as-root.conf"]) if k == "ExecStartPre"]
+    check(pre == ["", "+%s --check-config --check-as root" % agent],
+          "run-as-root.conf does not replace the check with one as root: %s" % pre)
+    log("run-as-root.conf: ExecStartPre=+%s --check-config --check-as root" % agent)
 
     root = tempfile.mkdtemp(prefix="ramkey-units-")
     try:

@@ -415,6 +415,21 @@ static void test_request_round_trip_set_status(void **state)
 	check_request_round_trip(req);
 }
 
+static void test_request_metrics_has_no_fields(void **state)
+{
+	struct ramkey_request *req = NULL;
+	static const char ok[] = "{\"v\":1,\"op\":\"metrics\"}";
+
+	check_request_round_trip(new_request(RAMKEY_OP_METRICS));
+	assert_int_equal(ramkey_request_decode((const uint8_t *)ok,
+	    strlen(ok), &req), 0);
+	assert_int_equal(req->op, RAMKEY_OP_METRICS);
+	ramkey_request_free(req);
+	assert_req_bad("{\"v\":1,\"op\":\"metrics\",\"user\":\"alice\"}");
+	assert_req_bad("{\"v\":1,\"op\":\"metrics\",\"all\":true}");
+	assert_req_bad("{\"v\":1,\"op\":\"metrics\",\"format\":\"x\"}");
+}
+
 static void test_request_decodes_protocol_example(void **state)
 {
 	static const char ex[] =
@@ -473,6 +488,7 @@ static void test_op_names(void **state)
 	assert_string_equal(ramkey_op_name(RAMKEY_OP_REVOKE), "revoke");
 	assert_string_equal(ramkey_op_name(RAMKEY_OP_STATUS), "status");
 	assert_string_equal(ramkey_op_name(RAMKEY_OP_SET_STATUS), "set_status");
+	assert_string_equal(ramkey_op_name(RAMKEY_OP_METRICS), "metrics");
 	assert_string_equal(ramkey_op_name(RAMKEY_OP_NONE), "none");
 	assert_string_equal(ramkey_op_name((enum ramkey_op)42), "none");
 }
@@ -1106,6 +1122,50 @@ static void test_reply_round_trip_set_status(void **state)
 	ramkey_reply_free(rep);
 }
 
+#define METRICS_TEXT                                                           \
+	"# HELP ramkey_leases_live Leases live.\n"                           \
+	"# TYPE ramkey_leases_live gauge\n"                                  \
+	"ramkey_leases_live 3\n"                                             \
+	"ramkey_mints_total{result=\"ok\"} 7\n"
+
+static void test_reply_round_trip_metrics(void **state)
+{
+	struct ramkey_reply *rep = new_reply(RAMKEY_OP_METRICS), *back;
+	char *text = (char *)"x";
+	size_t len = 1;
+
+	/* Nothing to send: refused. */
+	assert_int_equal(ramkey_reply_encode(rep, &text, &len),
+	    RAMKEY_ERR_INVALID);
+	rep->metrics = xstrdup(METRICS_TEXT);
+	back = round_trip_reply(rep);
+	assert_string_equal(back->metrics, METRICS_TEXT);
+	ramkey_reply_free(back);
+	/* Only printable lines, each ending in a newline. */
+	free(rep->metrics);
+	rep->metrics = xstrdup("ramkey_leases_live 3");
+	assert_int_equal(ramkey_reply_encode(rep, &text, &len),
+	    RAMKEY_ERR_INVALID);
+	free(rep->metrics);
+	rep->metrics = xstrdup("a\tb\n");
+	assert_int_equal(ramkey_reply_encode(rep, &text, &len),
+	    RAMKEY_ERR_INVALID);
+	ramkey_reply_free(rep);
+	assert_rep_bad("{\"v\":1,\"op\":\"metrics\",\"ok\":true}",
+	    RAMKEY_OP_METRICS);
+	assert_rep_bad("{\"v\":1,\"op\":\"metrics\",\"ok\":true,"
+	    "\"metrics\":1}", RAMKEY_OP_METRICS);
+	assert_rep_bad("{\"v\":1,\"op\":\"metrics\",\"ok\":true,"
+	    "\"metrics\":\"x 1\\u0007\\n\"}", RAMKEY_OP_METRICS);
+	assert_rep_bad("{\"v\":1,\"op\":\"metrics\",\"ok\":true,"
+	    "\"metrics\":\"x 1\\n\",\"status\":{}}", RAMKEY_OP_METRICS);
+	/* The reply may be larger than an ordinary frame, as status's. */
+	assert_int_equal(ramkey_reply_frame_max(RAMKEY_OP_METRICS),
+	    RAMKEY_STATUS_FRAME_MAX);
+	assert_int_equal(ramkey_reply_frame_max(RAMKEY_OP_FETCH),
+	    RAMKEY_FRAME_MAX);
+}
+
 static void test_reply_round_trip_error(void **state)
 {
 	struct ramkey_reply *rep = new_reply(RAMKEY_OP_FETCH), *back;
@@ -1656,6 +1716,7 @@ int main(void)
 	    cmocka_unit_test(test_request_encode_refuses_unknown_op),
 	    cmocka_unit_test(test_request_encode_refuses_oversized),
 	    cmocka_unit_test(test_op_names),
+	    cmocka_unit_test(test_request_metrics_has_no_fields),
 	    cmocka_unit_test(test_request_unknown_field_refused),
 	    cmocka_unit_test(test_request_wrong_type_refused),
 	    cmocka_unit_test(test_request_missing_required_field_refused),
@@ -1683,6 +1744,7 @@ int main(void)
 	    cmocka_unit_test(test_reply_round_trip_status),
 	    cmocka_unit_test(test_reply_status_needs_document_to_encode),
 	    cmocka_unit_test(test_reply_round_trip_set_status),
+	    cmocka_unit_test(test_reply_round_trip_metrics),
 	    cmocka_unit_test(test_reply_round_trip_error),
 	    cmocka_unit_test(test_reply_round_trip_every_error_code),
 	    cmocka_unit_test(test_reply_set_error_makes_one_printable_line),

@@ -677,6 +677,89 @@ static void test_secret_not_kept(void **state)
 	}
 }
 
+/* The instance metadata service's credential document. */
+static const char imds_doc[] =
+    "{\n  \"AccessKeyId\" : \"STS.NUgYrLnoC37mZZCNnAbez\",\n"
+    "  \"AccessKeySecret\" : \"IMDSSECRETMARKabcdefghij\",\n"
+    "  \"Expiration\" : \"2026-01-02T03:04:05Z\",\n"
+    "  \"SecurityToken\" : \"CAISIMDSTOKENMARK+/=\",\n"
+    "  \"LastUpdated\" : \"2026-01-01T21:04:05Z\",\n"
+    "  \"Code\" : \"Success\"\n}";
+
+static int parse_imds(const char *body, struct ram_result *res, char *detail,
+    size_t n)
+{
+	return ram_parse_imds_credential(body, strlen(body), res, detail, n);
+}
+
+static void test_imds_credential(void **state)
+{
+	struct ram_result res;
+	char detail[128], body[1024];
+	size_t i;
+	static const struct {
+		const char *from, *to, *detail;
+	} bad[] = {
+		{ "\"Success\"", "\"Failed\"", "Code is Failed" },
+		{ "\"Code\" : \"Success\"", "\"Kode\" : \"Success\"", "Code" },
+		{ "2026-01-02T03:04:05Z", "2026-01-02 03:04:05", "Expiration" },
+		{ "STS.NUgYrLnoC37mZZCNnAbez", "STS NUg", "AccessKeyId" },
+		{ "\"CAISIMDSTOKENMARK+/=\"", "7", "SecurityToken" },
+		{ "\"IMDSSECRETMARKabcdefghij\"", "\"\"", "AccessKeySecret" },
+	};
+
+#if HAVE_FREE_HOOK
+	watch = "SECRETMARK";
+	watch_len = strlen(watch);
+	watch_hits = 0;
+#endif
+	assert_int_equal(parse_imds(imds_doc, &res, detail, sizeof(detail)), 0);
+#if HAVE_FREE_HOOK
+	watch = NULL;
+	assert_int_equal(watch_hits, 0);
+#endif
+	assert_string_equal(res.sts.id, "STS.NUgYrLnoC37mZZCNnAbez");
+	assert_string_equal(res.sts.secret, "IMDSSECRETMARKabcdefghij");
+	assert_int_equal(res.sts.secret_len, 24);
+	assert_string_equal(res.sts.token, "CAISIMDSTOKENMARK+/=");
+	assert_int_equal(res.sts.token_len, 20);
+	assert_string_equal(res.sts.expiration, "2026-01-02T03:04:05Z");
+	assert_int_equal(res.sts.expiration_time, 1767323045);
+	/* secret and token in sodium memory */
+	assert_int_equal(sodium_mprotect_readonly((void *)res.sts.secret), 0);
+	assert_int_equal(sodium_mprotect_readwrite((void *)res.sts.secret), 0);
+	ram_result_clear(&res);
+	assert_null(res.sts.secret);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *at = strstr(imds_doc, bad[i].from);
+
+		assert_non_null(at);
+		snprintf(body, sizeof(body), "%.*s%s%s", (int)(at - imds_doc),
+		    imds_doc, bad[i].to, at + strlen(bad[i].from));
+#if HAVE_FREE_HOOK
+		watch = "SECRETMARK";
+		watch_hits = 0;
+#endif
+		assert_int_equal(parse_imds(body, &res, detail, sizeof(detail)),
+		    RAMKEY_ERR_PROTOCOL);
+#if HAVE_FREE_HOOK
+		watch = NULL;
+		assert_int_equal(watch_hits, 0);
+#endif
+		assert_null(res.sts.secret);
+		assert_null(res.sts.token);
+		if (strstr(detail, bad[i].detail) == NULL)
+			print_error("\"%s\" lacks \"%s\"\n", detail, bad[i].detail);
+		assert_non_null(strstr(detail, bad[i].detail));
+		assert_null(strstr(detail, "MARK"));
+	}
+	assert_int_equal(parse_imds("", &res, detail, sizeof(detail)),
+	    RAMKEY_ERR_PROTOCOL);
+	assert_int_equal(parse_imds("[]", &res, NULL, 0), RAMKEY_ERR_PROTOCOL);
+	assert_int_equal(parse_imds("ramkey-instance", &res, detail,
+	    sizeof(detail)), RAMKEY_ERR_PROTOCOL);
+}
+
 static void test_action_names(void **state)
 {
 	assert_string_equal(
@@ -711,6 +794,7 @@ int main(void)
 	    cmocka_unit_test(test_long_message),
 	    cmocka_unit_test(test_retryable),
 	    cmocka_unit_test(test_secret_not_kept),
+	    cmocka_unit_test(test_imds_credential),
 	    cmocka_unit_test(test_action_names),
 	};
 
