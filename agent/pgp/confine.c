@@ -303,25 +303,52 @@ static const struct {
 #endif
 	{ SYS_setsid, EPERM },
 	{ SYS_setpgid, EPERM },
+	/* Other processes of the same uid (the agent among them): no
+	 * signals but through kill(0) and tgkill (below), no pidfds, no
+	 * changing their priority, CPUs or memory placement. */
+	{ SYS_tkill, EPERM },
+	{ SYS_rt_sigqueueinfo, EPERM },
+#ifdef SYS_pidfd_open
+	{ SYS_pidfd_open, EPERM },
+	{ SYS_pidfd_send_signal, EPERM },
+#endif
+#ifdef SYS_process_madvise
+	{ SYS_process_madvise, EPERM },
+#endif
+	{ SYS_setpriority, EPERM },
+	{ SYS_ioprio_set, EPERM },
+	{ SYS_sched_setaffinity, EPERM },
+	{ SYS_sched_setscheduler, EPERM },
+	{ SYS_sched_setparam, EPERM },
+	{ SYS_sched_setattr, EPERM },
+	{ SYS_migrate_pages, EPERM },
+	{ SYS_move_pages, EPERM },
 	/* glibc falls back to clone(), whose flags the filter can see. */
 #ifdef SYS_clone3
 	{ SYS_clone3, ENOSYS },
 #endif
 };
 
-#define SC_MAX_INSNS 128
+#define SC_MAX_INSNS 256
 
-/* 0 applied, 1 not offered by the kernel, -1 error. */
+/*
+ * 0 applied, 1 not offered by the kernel, -1 error. parent: the agent,
+ * which must not be signalled (Landlock scopes signals only from ABI 6).
+ */
 static int apply_seccomp(struct pgp_confined *c, char *why, size_t whylen)
 {
 	struct sock_filter f[SC_MAX_INSNS];
 	struct sock_fprog prog;
+	uint32_t parent = (uint32_t)getppid();
 	size_t n = 0, i;
 
-#define INS(code, k) (f[n++] = (struct sock_filter)BPF_STMT((code), (k)))
+	/* Instructions past the array are dropped and the filter refused
+	 * below (a bug, caught by every test that confines). */
+#define PUT(insn) (n < SC_MAX_INSNS ? (void)(f[n] = (insn)) : (void)0, n++)
+#define INS(code, k) PUT((struct sock_filter)BPF_STMT((code), (k)))
 #define JEQ(k, jt, jf)                                                         \
-	(f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), \
-	     (jt), (jf)))
+	PUT((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), (jt), \
+	    (jf)))
 	/* A foreign architecture's numbers mean other calls: kill. */
 	INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
 	JEQ(SC_ARCH, 1, 0);
@@ -329,8 +356,8 @@ static int apply_seccomp(struct pgp_confined *c, char *why, size_t whylen)
 	INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
 #if defined(__x86_64__)
 	/* x32 system calls on x86_64. */
-	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K,
-	    0x40000000u, 0, 1);
+	PUT((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K,
+	    0x40000000u, 0, 1));
 	INS(BPF_RET | BPF_K, SC_ERRNO(ENOSYS));
 #endif
 	/* socket(): no family at all. */
@@ -340,19 +367,44 @@ static int apply_seccomp(struct pgp_confined *c, char *why, size_t whylen)
 		JEQ((uint32_t)sc_denied[i].nr, 0, 1);
 		INS(BPF_RET | BPF_K, SC_ERRNO(sc_denied[i].err));
 	}
+	/* kill(pid, sig): its own process group (pid 0) only. */
+	JEQ(SYS_kill, 0, 4);
+	INS(BPF_LD | BPF_W | BPF_ABS, SC_ARG0_LO);
+	JEQ(0, 0, 1);
+	INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	INS(BPF_RET | BPF_K, SC_ERRNO(EPERM));
+	/* tgkill(tgid, tid, sig) (raise(), pthread_kill()): not the
+	 * agent's threads. */
+	JEQ(SYS_tgkill, 1, 0);
+	JEQ(SYS_rt_tgsigqueueinfo, 0, 4);
+	INS(BPF_LD | BPF_W | BPF_ABS, SC_ARG0_LO);
+	JEQ(parent, 0, 1);
+	INS(BPF_RET | BPF_K, SC_ERRNO(EPERM));
+	INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	/* prlimit64(pid, ...) (getrlimit(), setrlimit()): itself only. */
+	JEQ(SYS_prlimit64, 0, 4);
+	INS(BPF_LD | BPF_W | BPF_ABS, SC_ARG0_LO);
+	JEQ(0, 0, 1);
+	INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	INS(BPF_RET | BPF_K, SC_ERRNO(EPERM));
 #if defined(__x86_64__) || defined(__aarch64__) || defined(__riscv) ||        \
     defined(__i386__) || defined(__powerpc64__)
 	/* clone(flags, ...): no new namespace. */
 	JEQ(SYS_clone, 0, 4);
 	INS(BPF_LD | BPF_W | BPF_ABS, SC_ARG0_LO);
-	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K,
-	    NS_FLAGS, 0, 1);
+	PUT((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K,
+	    NS_FLAGS, 0, 1));
 	INS(BPF_RET | BPF_K, SC_ERRNO(EPERM));
 	INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 #endif
 	INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 #undef INS
 #undef JEQ
+#undef PUT
+	if (n > SC_MAX_INSNS) {
+		set_why(why, whylen, "seccomp filter too long", E2BIG);
+		return -1;
+	}
 	prog.len = (unsigned short)n;
 	prog.filter = f;
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0)

@@ -19,7 +19,11 @@
  *    family (GnuPG needs none with no-autostart and an offline context),
  *    no ptrace or reading another process's memory, no io_uring, BPF,
  *    perf, userfaultfd or keyrings, no namespaces or mounts, no new
- *    session or process group (the agent kills the helper's whole group).
+ *    session or process group (the agent kills the helper's whole group);
+ *    and nothing done to another process of its uid (the agent): signals
+ *    only to its own process group or through tgkill() to any thread
+ *    group but its parent's, no pidfds, no prlimit, priority, scheduling,
+ *    CPU or memory placement of another process.
  *
  * Used by the helper and by a test program that applies the same function
  * and then tries what a compromised gpg would try.

@@ -11,8 +11,10 @@
  *   create:PATH   open(PATH, O_WRONLY|O_CREAT|O_EXCL), write, unlink
  *   run:PATH[:ARG] fork, exec PATH [ARG] (inheriting the confinement),
  *                 report its exit status
- * and always: sockets of several families, ptrace, kill and other calls
- * the filter refuses, the limits, no_new_privs, the descriptors left.
+ * and always: sockets of several families, ptrace, signals and other
+ * calls the filter refuses (at its parent, as at the agent) or allows
+ * (its own process group, itself), the limits, no_new_privs, the
+ * descriptors left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -249,6 +251,22 @@ int main(int argc, char **argv)
 	try_call("ptrace_attach_parent",
 	    ptrace(PTRACE_ATTACH, parent, NULL, NULL));
 	try_call("kill_parent_0", kill(parent, 0));
+	try_call("kill_parent_group_0", kill(-getpgid(parent), 0));
+	try_call("kill_all_0", kill(-1, 0));
+	try_call("tgkill_parent_0", syscall(SYS_tgkill, parent, parent, 0));
+	try_call("kill_own_group_0", kill(0, 0));
+	try_call("tgkill_self_0", syscall(SYS_tgkill, getpid(), getpid(), 0));
+#ifdef SYS_pidfd_open
+	try_call("pidfd_open_parent", syscall(SYS_pidfd_open, parent, 0));
+#endif
+	try_call("setpriority_parent", setpriority(PRIO_PROCESS, (id_t)parent,
+	    19));
+	{
+		struct rlimit rl;
+
+		try_call("prlimit_parent", prlimit(parent, RLIMIT_NOFILE, NULL,
+		    &rl));
+	}
 	try_call("setsid", setsid());
 	try_call("setpgid", setpgid(0, 0));
 	try_call("unshare_user", unshare(CLONE_NEWUSER));

@@ -353,6 +353,16 @@ def test_confinement():
                 check(denied("socket", fam, ("EACCES",)), "seccomp: no %s socket" % fam)
             for call in ("setsid", "setpgid", "unshare_user", "bpf"):
                 check(denied("call", call), "seccomp: %s refused" % call)
+            # Nothing done to the parent (the agent, in the helper),
+            # whatever Landlock ABI: a signal, a pidfd, its priority or
+            # limits; its own group and itself it may signal.
+            for call in ("kill_parent_0", "kill_parent_group_0", "kill_all_0",
+                         "tgkill_parent_0", "pidfd_open_parent", "setpriority_parent",
+                         "prlimit_parent"):
+                if ("call", call) in res:
+                    check(denied("call", call), "seccomp: %s refused" % call)
+            for call in ("kill_own_group_0", "tgkill_self_0"):
+                check(allowed("call", call), "seccomp: %s allowed" % call)
             if ("call", "io_uring_setup") in res:
                 check(denied("call", "io_uring_setup", ("ENOSYS",)), "seccomp: no io_uring")
         else:

@@ -159,6 +159,9 @@ def test_unit_sandbox(ctx):
     socks = {x["arg"]: x for x in doc["results"] if x["what"] == "socket"}
     check(not socks["AF_INET"]["ok"] and not socks["AF_UNIX"]["ok"],
           "its seccomp filter still refuses sockets")
+    calls = {x["arg"]: x for x in doc["results"] if x["what"] == "call"}
+    check(not calls["kill_parent_0"]["ok"] and not calls["tgkill_parent_0"]["ok"],
+          "and signals to its parent, without Landlock's signal scoping")
 
 
 def main():
