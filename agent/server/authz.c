@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "log.h"
+#include "lookup_cache.h"
 #include "ramkey_err.h"
 #include "server_int.h"
 #include "strmap.h"
@@ -322,6 +323,7 @@ static void lookup_done(struct worker_task *t, int rc)
 		    "again");
 		return;
 	}
+	lookup_cache_put(req->srv->lookups, lk, evloop_now());
 	decide(req, lk, lk->for_keys, lk->fn);
 }
 
@@ -352,6 +354,11 @@ int authz_start(struct request *req, bool for_keys, authz_fn fn)
 	    (lk->ram_user_tmpl = strdup(s->cfg.ram_user)) == NULL)) {
 		lookup_release(&lk->task);
 		return RAMKEY_ERR_NOMEM;
+	}
+	if (lookup_cache_get(s->lookups, lk, evloop_now())) {
+		decide(req, lk, for_keys, fn);
+		lookup_release(&lk->task);
+		return 0;
 	}
 	/* One user's slow lookups queue behind each other, not before
 	 * anyone else's. */

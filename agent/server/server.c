@@ -4,6 +4,7 @@
 
 #include "evloop.h"
 #include "ramkey_err.h"
+#include "lookup_cache.h"
 #include "server_int.h"
 #include "strmap.h"
 
@@ -118,7 +119,9 @@ int server_new(const struct server_deps *deps, const struct server_config *cfg,
 	s->metrics = deps->metrics;
 	s->listen_fd = -1;
 	if ((r = cfg_copy(&s->cfg, cfg)) != 0 ||
-	    (s->uids = idmap_new()) == NULL || (r = conn_setup(s)) != 0) {
+	    (s->uids = idmap_new()) == NULL ||
+	    (r = lookup_cache_new(&s->lookups)) != 0 ||
+	    (r = conn_setup(s)) != 0) {
 		server_free(s);
 		return r != 0 ? r : RAMKEY_ERR_NOMEM;
 	}
@@ -139,6 +142,8 @@ int server_set_config(struct server *s, const struct server_config *cfg)
 	s->cfg.socket = NULL;
 	cfg_clear(&s->cfg);
 	s->cfg = c;
+	/* The key policy may have changed: look everyone up afresh. */
+	lookup_cache_clear(s->lookups);
 	return 0;
 }
 
@@ -163,6 +168,7 @@ void server_free(struct server *s)
 			free(v);
 		idmap_free(s->uids);
 	}
+	lookup_cache_free(s->lookups);
 	cfg_clear(&s->cfg);
 	free(s);
 }

@@ -95,6 +95,7 @@ struct server {
 	bool socket_activated;
 	bool owns_socket_path;
 	struct idmap *uids;	/* uid -> uid_stats */
+	struct lookup_cache *lookups; /* recent user lookups */
 	struct conn *conns;
 	struct conn *flush_list;
 	struct ev_timer accept_timer; /* resumes accepting after EMFILE */

@@ -66,7 +66,10 @@ class Concurrency(unittest.TestCase):
                 counters = emu.counters()
                 print("50 users, 300 ms RAM latency: %.2f s; RAM in-flight "
                       "peak %d" % (elapsed, counters["in_flight_peak"]))
-                self.assertLess(elapsed, 2.0)
+                # The mints overlap at RAM (one at a time would take 30 s);
+                # the wall-clock bound leaves room for a loaded machine.
+                self.assertGreaterEqual(counters["in_flight_peak"], 25)
+                self.assertLess(elapsed, 6.0)
                 self.assertEqual(counters["calls"].get("CreateAccessKey"), 50)
             finally:
                 agent.stop()
