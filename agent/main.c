@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -533,6 +534,83 @@ static const char *cloud_last_error(void *arg, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * ramkey-pgp-helper: next to this program when it is there (a build
+ * tree), else where it is installed.
+ */
+static const char *pgp_helper_path(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	char *slash;
+
+	if (n > 0) {
+		buf[n] = '\0';
+		if ((slash = strrchr(buf, '/')) != NULL &&
+		    (size_t)(slash - buf) + sizeof("/ramkey-pgp-helper") <=
+		    len) {
+			memcpy(slash, "/ramkey-pgp-helper",
+			    sizeof("/ramkey-pgp-helper"));
+			if (access(buf, X_OK) == 0)
+				return buf;
+		}
+	}
+	snprintf(buf, len, "%s", RAMKEY_PGP_HELPER);
+	return buf;
+}
+
+static void log_pgp_confinement(const struct pgp_worker *pgp)
+{
+	struct pgp_status st;
+	char names[128] = "";
+	size_t i, n = 0;
+
+	pgp_worker_status(pgp, &st);
+	for (i = 0; st.confinement[i] != NULL; i++)
+		n += (size_t)snprintf(names + n, n < sizeof(names) ?
+		    sizeof(names) - n : 0, "%s%s", i > 0 ? " " : "",
+		    st.confinement[i]);
+	log_info("PGP helpers confined by: %s%s%s", names[0] ? names : "none",
+	    st.lacking[0] ? "; lacking " : "", st.lacking);
+}
+
+/* The PGP helpers in the status document: how they are confined, what
+ * the kernel lacked, how busy they are. */
+static void status_pgp(struct agent *a, struct json_object *doc)
+{
+	struct json_object *pgp, *conf;
+	struct pgp_status st;
+	const char *why = pgp_worker_unavailable(a->pgp);
+	size_t i;
+
+	if ((pgp = json_object_new_object()) == NULL)
+		return;
+	json_object_object_add(doc, "pgp", pgp);
+	json_object_object_add(pgp, "available",
+	    json_object_new_boolean(why == NULL));
+	if (why != NULL)
+		json_object_object_add(pgp, "unavailable",
+		    json_object_new_string(why));
+	pgp_worker_status(a->pgp, &st);
+	if ((conf = json_object_new_array()) == NULL)
+		return;
+	json_object_object_add(pgp, "confinement", conf);
+	for (i = 0; st.confinement[i] != NULL; i++)
+		json_object_array_add(conf,
+		    json_object_new_string(st.confinement[i]));
+	json_object_object_add(pgp, "lacking",
+	    json_object_new_string(st.lacking));
+	json_object_object_add(pgp, "landlock_abi",
+	    json_object_new_int64(st.landlock_abi));
+	json_object_object_add(pgp, "helpers_running",
+	    json_object_new_int64(st.running));
+	json_object_object_add(pgp, "helpers_max",
+	    json_object_new_int64(st.helpers_max));
+	json_object_object_add(pgp, "jobs_queued",
+	    json_object_new_int64(st.queued));
+	json_object_object_add(pgp, "deadline_ms",
+	    json_object_new_int64(st.deadline_ms));
+}
+
 /* ---- metrics ---- */
 
 static const char *const version_values[] = { RAMKEY_VERSION, NULL };
@@ -629,6 +707,16 @@ static void status_source(void *arg, struct json_object *doc)
 	json_object_object_add(doc, "source", o);
 }
 
+/* Facts the status document gets from the top: the agent's own
+ * credential and its PGP helpers. */
+static void status_extra(void *arg, struct json_object *doc)
+{
+	struct agent *a = arg;
+
+	status_source(a, doc);
+	status_pgp(a, doc);
+}
+
 /* Prepare hook: hand what is staged to the store's committer first. */
 static void store_hook(void *arg)
 {
@@ -691,6 +779,8 @@ static int start_layers(struct agent *a, const struct source_spec *spec)
 	struct ram_client_config rc;
 	struct keybase_config kc;
 	struct pgp_fetcher fetcher;
+	struct pgp_config pc;
+	char helper[PATH_MAX];
 	struct lease_store_port sp;
 	struct lease_effects fx;
 	struct lease_config lc;
@@ -738,13 +828,17 @@ static int start_layers(struct agent *a, const struct source_spec *spec)
 	fetcher.ctx = a->kb;
 	fetcher.fetch = kb_fetch;
 	fetcher.cancel = kb_cancel;
-	if (pgp_worker_new(a->loop, &fetcher, &a->pgp) != 0) {
+	memset(&pc, 0, sizeof(pc));
+	pc.helper = pgp_helper_path(helper, sizeof(helper));
+	if (pgp_worker_new(a->loop, &pc, &fetcher, &a->pgp) != 0) {
 		log_err("cannot start the PGP worker");
 		return EXIT_START;
 	}
 	if (pgp_worker_unavailable(a->pgp) != NULL)
 		log_warn("PGP keys cannot be used: %s",
 		    pgp_worker_unavailable(a->pgp));
+	else
+		log_pgp_confinement(a->pgp);
 	if (worker_pool_new(a->loop, WORKER_THREADS, &a->workers) != 0) {
 		log_err("cannot start the worker threads");
 		return EXIT_START;
@@ -819,7 +913,7 @@ static int start_layers(struct agent *a, const struct source_spec *spec)
 		return EXIT_START;
 	}
 	deps.metrics = a->metrics;
-	deps.health.status_extra = status_source;
+	deps.health.status_extra = status_extra;
 	server_config_of(a->cfg, &sc, a->role_rules);
 	if (server_new(&deps, &sc, &a->srv) != 0) {
 		log_err("out of memory");

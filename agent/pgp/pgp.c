@@ -1,85 +1,70 @@
 /*
- * PGP-encrypted secrets.
+ * PGP-encrypted secrets: the agent's side (pgp.h). Everything here runs
+ * on the loop thread.
  *
- * Threads: the loop thread parses specs, runs Keybase lookups (through
- * the fetcher) and delivers results; one worker thread runs GPGME. Jobs move between
- * four lists under one mutex: fetching (Keybase, loop only) -> queue ->
- * running (worker) -> done -> callback (loop). The worker wakes the loop
- * through an eventfd; callbacks therefore always run on the loop thread
- * and never inside pgp_key_prepare() or pgp_encrypt().
+ * A job moves: fetching (Keybase, through the fetcher) -> queued (in its
+ * owner's queue) -> running (in a helper process) -> done -> callback.
+ * Results, including those known at once, are delivered from the loop
+ * through an eventfd, so callbacks never run inside pgp_key_prepare() or
+ * pgp_encrypt().
  *
- * GnuPG: every job gets its own GnuPG home, mkdtemp()'d (0700) under
- * $TMPDIR or /tmp and removed recursively before the job's result is
- * posted, on every path. Its gpg.conf says no-autostart, so gpg never
- * starts a gpg-agent, dirmngr or keyboxd (importing public keys and
- * encrypting do not need them); the context is also offline, so nothing
- * reaches the network. Nothing ever touches the agent user's own keyring.
+ * The queue: one FIFO per owner (the user the key is for) and a ring of
+ * owners that have a job waiting and none running. pump() starts the job
+ * at the head of the first owner of the ring whenever fewer than
+ * helpers_max helpers run; the owner leaves the ring while its job runs
+ * and rejoins at the tail if it has more.
  *
- * The secret to encrypt is copied into sodium_malloc memory for the job and
- * freed (wiped) by the worker as soon as gpg has it. GPGME copies plaintext
- * through an internal buffer of the data object on its way to gpg; we feed
- * the data object through our own read callback, remember the buffers
- * GPGME hands it and wipe them before the object is released (GPGME >= 1.19
- * also honours the "sensitive" flag we set, which does the same).
+ * A helper: posix_spawn() of ramkey-pgp-helper (a fresh exec, never a
+ * fork that keeps the agent's memory) with a new empty GnuPG home
+ * (mkdtemp, 0700, under $TMPDIR or /tmp) as its argument, the request pipe
+ * on its standard input, the reply pipe on its standard output, /dev/null
+ * on standard error, every other descriptor closed, a minimal environment,
+ * all signals at their defaults and unblocked, and a process group of its
+ * own. The loop writes the request (the secret straight from its locked
+ * copy, wiped once written), reads the reply, and learns of the exit from
+ * a pidfd (or, on kernels without pidfds, polls waitpid(WNOHANG) once the
+ * reply pipe is at its end). Before reaping, it kills whatever is left of
+ * the process group. Past the deadline it kills the group at once. It
+ * then removes the home (the helper has emptied it, unless it was killed)
+ * and delivers the result.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <gpgme.h>
 #include <sodium.h>
 
 #include "evloop.h"
 #include "pgp.h"
+#include "pgp_wire.h"
 #include "ramkey_err.h"
+#include "rmtree.h"
+#include "strmap.h"
 #include "util.h"
 
-/* Largest key spec (and imported key) accepted. */
-#define PGP_SPEC_MAX (256 * 1024)
-/* Largest secret encrypted (AccessKey secrets are 30 characters). */
-#define PGP_SECRET_MAX 4096
-#define WHY_MAX 256
-#define FPR_LEN 40
+#define WHY_MAX PGP_WIRE_WHY_MAX
+#define FPR_LEN PGP_WIRE_FPR_LEN
 #define HOME_PREFIX "ramkey-gpg-"
-#define RM_DEPTH_MAX 8
-#define PLAIN_BUFS_MAX 8
+#define HELPERS_MAX 16
+/* Without pidfds: how often to look for the helper's exit. */
+#define REAP_POLL_MS 10
 
 #define WHY_NOT_A_KEY "not an OpenPGP public key"
-#define WHY_REVOKED "the PGP key is revoked"
-#define WHY_NO_ENC_SUBKEY "the PGP key cannot encrypt (no encryption subkey)"
-#define WHY_ENC_SUBKEYS_DEAD                                                   \
-	"the PGP key cannot encrypt (its encryption subkeys are expired or "   \
-	"revoked)"
-#define WHY_SECRET_KEY                                                         \
-	"the key block holds a secret key; give the public key only"
-
-/*
- * The private home's configuration. no-autostart: never start gpg-agent,
- * dirmngr or keyboxd. The rest keeps gpg local and quiet, and the
- * keyring small.
- */
-static const char gpg_conf[] = "no-autostart\n"
-                               "disable-dirmngr\n"
-                               "no-auto-key-retrieve\n"
-                               "no-auto-key-locate\n"
-                               "no-auto-check-trustdb\n"
-                               "trust-model always\n"
-                               "no-random-seed-file\n"
-                               "no-greeting\n";
-/* GnuPG >= 2.2.17: drop third-party signatures (certificate flooding). */
-static const char gpg_conf_import[] = "import-options self-sigs-only "
-                                      "import-clean\n";
 
 struct pgp_key {
 	char fpr[FPR_LEN + 1];
@@ -90,10 +75,11 @@ struct pgp_key {
 enum job_kind { JOB_PREPARE, JOB_ENCRYPT };
 
 enum job_state {
-	JS_FETCH,    /* Keybase lookup in flight (loop) */
-	JS_QUEUED,   /* waiting for the worker */
-	JS_RUNNING,  /* in the worker */
-	JS_DONE,     /* result waiting for the loop */
+	JS_NEW,
+	JS_FETCH,    /* Keybase lookup in flight */
+	JS_QUEUED,   /* in its owner's queue */
+	JS_RUNNING,  /* in a helper */
+	JS_DONE,     /* result waiting for delivery */
 	JS_CALLBACK, /* being delivered */
 };
 
@@ -101,18 +87,23 @@ struct job_list {
 	struct pgp_job *head, *tail;
 };
 
+struct owner;
+struct helper;
+
 struct pgp_job {
 	struct pgp_worker *w;
 	struct pgp_job *prev, *next;
 	enum job_kind kind;
 	enum job_state state;
-	bool cancelled; /* while running: drop the result */
+	char *owner_name;
+	struct owner *owner;   /* while queued */
+	struct helper *helper; /* while running */
 	pgp_key_fn key_fn;
 	pgp_encrypt_fn enc_fn;
 	void *arg;
-	void *fetch;		/* Keybase lookup in flight */
+	void *fetch; /* Keybase lookup in flight */
 	/* Input. */
-	uint8_t *data; /* key material to import */
+	uint8_t *data; /* key material */
 	size_t len;
 	char fpr[FPR_LEN + 1]; /* encrypt: the validated key's */
 	unsigned char *secret; /* encrypt: sodium_malloc */
@@ -124,117 +115,63 @@ struct pgp_job {
 	char *b64;
 };
 
+/* The jobs of one user. */
+struct owner {
+	char *name;
+	struct job_list queue;
+	bool running; /* a helper of its own is alive */
+	bool ready;   /* in the ring */
+	struct owner *ready_next;
+};
+
+struct helper {
+	struct pgp_worker *w;
+	struct helper *prev, *next;
+	struct pgp_job *job; /* NULL: the probe, or cancelled */
+	struct owner *owner;
+	pid_t pid;
+	int pidfd, in_fd, out_fd;
+	char *home;
+	/* The request being written. */
+	uint8_t head[PGP_WIRE_LEN_SIZE + PGP_WIRE_REQ_HDR];
+	struct iovec iov[3];
+	int iovcnt, iovidx;
+	/* The reply being read. */
+	uint8_t *rbuf;
+	size_t rlen, rneed;
+	bool reply_done; /* complete, or at its end */
+	bool reaped;
+	int status;
+	bool deadline_passed;
+	struct ev_timer deadline;
+	struct ev_timer reap_poll;
+};
+
 struct pgp_worker {
 	struct evloop *loop;
 	struct pgp_fetcher fetcher;
-	char *tmpdir;            /* where the GnuPG homes go */
-	const char *unavailable; /* why GnuPG cannot be used, or NULL */
-	bool self_sigs_only;
+	char *helper_path;
+	char *tmpdir;
+	unsigned helpers_max;
+	unsigned deadline_ms;
+	const char *unavailable; /* NULL, or unavailable_buf */
+	char unavailable_buf[WHY_MAX];
+	/* What the last helper reported. */
+	unsigned confinement;
+	unsigned landlock_abi;
+	char lacking[WHY_MAX];
 	int efd;
-	pthread_t thread;
-	bool thread_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool locks_ready;
-	bool stop;
-	struct job_list fetching, queue, done;
-	struct pgp_job *running;
+	struct strmap *owners;
+	struct owner *ready_head, *ready_tail;
+	struct job_list fetching, done;
+	struct helper *helpers;
+	unsigned nhelpers;
+	unsigned queued;
 	unsigned busy; /* > 0 while delivering; free is deferred */
 	bool dying;
 };
 
-/* --- GPGME, once per process --- */
-
-static pthread_once_t gpgme_once = PTHREAD_ONCE_INIT;
-static const char *gpgme_unavailable;
-static bool gpgme_self_sigs_only;
-
-/*
- * The worker blocks every signal (they are the loop thread's business),
- * and a forked child keeps its thread's mask across exec. So that gpg does
- * not run with SIGTERM and friends blocked, the children GPGME forks from
- * the worker start from an empty mask. Other threads' forks are untouched.
- */
-static __thread bool in_worker;
-
-static void atfork_child(void)
-{
-	sigset_t none;
-
-	if (!in_worker)
-		return;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL); /* async-signal-safe */
-}
-
-static void version_parse(const char *v, unsigned out[3])
-{
-	unsigned i;
-
-	out[0] = out[1] = out[2] = 0;
-	for (i = 0; i < 3 && v != NULL; i++) {
-		char *end;
-		unsigned long n = strtoul(v, &end, 10);
-
-		if (end == v)
-			break;
-		out[i] = n > 1000000 ? 1000000 : (unsigned)n;
-		v = *end == '.' ? end + 1 : NULL;
-	}
-}
-
-static bool version_at_least(
-    const unsigned v[3], unsigned a, unsigned b, unsigned c)
-{
-	if (v[0] != a)
-		return v[0] > a;
-	if (v[1] != b)
-		return v[1] > b;
-	return v[2] >= c;
-}
-
-/*
- * gpgme_check_version() initialises GPGME (and sets SIGPIPE to SIG_IGN, so
- * a dying gpg cannot kill the agent); it must run before any thread uses
- * the library. No locale is set: nothing gpg prints reaches anyone.
- */
-static void gpgme_init_once(void)
-{
-	gpgme_engine_info_t info = NULL;
-	unsigned v[3];
-
-	if (gpgme_check_version(GPGME_VERSION) == NULL) {
-		gpgme_unavailable = "the GPGME library is older than the one "
-		                    "ramkey was built with";
-		return;
-	}
-	if (gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP) != 0 ||
-	    gpgme_get_engine_info(&info) != 0) {
-		gpgme_unavailable = "GnuPG (gpg) is not installed on the "
-		                    "agent's host, so PGP keys cannot be used";
-		return;
-	}
-	for (; info != NULL; info = info->next)
-		if (info->protocol == GPGME_PROTOCOL_OpenPGP)
-			break;
-	if (info == NULL || info->version == NULL) {
-		gpgme_unavailable = "GnuPG (gpg) is not installed on the "
-		                    "agent's host, so PGP keys cannot be used";
-		return;
-	}
-	version_parse(info->version, v);
-	if (!version_at_least(v, 2, 2, 0)) {
-		gpgme_unavailable = "GnuPG (gpg) on the agent's host is older "
-		                    "than 2.2, so PGP keys cannot be used";
-		return;
-	}
-	gpgme_self_sigs_only = version_at_least(v, 2, 2, 17);
-	if (pthread_atfork(NULL, NULL, atfork_child) != 0)
-		gpgme_unavailable = "cannot set up the GnuPG worker "
-		                    "(pthread_atfork failed)";
-}
-
-/* --- Job lists (under w->mu) --- */
+/* --- Job lists --- */
 
 static void list_push(struct job_list *l, struct pgp_job *job)
 {
@@ -288,20 +225,21 @@ static void set_why(char *why, const char *fmt, ...)
 			*p = ' ';
 }
 
-static void gpg_why(char *why, const char *what, gpgme_error_t err)
-{
-	char buf[128];
-
-	if (gpgme_strerror_r(err, buf, sizeof(buf)) != 0)
-		snprintf(buf, sizeof(buf), "error %u", gpgme_err_code(err));
-	set_why(why, "%s: %s", what, buf);
-}
-
 static bool is_dir(const char *path)
 {
 	struct stat st;
 
 	return path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void close_fd(struct pgp_worker *w, int *fd)
+{
+	if (*fd < 0)
+		return;
+	if (w != NULL)
+		evloop_del(w->loop, *fd);
+	close(*fd);
+	*fd = -1;
 }
 
 void pgp_key_free(struct pgp_key *key)
@@ -317,586 +255,44 @@ const char *pgp_key_fingerprint(const struct pgp_key *key)
 	return key != NULL ? key->fpr : NULL;
 }
 
-/* --- Temporary GnuPG homes (worker thread) --- */
+/* --- Jobs --- */
 
-/* Remove name (under dfd) and everything below it, never following links. */
-static int rm_tree_at(int dfd, const char *name, int depth)
+static void job_wipe_secret(struct pgp_job *job)
 {
-	struct dirent *de;
-	DIR *d;
-	int fd, r = 0, pass;
-
-	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if ((errno != EISDIR && errno != EPERM) || depth >= RM_DEPTH_MAX)
-		return -1;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1)
-		return -1;
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -1;
-	}
-	for (pass = 0; pass < 3; pass++) {
-		r = 0;
-		while ((de = readdir(d)) != NULL) {
-			if (strcmp(de->d_name, ".") == 0 ||
-			    strcmp(de->d_name, "..") == 0)
-				continue;
-			if (rm_tree_at(dirfd(d), de->d_name, depth + 1) != 0)
-				r = -1;
-		}
-		if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
-			r = 0;
-			break;
-		}
-		r = -1;
-		if (errno != ENOTEMPTY && errno != EEXIST)
-			break;
-		rewinddir(d);
-	}
-	closedir(d);
-	return r;
-}
-
-static void home_remove(char *home)
-{
-	if (home == NULL)
-		return;
-	(void)rm_tree_at(AT_FDCWD, home, 0);
-	free(home);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Write name in home with contents; 0 or -1 (errno). */
-static int home_file(
-    const char *home, const char *name, const char *a, const char *b)
-{
-	char path[4096];
-	int fd, r = -1;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", home, name) >=
-	    sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = open(
-	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd == -1)
-		return -1;
-	if (write_all(fd, a, strlen(a)) == 0 &&
-	    (b == NULL || write_all(fd, b, strlen(b)) == 0))
-		r = 0;
-	if (close(fd) != 0)
-		r = -1;
-	return r;
-}
-
-static int home_make(const struct pgp_worker *w, char **ret, char *why)
-{
-	char *home = NULL, err[128];
-	int e;
-
-	*ret = NULL;
-	if (asprintf(&home, "%s/" HOME_PREFIX "XXXXXX", w->tmpdir) < 0) {
-		set_why(why, "out of memory");
-		return RAMKEY_ERR_NOMEM;
-	}
-	if (mkdtemp(home) == NULL) {
-		e = errno;
-		set_why(why, "cannot create a temporary GnuPG home in %s: %s",
-		    w->tmpdir, strerror_r(e, err, sizeof(err)));
-		free(home);
-		return RAMKEY_ERR_CRYPTO;
-	}
-	/*
-	 * An empty common.conf keeps GnuPG >= 2.4 from writing one that
-	 * turns on keyboxd for a new home.
-	 */
-	if (home_file(home, "gpg.conf", gpg_conf,
-	        w->self_sigs_only ? gpg_conf_import : NULL) != 0 ||
-	    home_file(home, "common.conf", "", NULL) != 0) {
-		e = errno;
-		set_why(why, "cannot set up a temporary GnuPG home: %s",
-		    strerror_r(e, err, sizeof(err)));
-		home_remove(home);
-		return RAMKEY_ERR_CRYPTO;
-	}
-	*ret = home;
-	return 0;
-}
-
-/* --- GPGME work (worker thread) --- */
-
-static int ctx_new(const char *home, gpgme_ctx_t *ret, char *why)
-{
-	gpgme_ctx_t ctx = NULL;
-	gpgme_error_t err;
-
-	*ret = NULL;
-	if ((err = gpgme_new(&ctx)) != 0 ||
-	    (err = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP)) != 0 ||
-	    (err = gpgme_ctx_set_engine_info(
-	         ctx, GPGME_PROTOCOL_OpenPGP, NULL, home)) != 0 ||
-	    (err = gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL)) !=
-	        0) {
-		gpg_why(why, "cannot set up GPGME", err);
-		gpgme_release(ctx);
-		return gpgme_err_code(err) == GPG_ERR_ENOMEM
-		    ? RAMKEY_ERR_NOMEM
-		    : RAMKEY_ERR_CRYPTO;
-	}
-	gpgme_set_armor(ctx, 0);
-	gpgme_set_textmode(ctx, 0);
-	gpgme_set_offline(ctx, 1);
-	*ret = ctx;
-	return 0;
-}
-
-/*
- * Import len bytes into ctx's (fresh) home; exactly one public key must
- * land there. Returns 0 with *keyp (the caller unrefs it), else an error
- * code and why.
- */
-static int import_one(gpgme_ctx_t ctx, const uint8_t *data, size_t len,
-    gpgme_key_t *keyp, char *why)
-{
-	gpgme_data_t in = NULL;
-	gpgme_import_result_t res;
-	gpgme_import_status_t st;
-	gpgme_key_t k = NULL, first = NULL;
-	gpgme_error_t err;
-	size_t n = 0;
-	int r = RAMKEY_ERR_PGP_KEY;
-
-	*keyp = NULL;
-	if (len == 0) {
-		set_why(why, WHY_NOT_A_KEY);
-		goto out;
-	}
-	if ((err = gpgme_data_new_from_mem(&in, (const char *)data, len, 0)) !=
-	    0) {
-		gpg_why(why, "GPGME", err);
-		r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	err = gpgme_op_import(ctx, in);
-	res = gpgme_op_import_result(ctx);
-	/* Checked first: without an agent, gpg fails on the secret part. */
-	if (res != NULL && res->secret_read > 0) {
-		set_why(why, WHY_SECRET_KEY);
-		goto out;
-	}
-	if (gpgme_err_code(err) == GPG_ERR_NO_DATA ||
-	    (res != NULL && res->considered == 0)) {
-		set_why(why, WHY_NOT_A_KEY);
-		goto out;
-	}
-	if (res == NULL) {
-		/* gpg did not run or said nothing: our problem, not the key's
-		 */
-		if (err != 0)
-			gpg_why(why, "GnuPG could not import the key", err);
-		else
-			set_why(why, "GnuPG gave no import result");
-		r = RAMKEY_ERR_CRYPTO;
-		goto out;
-	}
-	/* Else see what landed, even if gpg complained about a part. */
-	/* The home was empty: what it holds now is what was imported. */
-	if ((err = gpgme_op_keylist_start(ctx, NULL, 0)) != 0) {
-		gpg_why(why, "GnuPG could not list the key", err);
-		r = RAMKEY_ERR_CRYPTO;
-		goto out;
-	}
-	while (gpgme_op_keylist_next(ctx, &k) == 0) {
-		if (first == NULL)
-			first = k;
-		else
-			gpgme_key_unref(k);
-		n++;
-	}
-	gpgme_op_keylist_end(ctx);
-	if (n == 0) {
-		for (st = res->imports; st != NULL; st = st->next)
-			if (st->result != 0)
-				break;
-		if (st != NULL)
-			gpg_why(why, "the PGP key could not be imported",
-			    st->result);
-		else
-			set_why(why,
-			    "the PGP key could not be imported (no "
-			    "valid user ID or self-signature?)");
-		goto out;
-	}
-	if (n > 1) {
-		set_why(
-		    why, "the key block holds %zu keys; give exactly one", n);
-		goto out;
-	}
-	*keyp = first;
-	first = NULL;
-	r = 0;
-out:
-	gpgme_key_unref(first);
-	gpgme_data_release(in);
-	return r;
-}
-
-/* 40 lower-case hex of the primary key, or false. */
-static bool key_fpr(gpgme_key_t k, char out[FPR_LEN + 1])
-{
-	const char *f = k->subkeys != NULL ? k->subkeys->fpr : NULL;
-	size_t i;
-
-	if (f == NULL || strlen(f) != FPR_LEN)
-		return false;
-	for (i = 0; i < FPR_LEN; i++) {
-		char c = f[i];
-
-		if (c >= 'A' && c <= 'F')
-			c = (char)(c - 'A' + 'a');
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-		out[i] = c;
-	}
-	out[FPR_LEN] = '\0';
-	return true;
-}
-
-static bool subkey_usable(gpgme_subkey_t sk)
-{
-	return sk->can_encrypt && !sk->revoked && !sk->expired &&
-	    !sk->invalid && !sk->disabled;
-}
-
-static int check_key(gpgme_key_t k, char *why)
-{
-	gpgme_subkey_t sk;
-	bool capable = false, usable = false;
-
-	if (k->revoked) {
-		set_why(why, WHY_REVOKED);
-		return RAMKEY_ERR_PGP_KEY;
-	}
-	if (k->expired) {
-		time_t t = k->subkeys != NULL ? (time_t)k->subkeys->expires : 0;
-		struct tm tm;
-		char day[16];
-
-		if (t > 0 && gmtime_r(&t, &tm) != NULL &&
-		    strftime(day, sizeof(day), "%Y-%m-%d", &tm) > 0)
-			set_why(why, "the PGP key expired on %s", day);
-		else
-			set_why(why, "the PGP key expired");
-		return RAMKEY_ERR_PGP_KEY;
-	}
-	if (k->invalid || k->disabled) {
-		set_why(why,
-		    "the PGP key is not valid (no valid "
-		    "self-signature?)");
-		return RAMKEY_ERR_PGP_KEY;
-	}
-	for (sk = k->subkeys; sk != NULL; sk = sk->next) {
-		if (sk->can_encrypt)
-			capable = true;
-		if (subkey_usable(sk))
-			usable = true;
-	}
-	if (!capable) {
-		set_why(why, WHY_NO_ENC_SUBKEY);
-		return RAMKEY_ERR_PGP_KEY;
-	}
-	if (!usable) {
-		set_why(why, WHY_ENC_SUBKEYS_DEAD);
-		return RAMKEY_ERR_PGP_KEY;
-	}
-	return 0;
-}
-
-/* The plaintext, fed to GPGME by callback (see the top of the file). */
-struct plain_src {
-	const unsigned char *p;
-	size_t len, off;
-	void *bufs[PLAIN_BUFS_MAX];
-	size_t sizes[PLAIN_BUFS_MAX];
-	unsigned nbufs;
-};
-
-static gpgme_ssize_t plain_read(void *handle, void *buffer, size_t size)
-{
-	struct plain_src *s = handle;
-	size_t n = s->len - s->off;
-	unsigned i;
-
-	if (n > size)
-		n = size;
-	if (n == 0)
-		return 0;
-	for (i = 0; i < s->nbufs; i++)
-		if (s->bufs[i] == buffer)
-			break;
-	if (i == s->nbufs) {
-		if (s->nbufs == PLAIN_BUFS_MAX) {
-			/* could not wipe it later: refuse */
-			errno = EIO;
-			return -1;
-		}
-		s->bufs[s->nbufs] = buffer;
-		s->sizes[s->nbufs++] = size;
-	} else if (size > s->sizes[i]) {
-		s->sizes[i] = size;
-	}
-	memcpy(buffer, s->p + s->off, n);
-	s->off += n;
-	return (gpgme_ssize_t)n;
-}
-
-static gpgme_off_t plain_seek(void *handle, gpgme_off_t offset, int whence)
-{
-	struct plain_src *s = handle;
-	gpgme_off_t base;
-
-	switch (whence) {
-	case SEEK_SET:
-		base = 0;
-		break;
-	case SEEK_CUR:
-		base = (gpgme_off_t)s->off;
-		break;
-	case SEEK_END:
-		base = (gpgme_off_t)s->len;
-		break;
-	default:
-		errno = EINVAL;
-		return -1;
-	}
-	if (offset < -base || base + offset > (gpgme_off_t)s->len) {
-		errno = EINVAL;
-		return -1;
-	}
-	s->off = (size_t)(base + offset);
-	return (gpgme_off_t)s->off;
-}
-
-static void plain_wipe(struct plain_src *s)
-{
-	unsigned i;
-
-	for (i = 0; i < s->nbufs; i++)
-		sodium_memzero(s->bufs[i], s->sizes[i]);
-	s->nbufs = 0;
-}
-
-static struct gpgme_data_cbs plain_cbs = {
-    .read = plain_read,
-    .seek = plain_seek,
-};
-
-/*
- * Encrypt len bytes at p to k: binary OpenPGP message, no signature, no
- * compression, no default recipients. *out (*outlen bytes): malloc'd.
- */
-static int encrypt_to(gpgme_ctx_t ctx, gpgme_key_t k, const unsigned char *p,
-    size_t len, uint8_t **out, size_t *outlen, char *why)
-{
-	struct plain_src src;
-	gpgme_data_t plain = NULL, cipher = NULL;
-	gpgme_key_t keys[2] = {k, NULL};
-	gpgme_encrypt_result_t res;
-	gpgme_error_t err;
-	char *mem = NULL;
-	size_t n = 0;
-	int r = RAMKEY_ERR_CRYPTO;
-
-	*out = NULL;
-	*outlen = 0;
-	memset(&src, 0, sizeof(src));
-	src.p = p;
-	src.len = len;
-	if ((err = gpgme_data_new_from_cbs(&plain, &plain_cbs, &src)) != 0 ||
-	    (err = gpgme_data_new(&cipher)) != 0) {
-		gpg_why(why, "GPGME", err);
-		r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	(void)gpgme_data_set_flag(plain, "sensitive", "1"); /* GPGME >= 1.19 */
-	gpgme_signers_clear(ctx);
-	err = gpgme_op_encrypt(ctx, keys,
-	    GPGME_ENCRYPT_ALWAYS_TRUST | GPGME_ENCRYPT_NO_ENCRYPT_TO |
-	        GPGME_ENCRYPT_NO_COMPRESS,
-	    plain, cipher);
-	res = gpgme_op_encrypt_result(ctx);
-	if (res != NULL && res->invalid_recipients != NULL) {
-		gpg_why(why, "GnuPG cannot encrypt to the key",
-		    res->invalid_recipients->reason);
-		r = RAMKEY_ERR_PGP_KEY;
-		goto out;
-	}
-	if (err != 0) {
-		gpg_why(why, "GnuPG could not encrypt", err);
-		goto out;
-	}
-	mem = gpgme_data_release_and_get_mem(cipher, &n);
-	cipher = NULL;
-	if (mem == NULL || n == 0) {
-		set_why(why, "GnuPG produced no encrypted message");
-		goto out;
-	}
-	if ((*out = malloc(n)) == NULL) {
-		set_why(why, "out of memory");
-		r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	memcpy(*out, mem, n);
-	*outlen = n;
-	r = 0;
-out:
-	plain_wipe(&src);
-	gpgme_data_release(plain);
-	gpgme_data_release(cipher);
-	gpgme_free(mem);
-	return r;
-}
-
-static int export_key(
-    gpgme_ctx_t ctx, const char *fpr, struct pgp_key *key, char *why)
-{
-	gpgme_data_t out = NULL;
-	gpgme_error_t err;
-	char *mem = NULL;
-	size_t n = 0;
-	int r = RAMKEY_ERR_CRYPTO;
-
-	if ((err = gpgme_data_new(&out)) != 0) {
-		gpg_why(why, "GPGME", err);
-		return RAMKEY_ERR_NOMEM;
-	}
-	if ((err = gpgme_op_export(ctx, fpr, GPGME_EXPORT_MODE_MINIMAL, out)) !=
-	    0) {
-		gpg_why(why, "GnuPG could not export the key", err);
-		goto out;
-	}
-	mem = gpgme_data_release_and_get_mem(out, &n);
-	out = NULL;
-	if (mem == NULL || n == 0) {
-		set_why(why, "GnuPG exported nothing");
-		goto out;
-	}
-	if ((key->data = malloc(n)) == NULL) {
-		set_why(why, "out of memory");
-		r = RAMKEY_ERR_NOMEM;
-		goto out;
-	}
-	memcpy(key->data, mem, n);
-	key->len = n;
-	r = 0;
-out:
-	gpgme_data_release(out);
-	gpgme_free(mem);
-	return r;
-}
-
-/* Not secret: only proves the key can take an encryption. */
-static const unsigned char probe[] = "ramkey: can this key encrypt?";
-
-static void run_prepare(struct pgp_worker *w, struct pgp_job *job)
-{
-	struct pgp_key *key = NULL;
-	gpgme_ctx_t ctx = NULL;
-	gpgme_key_t k = NULL;
-	uint8_t *msg = NULL;
-	size_t msglen = 0;
-	char *home = NULL;
-	int r;
-
-	if ((r = home_make(w, &home, job->why)) != 0 ||
-	    (r = ctx_new(home, &ctx, job->why)) != 0 ||
-	    (r = import_one(ctx, job->data, job->len, &k, job->why)) != 0 ||
-	    (r = check_key(k, job->why)) != 0)
-		goto out;
-	if ((key = calloc(1, sizeof(*key))) == NULL) {
-		r = RAMKEY_ERR_NOMEM;
-		set_why(job->why, "out of memory");
-		goto out;
-	}
-	if (!key_fpr(k, key->fpr)) {
-		r = RAMKEY_ERR_PGP_KEY;
-		set_why(job->why, "the PGP key is not a version 4 key");
-		goto out;
-	}
-	/* Fail now, before any mint, rather than after it. */
-	if ((r = encrypt_to(ctx, k, probe, sizeof(probe) - 1, &msg, &msglen,
-	         job->why)) != 0) {
-		if (r == RAMKEY_ERR_PGP_KEY)
-			set_why(job->why,
-			    "the PGP key cannot encrypt (GnuPG "
-			    "refuses it)");
-		goto out;
-	}
-	if ((r = export_key(ctx, k->subkeys->fpr, key, job->why)) != 0)
-		goto out;
-	job->key = key;
-	key = NULL;
-out:
-	free(msg);
-	pgp_key_free(key);
-	gpgme_key_unref(k);
-	gpgme_release(ctx);
-	home_remove(home);
-	job->rc = r;
-}
-
-static void run_encrypt(struct pgp_worker *w, struct pgp_job *job)
-{
-	gpgme_ctx_t ctx = NULL;
-	gpgme_key_t k = NULL;
-	uint8_t *msg = NULL;
-	size_t msglen = 0;
-	char fpr[FPR_LEN + 1];
-	char *home = NULL;
-	int r;
-
-	if ((r = home_make(w, &home, job->why)) != 0 ||
-	    (r = ctx_new(home, &ctx, job->why)) != 0 ||
-	    (r = import_one(ctx, job->data, job->len, &k, job->why)) != 0)
-		goto out;
-	if (!key_fpr(k, fpr) || strcmp(fpr, job->fpr) != 0) {
-		r = RAMKEY_ERR_CRYPTO;
-		set_why(job->why, "the PGP key changed since it was checked");
-		goto out;
-	}
-	if ((r = encrypt_to(ctx, k, job->secret, job->secret_len, &msg, &msglen,
-	         job->why)) != 0)
-		goto out;
-	if ((r = ramkey_b64_encode(msg, msglen, &job->b64)) != 0)
-		set_why(job->why, "out of memory");
-out:
-	/* gpg has had the secret (or never will): drop our copy now. */
-	sodium_free(job->secret);
+	if (job->secret != NULL)
+		sodium_free(job->secret);
 	job->secret = NULL;
 	job->secret_len = 0;
-	free(msg);
-	gpgme_key_unref(k);
-	gpgme_release(ctx);
-	home_remove(home);
-	job->rc = r;
+}
+
+static void job_free(struct pgp_job *job)
+{
+	if (job == NULL)
+		return;
+	if (job->fetch != NULL)
+		job->w->fetcher.cancel(job->w->fetcher.ctx, job->fetch);
+	free(job->data);
+	job_wipe_secret(job);
+	pgp_key_free(job->key);
+	free(job->b64);
+	free(job->owner_name);
+	free(job);
+}
+
+static struct pgp_job *job_new(struct pgp_worker *w, enum job_kind kind,
+    const char *owner)
+{
+	struct pgp_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->w = w;
+	job->kind = kind;
+	if ((job->owner_name = strdup(owner != NULL ? owner : "")) == NULL) {
+		free(job);
+		return NULL;
+	}
+	return job;
 }
 
 static void signal_loop(struct pgp_worker *w)
@@ -908,89 +304,716 @@ static void signal_loop(struct pgp_worker *w)
 		;
 }
 
-static void *worker_main(void *arg)
-{
-	struct pgp_worker *w = arg;
-	struct pgp_job *job;
-
-	in_worker = true;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->stop && w->queue.head == NULL)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (w->stop)
-			break;
-		job = list_pop(&w->queue);
-		job->state = JS_RUNNING;
-		w->running = job;
-		pthread_mutex_unlock(&w->mu);
-
-		if (job->kind == JOB_PREPARE)
-			run_prepare(w, job);
-		else
-			run_encrypt(w, job);
-
-		pthread_mutex_lock(&w->mu);
-		w->running = NULL;
-		job->state = JS_DONE;
-		list_push(&w->done, job);
-		signal_loop(w);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-/* --- Jobs (loop thread) --- */
-
-static void job_free(struct pgp_job *job)
-{
-	if (job == NULL)
-		return;
-	if (job->fetch != NULL)
-		job->w->fetcher.cancel(job->w->fetcher.ctx, job->fetch);
-	free(job->data);
-	if (job->secret != NULL)
-		sodium_free(job->secret);
-	pgp_key_free(job->key);
-	free(job->b64);
-	free(job);
-}
-
-static struct pgp_job *job_new(struct pgp_worker *w, enum job_kind kind)
-{
-	struct pgp_job *job = calloc(1, sizeof(*job));
-
-	if (job == NULL)
-		return NULL;
-	job->w = w;
-	job->kind = kind;
-	return job;
-}
-
-/* A result known on the loop: delivered from the loop all the same. */
-static void job_finish(struct pgp_job *job, int rc, const char *why)
+/* The job's result is known: deliver it from the loop. */
+static void job_done(struct pgp_job *job)
 {
 	struct pgp_worker *w = job->w;
 
-	job->rc = rc;
-	set_why(job->why, "%s", why);
-	pthread_mutex_lock(&w->mu);
+	job_wipe_secret(job);
 	job->state = JS_DONE;
 	list_push(&w->done, job);
-	pthread_mutex_unlock(&w->mu);
 	signal_loop(w);
+}
+
+static void job_finish(struct pgp_job *job, int rc, const char *why)
+{
+	job->rc = rc;
+	set_why(job->why, "%s", why);
+	job_done(job);
+}
+
+/* --- Owners and the ring --- */
+
+static void owner_make_ready(struct pgp_worker *w, struct owner *o)
+{
+	if (o->ready || o->running || o->queue.head == NULL)
+		return;
+	o->ready = true;
+	o->ready_next = NULL;
+	if (w->ready_tail != NULL)
+		w->ready_tail->ready_next = o;
+	else
+		w->ready_head = o;
+	w->ready_tail = o;
+}
+
+/* Back in the ring if it has more, forgotten if it has nothing. */
+static void owner_settle(struct pgp_worker *w, struct owner *o)
+{
+	owner_make_ready(w, o);
+	if (o->running || o->ready || o->queue.head != NULL)
+		return;
+	strmap_del(w->owners, o->name);
+	free(o->name);
+	free(o);
+}
+
+static void owner_unready(struct pgp_worker *w, struct owner *o)
+{
+	struct owner **pp, *prev = NULL;
+
+	if (!o->ready)
+		return;
+	for (pp = &w->ready_head; *pp != NULL; pp = &(*pp)->ready_next) {
+		if (*pp == o) {
+			*pp = o->ready_next;
+			if (w->ready_tail == o)
+				w->ready_tail = prev;
+			break;
+		}
+		prev = *pp;
+	}
+	o->ready = false;
+	o->ready_next = NULL;
+}
+
+static const char *owner_name(const void *value)
+{
+	return ((const struct owner *)value)->name;
+}
+
+static struct owner *owner_get(struct pgp_worker *w, const char *name)
+{
+	struct owner *o = strmap_get(w->owners, name);
+
+	if (o != NULL)
+		return o;
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return NULL;
+	if ((o->name = strdup(name)) == NULL ||
+	    strmap_put(w->owners, o) != 0) {
+		free(o->name);
+		free(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* --- Helpers: starting --- */
+
+static int sys_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/*
+ * A pipe with both ends above standard error (dup2() onto 0 or 1 in the
+ * child must not be a no-op that keeps close-on-exec), close-on-exec.
+ * fds is left at -1 on failure.
+ */
+static int pipe_high(int fds[2])
+{
+	int p[2], i, e;
+
+	fds[0] = fds[1] = -1;
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	for (i = 0; i < 2; i++) {
+		if (p[i] <= STDERR_FILENO) {
+			int fd = fcntl(p[i], F_DUPFD_CLOEXEC,
+			    STDERR_FILENO + 1);
+
+			if (fd == -1) {
+				e = errno;
+				close(p[0]);
+				close(p[1]);
+				errno = e;
+				return -1;
+			}
+			close(p[i]);
+			p[i] = fd;
+		}
+	}
+	fds[0] = p[0];
+	fds[1] = p[1];
+	return 0;
+}
+
+static char *const helper_env[] = {
+	"PATH=/usr/local/bin:/usr/bin:/bin",
+	"LC_ALL=C",
+	NULL,
+};
+
+static void helper_free(struct helper *h)
+{
+	if (h == NULL)
+		return;
+	free(h->rbuf);
+	free(h->home);
+	free(h);
+}
+
+/*
+ * Make h's home and pipes and start the helper. On failure everything
+ * made is undone and why says what failed.
+ */
+static int helper_spawn(struct pgp_worker *w, struct helper *h, char *why)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	int req[2] = { -1, -1 }, rep[2] = { -1, -1 }, e, r = RAMKEY_ERR_SYSTEM;
+	bool fa_ready = false, attr_ready = false;
+	char *argv[3], err[128];
+
+	h->pid = -1;
+	h->pidfd = h->in_fd = h->out_fd = -1;
+	if (asprintf(&h->home, "%s/" HOME_PREFIX "XXXXXX", w->tmpdir) < 0) {
+		h->home = NULL;
+		set_why(why, "out of memory");
+		return RAMKEY_ERR_NOMEM;
+	}
+	if (mkdtemp(h->home) == NULL) {
+		set_why(why, "cannot create a temporary GnuPG home in %s: %s",
+		    w->tmpdir, strerror_r(errno, err, sizeof(err)));
+		free(h->home);
+		h->home = NULL;
+		return RAMKEY_ERR_CRYPTO;
+	}
+	if (pipe_high(req) != 0 || pipe_high(rep) != 0) {
+		set_why(why, "cannot make pipes for the PGP helper: %s",
+		    strerror_r(errno, err, sizeof(err)));
+		goto out;
+	}
+	if ((e = posix_spawn_file_actions_init(&fa)) != 0)
+		goto spawn_err;
+	fa_ready = true;
+	if ((e = posix_spawn_file_actions_adddup2(&fa, req[0],
+	    STDIN_FILENO)) != 0 ||
+	    (e = posix_spawn_file_actions_adddup2(&fa, rep[1],
+	    STDOUT_FILENO)) != 0 ||
+	    (e = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO,
+	    "/dev/null", O_RDWR, 0)) != 0)
+		goto spawn_err;
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+	/* Everything is close-on-exec already; the helper closes the rest
+	 * again itself. */
+	if ((e = posix_spawn_file_actions_addclosefrom_np(&fa,
+	    STDERR_FILENO + 1)) != 0)
+		goto spawn_err;
+#endif
+	if ((e = posix_spawnattr_init(&attr)) != 0)
+		goto spawn_err;
+	attr_ready = true;
+	sigemptyset(&none);
+	sigfillset(&all);
+	sigdelset(&all, SIGKILL);
+	sigdelset(&all, SIGSTOP);
+	if ((e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
+	    (e = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
+	    (e = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
+	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP)) != 0)
+		goto spawn_err;
+	argv[0] = "ramkey-pgp-helper";
+	argv[1] = h->home;
+	argv[2] = NULL;
+	if ((e = posix_spawn(&h->pid, w->helper_path, &fa, &attr, argv,
+	    helper_env)) != 0) {
+		h->pid = -1;
+		goto spawn_err;
+	}
+	/* Close-on-exec, as every pidfd; -1 on kernels without pidfds. */
+	h->pidfd = sys_pidfd_open(h->pid);
+	h->in_fd = req[1];
+	h->out_fd = rep[0];
+	req[1] = rep[0] = -1;
+	if (fcntl(h->in_fd, F_SETFL, O_NONBLOCK) != 0 ||
+	    fcntl(h->out_fd, F_SETFL, O_NONBLOCK) != 0) {
+		set_why(why, "cannot set up the PGP helper's pipes: %s",
+		    strerror_r(errno, err, sizeof(err)));
+		goto out;
+	}
+	r = 0;
+	goto out;
+spawn_err:
+	set_why(why, "cannot start the PGP helper %s: %s", w->helper_path,
+	    strerror_r(e, err, sizeof(err)));
+out:
+	if (fa_ready)
+		posix_spawn_file_actions_destroy(&fa);
+	if (attr_ready)
+		posix_spawnattr_destroy(&attr);
+	if (req[0] >= 0)
+		close(req[0]);
+	if (req[1] >= 0)
+		close(req[1]);
+	if (rep[0] >= 0)
+		close(rep[0]);
+	if (rep[1] >= 0)
+		close(rep[1]);
+	if (r != 0) {
+		if (h->pid > 0) {
+			(void)kill(-h->pid, SIGKILL);
+			(void)waitpid(h->pid, NULL, 0);
+			h->pid = -1;
+		}
+		close_fd(NULL, &h->pidfd);
+		close_fd(NULL, &h->in_fd);
+		close_fd(NULL, &h->out_fd);
+		(void)pgp_rm_tree_at(AT_FDCWD, h->home);
+		free(h->home);
+		h->home = NULL;
+	}
+	return r;
+}
+
+static void request_setup(struct helper *h, uint8_t op, const uint8_t *key,
+    size_t key_len, const char *fpr, const unsigned char *secret,
+    size_t secret_len)
+{
+	struct pgp_wire_request req;
+
+	memset(&req, 0, sizeof(req));
+	req.op = op;
+	req.key_len = (uint32_t)key_len;
+	req.secret_len = (uint32_t)secret_len;
+	if (fpr != NULL)
+		snprintf(req.fpr, sizeof(req.fpr), "%s", fpr);
+	pgp_wire_request_head(&req, h->head);
+	h->iovcnt = 0;
+	h->iov[h->iovcnt].iov_base = h->head;
+	h->iov[h->iovcnt++].iov_len = sizeof(h->head);
+	if (key_len > 0) {
+		h->iov[h->iovcnt].iov_base = (void *)key;
+		h->iov[h->iovcnt++].iov_len = key_len;
+	}
+	if (secret_len > 0) {
+		h->iov[h->iovcnt].iov_base = (void *)secret;
+		h->iov[h->iovcnt++].iov_len = secret_len;
+	}
+	h->iovidx = 0;
+	h->rneed = PGP_WIRE_LEN_SIZE;
+}
+
+/* Write what the pipe takes: 1 all written, 0 more to write, -1 error. */
+static int request_write(struct helper *h)
+{
+	while (h->iovidx < h->iovcnt) {
+		ssize_t k = writev(h->in_fd, h->iov + h->iovidx,
+		    h->iovcnt - h->iovidx);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errno == EAGAIN ? 0 : -1;
+		while (k > 0 && h->iovidx < h->iovcnt) {
+			struct iovec *v = &h->iov[h->iovidx];
+
+			if ((size_t)k >= v->iov_len) {
+				k -= (ssize_t)v->iov_len;
+				v->iov_len = 0;
+				h->iovidx++;
+			} else {
+				v->iov_base = (uint8_t *)v->iov_base + k;
+				v->iov_len -= (size_t)k;
+				k = 0;
+			}
+		}
+	}
+	return 1;
+}
+
+/*
+ * Read what the pipe has: 1 the reply is complete or the pipe at its end
+ * (h->reply_done), 0 more to come, -1 error (too large, read error).
+ */
+static int reply_read(struct helper *h)
+{
+	for (;;) {
+		ssize_t k;
+
+		if (h->rlen == h->rneed) {
+			uint32_t body;
+			uint8_t *nb;
+
+			if (h->rneed > PGP_WIRE_LEN_SIZE) {
+				h->reply_done = true;
+				return 1;
+			}
+			body = pgp_wire_frame_len(h->rbuf);
+			if (body < PGP_WIRE_REP_HDR ||
+			    body > PGP_WIRE_REP_MAX) {
+				h->reply_done = true;
+				return -1;
+			}
+			h->rneed = PGP_WIRE_LEN_SIZE + (size_t)body;
+			if ((nb = realloc(h->rbuf, h->rneed)) == NULL) {
+				h->reply_done = true;
+				return -1;
+			}
+			h->rbuf = nb;
+		}
+		if (h->rbuf == NULL &&
+		    (h->rbuf = malloc(PGP_WIRE_LEN_SIZE)) == NULL) {
+			h->reply_done = true;
+			return -1;
+		}
+		k = read(h->out_fd, h->rbuf + h->rlen, h->rneed - h->rlen);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return 0;
+		if (k <= 0) {
+			h->reply_done = true;
+			return k == 0 ? 1 : -1;
+		}
+		h->rlen += (size_t)k;
+	}
+}
+
+/* --- Helpers: finishing --- */
+
+static void pump(struct pgp_worker *w);
+
+static void helper_unlink(struct pgp_worker *w, struct helper *h)
+{
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		w->helpers = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+	w->nhelpers--;
+}
+
+/* Remember how the helpers are confined (every reply says). */
+static void note_confinement(struct pgp_worker *w,
+    const struct pgp_wire_reply *rep)
+{
+	size_t n = rep->lacking_len < sizeof(w->lacking) - 1 ?
+	    rep->lacking_len : sizeof(w->lacking) - 1, i;
+
+	w->confinement = rep->confinement;
+	w->landlock_abi = rep->landlock_abi;
+	memcpy(w->lacking, rep->lacking, n);
+	w->lacking[n] = '\0';
+	/* one line, printable */
+	for (i = 0; i < n; i++)
+		if ((unsigned char)w->lacking[i] < 0x20 ||
+		    (unsigned char)w->lacking[i] == 0x7f)
+			w->lacking[i] = ' ';
+}
+
+/* Why a helper ended without a usable reply. */
+static void helper_failure(const struct pgp_worker *w, const struct helper *h,
+    enum job_kind kind, int *rc, char *why)
+{
+	if (h->deadline_passed) {
+		if (kind == JOB_PREPARE) {
+			*rc = RAMKEY_ERR_PGP_KEY;
+			set_why(why, "checking the PGP key took longer than "
+			    "%u ms; a key this costly is refused",
+			    w->deadline_ms);
+		} else {
+			*rc = RAMKEY_ERR_CRYPTO;
+			set_why(why, "encrypting to the PGP key took longer "
+			    "than %u ms", w->deadline_ms);
+		}
+		return;
+	}
+	*rc = RAMKEY_ERR_CRYPTO;
+	if (h->reaped && WIFSIGNALED(h->status))
+		set_why(why, "the PGP helper was killed by signal %d%s",
+		    WTERMSIG(h->status),
+		    WTERMSIG(h->status) == SIGXCPU ||
+		    WTERMSIG(h->status) == SIGKILL ? " (CPU time limit?)" :
+		    "");
+	else if (h->reaped && WIFEXITED(h->status) &&
+	    WEXITSTATUS(h->status) != 0)
+		set_why(why, "the PGP helper failed (exit status %d)",
+		    WEXITSTATUS(h->status));
+	else
+		set_why(why, "the PGP helper gave no valid answer");
+}
+
+/* The job's result from the reply. */
+static void job_result(struct pgp_worker *w, struct helper *h,
+    struct pgp_job *job)
+{
+	struct pgp_wire_reply rep;
+	struct pgp_key *key = NULL;
+
+	if (h->deadline_passed || !h->reply_done ||
+	    pgp_wire_reply_parse(h->rbuf, h->rlen, &rep) != 0) {
+		helper_failure(w, h, job->kind, &job->rc, job->why);
+		return;
+	}
+	note_confinement(w, &rep);
+	job->rc = rep.rc;
+	if (rep.rc != 0) {
+		set_why(job->why, "%.*s", (int)rep.why_len, rep.why);
+		if (job->why[0] == '\0')
+			set_why(job->why, "%s", ramkey_strerror(rep.rc));
+		return;
+	}
+	if (job->kind == JOB_ENCRYPT) {
+		if (rep.data_len == 0 || strcmp(rep.fpr, job->fpr) != 0) {
+			job->rc = RAMKEY_ERR_CRYPTO;
+			set_why(job->why, "the PGP helper gave no valid "
+			    "answer");
+		} else if (ramkey_b64_encode(rep.data, rep.data_len,
+		    &job->b64) != 0) {
+			job->rc = RAMKEY_ERR_NOMEM;
+			set_why(job->why, "out of memory");
+		}
+		return;
+	}
+	if (rep.fpr[0] == '\0' || rep.data_len == 0 ||
+	    rep.data_len > PGP_KEY_EXPORT_MAX) {
+		job->rc = RAMKEY_ERR_CRYPTO;
+		set_why(job->why, "the PGP helper gave no valid answer");
+		return;
+	}
+	if ((key = calloc(1, sizeof(*key))) == NULL ||
+	    (key->data = malloc(rep.data_len)) == NULL) {
+		free(key);
+		job->rc = RAMKEY_ERR_NOMEM;
+		set_why(job->why, "out of memory");
+		return;
+	}
+	memcpy(key->data, rep.data, rep.data_len);
+	key->len = rep.data_len;
+	memcpy(key->fpr, rep.fpr, sizeof(key->fpr));
+	job->key = key;
+}
+
+/* The helper is reaped and its reply read: clean up, deliver, go on. */
+static void helper_finish(struct pgp_worker *w, struct helper *h)
+{
+	struct pgp_job *job = h->job;
+	struct owner *o = h->owner;
+
+	evloop_timer_cancel(w->loop, &h->deadline);
+	evloop_timer_cancel(w->loop, &h->reap_poll);
+	close_fd(w, &h->in_fd);
+	close_fd(w, &h->out_fd);
+	close_fd(w, &h->pidfd);
+	(void)pgp_rm_tree_at(AT_FDCWD, h->home);
+	helper_unlink(w, h);
+	if (job != NULL) {
+		job->helper = NULL;
+		job_result(w, h, job);
+		job_done(job);
+	}
+	helper_free(h);
+	if (o != NULL) {
+		o->running = false;
+		owner_settle(w, o);
+	}
+	pump(w);
+}
+
+/*
+ * Kill what is left of the group (the leader, exited or not, still holds
+ * its pid, so the group's id is not reused), then reap. Returns true when
+ * h is finished (and freed).
+ */
+static bool helper_reap(struct pgp_worker *w, struct helper *h)
+{
+	pid_t p;
+
+	(void)kill(-h->pid, SIGKILL);
+	while ((p = waitpid(h->pid, &h->status, WNOHANG)) < 0 &&
+	    errno == EINTR)
+		;
+	if (p == 0)
+		return false; /* not yet */
+	h->reaped = true;
+	if (h->out_fd >= 0 && !h->reply_done)
+		(void)reply_read(h); /* what it wrote before it went */
+	helper_finish(w, h);
+	return true;
+}
+
+/* Without a pidfd: once the reply is in, look until it has exited. */
+static void on_reap_poll(void *arg)
+{
+	struct helper *h = arg;
+	struct pgp_worker *w = h->w;
+
+	if (!helper_reap(w, h))
+		(void)evloop_timer_arm(w->loop, &h->reap_poll,
+		    evloop_now() + REAP_POLL_MS);
+}
+
+static void on_pidfd(void *arg, int fd, uint32_t events)
+{
+	struct helper *h = arg;
+
+	(void)fd;
+	(void)events;
+	(void)helper_reap(h->w, h);
+}
+
+static void on_out(void *arg, int fd, uint32_t events)
+{
+	struct helper *h = arg;
+	struct pgp_worker *w = h->w;
+
+	(void)fd;
+	(void)events;
+	if (reply_read(h) == 0)
+		return;
+	/* Complete, at its end, or garbage: stop reading. */
+	close_fd(w, &h->out_fd);
+	if (h->pidfd < 0)
+		on_reap_poll(h);
+}
+
+static void stop_writing(struct pgp_worker *w, struct helper *h)
+{
+	close_fd(w, &h->in_fd);
+	h->iovcnt = h->iovidx = 0;
+	/* The secret is in the pipe (or never will be): wipe our copy. */
+	if (h->job != NULL)
+		job_wipe_secret(h->job);
+}
+
+static void on_in(void *arg, int fd, uint32_t events)
+{
+	struct helper *h = arg;
+
+	(void)fd;
+	(void)events;
+	if (request_write(h) != 0)
+		stop_writing(h->w, h);
+}
+
+static void on_deadline(void *arg)
+{
+	struct helper *h = arg;
+
+	h->deadline_passed = true;
+	(void)kill(-h->pid, SIGKILL);
+	stop_writing(h->w, h);
+}
+
+/*
+ * Kill h's group and wait for it (blocking: only when freeing the worker,
+ * or when a just-started helper cannot be watched), then clean up.
+ */
+static void helper_kill_sync(struct pgp_worker *w, struct helper *h)
+{
+	evloop_timer_cancel(w->loop, &h->deadline);
+	evloop_timer_cancel(w->loop, &h->reap_poll);
+	close_fd(w, &h->in_fd);
+	close_fd(w, &h->out_fd);
+	close_fd(w, &h->pidfd);
+	if (!h->reaped) {
+		(void)kill(-h->pid, SIGKILL);
+		while (waitpid(h->pid, &h->status, 0) < 0 && errno == EINTR)
+			;
+		h->reaped = true;
+	}
+	(void)pgp_rm_tree_at(AT_FDCWD, h->home);
+	if (h->job != NULL) {
+		job_wipe_secret(h->job);
+		h->job->helper = NULL;
+		h->job = NULL;
+	}
+}
+
+/* Start job in a helper: 0, or an error with job->why. */
+static int helper_start(struct pgp_worker *w, struct pgp_job *job,
+    struct owner *o)
+{
+	struct helper *h = calloc(1, sizeof(*h));
+	int r;
+
+	if (h == NULL) {
+		set_why(job->why, "out of memory");
+		return RAMKEY_ERR_NOMEM;
+	}
+	h->w = w;
+	h->job = job;
+	h->owner = o;
+	ev_timer_init(&h->deadline, on_deadline, h);
+	ev_timer_init(&h->reap_poll, on_reap_poll, h);
+	if ((r = helper_spawn(w, h, job->why)) != 0) {
+		helper_free(h);
+		return r;
+	}
+	request_setup(h, job->kind == JOB_PREPARE ? PGP_OP_PREPARE :
+	    PGP_OP_ENCRYPT, job->data, job->len,
+	    job->kind == JOB_ENCRYPT ? job->fpr : NULL, job->secret,
+	    job->secret_len);
+	job->helper = h;
+	if (evloop_timer_arm(w->loop, &h->deadline,
+	    evloop_now() + w->deadline_ms) != 0 ||
+	    evloop_add(w->loop, h->out_fd, EPOLLIN, on_out, h) != 0 ||
+	    (h->pidfd >= 0 &&
+	    evloop_add(w->loop, h->pidfd, EPOLLIN, on_pidfd, h) != 0) ||
+	    evloop_add(w->loop, h->in_fd, EPOLLOUT, on_in, h) != 0) {
+		helper_kill_sync(w, h);
+		helper_free(h);
+		set_why(job->why, "cannot watch the PGP helper: out of "
+		    "memory");
+		return RAMKEY_ERR_NOMEM;
+	}
+	h->next = w->helpers;
+	if (w->helpers != NULL)
+		w->helpers->prev = h;
+	w->helpers = h;
+	w->nhelpers++;
+	job->state = JS_RUNNING;
+	return 0;
+}
+
+/* Start queued jobs while helpers are free, owners taking turns. */
+static void pump(struct pgp_worker *w)
+{
+	struct owner *o;
+	struct pgp_job *job;
+	int r;
+
+	while (!w->dying && w->nhelpers < w->helpers_max &&
+	    (o = w->ready_head) != NULL) {
+		w->ready_head = o->ready_next;
+		if (w->ready_head == NULL)
+			w->ready_tail = NULL;
+		o->ready = false;
+		o->ready_next = NULL;
+		job = list_pop(&o->queue);
+		w->queued--;
+		job->owner = NULL;
+		o->running = true;
+		if ((r = helper_start(w, job, o)) != 0) {
+			o->running = false;
+			job->rc = r;
+			job_done(job);
+			owner_settle(w, o);
+		}
+	}
 }
 
 static void job_enqueue(struct pgp_job *job)
 {
 	struct pgp_worker *w = job->w;
+	struct owner *o = owner_get(w, job->owner_name);
 
-	pthread_mutex_lock(&w->mu);
+	if (o == NULL) {
+		job_finish(job, RAMKEY_ERR_NOMEM, "out of memory");
+		return;
+	}
+	job->owner = o;
 	job->state = JS_QUEUED;
-	list_push(&w->queue, job);
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	list_push(&o->queue, job);
+	w->queued++;
+	owner_make_ready(w, o);
+	pump(w);
 }
+
+/* --- Delivery (from the loop, never inside an API call) --- */
 
 static void deliver(struct pgp_job *job)
 {
@@ -1015,26 +1038,21 @@ static void on_efd(void *arg, int fd, uint32_t events)
 	struct pgp_worker *w = arg;
 	struct pgp_job *job;
 	uint64_t v;
-	bool cancelled;
 
+	(void)events;
 	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
 	w->busy++;
-	while (!w->dying) {
-		pthread_mutex_lock(&w->mu);
-		if ((job = list_pop(&w->done)) != NULL)
-			job->state = JS_CALLBACK;
-		cancelled = job != NULL && job->cancelled;
-		pthread_mutex_unlock(&w->mu);
-		if (job == NULL)
-			break;
-		if (!cancelled)
-			deliver(job);
+	while (!w->dying && (job = list_pop(&w->done)) != NULL) {
+		job->state = JS_CALLBACK;
+		deliver(job);
 		job_free(job);
 	}
 	if (--w->busy == 0 && w->dying)
 		worker_destroy(w);
 }
+
+/* --- Key specs and Keybase --- */
 
 static void on_keybase(
     void *arg, int rc, const char *bundle, size_t len, const char *why)
@@ -1043,11 +1061,14 @@ static void on_keybase(
 	struct pgp_worker *w = job->w;
 
 	job->fetch = NULL;
-	pthread_mutex_lock(&w->mu);
 	list_remove(&w->fetching, job);
-	pthread_mutex_unlock(&w->mu);
 	if (rc != 0) {
 		job_finish(job, rc, why != NULL ? why : ramkey_strerror(rc));
+		return;
+	}
+	if (len > PGP_WIRE_KEY_MAX) {
+		job_finish(job, RAMKEY_ERR_PGP_KEY, "the Keybase user's PGP "
+		    "key is larger than 256 KiB");
 		return;
 	}
 	if ((job->data = malloc(len + 1)) == NULL) {
@@ -1088,14 +1109,14 @@ static bool b64_space(char c)
 static int parse_spec(struct pgp_job *job, const char *spec,
     char user[PGP_KEYBASE_NAME_MAX + 1], char *why)
 {
-	size_t len = strnlen(spec, PGP_SPEC_MAX + 1), i, n;
+	size_t len = strnlen(spec, PGP_WIRE_KEY_MAX + 1), i, n;
 	char *clean = NULL;
 	int r;
 
 	user[0] = '\0';
-	if (len > PGP_SPEC_MAX) {
+	if (len > PGP_WIRE_KEY_MAX) {
 		set_why(why, "the PGP key is larger than %d KiB",
-		    PGP_SPEC_MAX / 1024);
+		    PGP_WIRE_KEY_MAX / 1024);
 		return RAMKEY_ERR_PGP_KEY;
 	}
 	while (len > 0 && b64_space(*spec)) {
@@ -1157,6 +1178,8 @@ static int parse_spec(struct pgp_job *job, const char *spec,
 	return 0;
 }
 
+/* --- The API --- */
+
 int pgp_key_prepare(struct pgp_worker *w, const char *spec, const char *owner,
     pgp_key_fn fn, void *arg, struct pgp_job **ret)
 {
@@ -1168,7 +1191,7 @@ int pgp_key_prepare(struct pgp_worker *w, const char *spec, const char *owner,
 		*ret = NULL;
 	if (w == NULL || spec == NULL || fn == NULL || w->dying)
 		return RAMKEY_ERR_INVALID;
-	if ((job = job_new(w, JOB_PREPARE)) == NULL)
+	if ((job = job_new(w, JOB_PREPARE, owner)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	job->key_fn = fn;
 	job->arg = arg;
@@ -1201,10 +1224,8 @@ int pgp_key_prepare(struct pgp_worker *w, const char *spec, const char *owner,
 		job_free(job);
 		return r;
 	}
-	pthread_mutex_lock(&w->mu);
 	job->state = JS_FETCH;
 	list_push(&w->fetching, job);
-	pthread_mutex_unlock(&w->mu);
 started:
 	if (ret != NULL)
 		*ret = job;
@@ -1222,9 +1243,9 @@ int pgp_encrypt(struct pgp_worker *w, const struct pgp_key *key,
 	if (w == NULL || key == NULL || key->data == NULL || secret == NULL ||
 	    len == 0 || fn == NULL || w->dying)
 		return RAMKEY_ERR_INVALID;
-	if (len > PGP_SECRET_MAX)
+	if (len > PGP_WIRE_SECRET_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
-	if ((job = job_new(w, JOB_ENCRYPT)) == NULL)
+	if ((job = job_new(w, JOB_ENCRYPT, owner)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	job->enc_fn = fn;
 	job->arg = arg;
@@ -1250,69 +1271,157 @@ int pgp_encrypt(struct pgp_worker *w, const struct pgp_key *key,
 void pgp_job_cancel(struct pgp_job *job)
 {
 	struct pgp_worker *w;
+	struct helper *h;
 
 	if (job == NULL)
 		return;
 	w = job->w;
-	pthread_mutex_lock(&w->mu);
 	switch (job->state) {
 	case JS_FETCH:
 		list_remove(&w->fetching, job);
 		break;
 	case JS_QUEUED:
-		list_remove(&w->queue, job);
+		list_remove(&job->owner->queue, job);
+		w->queued--;
+		if (job->owner->queue.head == NULL)
+			owner_unready(w, job->owner);
+		owner_settle(w, job->owner);
+		job->owner = NULL;
+		break;
+	case JS_RUNNING:
+		/* Kill the helper; it is reaped (and its owner free for
+		 * the next job) as usual, without a job. */
+		h = job->helper;
+		stop_writing(w, h);
+		h->job = NULL;
+		job->helper = NULL;
+		(void)kill(-h->pid, SIGKILL);
 		break;
 	case JS_DONE:
 		list_remove(&w->done, job);
 		break;
-	case JS_RUNNING:
-		/* The worker finishes it; the loop drops the result. */
-		job->cancelled = true;
-		/* fall through */
+	case JS_NEW:
+		break;
 	case JS_CALLBACK:
-		pthread_mutex_unlock(&w->mu);
+		return; /* being delivered: freed after the callback */
+	}
+	job_free(job); /* cancels a Keybase lookup, wipes a secret */
+}
+
+/* --- The probe --- */
+
+/*
+ * Run the helper once with nothing to do but confine itself and check
+ * GnuPG: synchronously, within the deadline but at least the default one
+ * (at start-up, before the loop serves anyone).
+ */
+static void probe(struct pgp_worker *w)
+{
+	struct pgp_wire_reply rep;
+	struct helper h;
+	unsigned ms = w->deadline_ms > PGP_DEADLINE_MS_DEFAULT ?
+	    w->deadline_ms : PGP_DEADLINE_MS_DEFAULT;
+	uint64_t end = evloop_now() + ms;
+	char why[WHY_MAX];
+
+	memset(&h, 0, sizeof(h));
+	h.w = w;
+	if (helper_spawn(w, &h, why) != 0) {
+		set_why(w->unavailable_buf, "%s", why);
+		w->unavailable = w->unavailable_buf;
 		return;
 	}
-	pthread_mutex_unlock(&w->mu);
-	job_free(job); /* cancels a Keybase lookup, wipes a secret */
+	request_setup(&h, PGP_OP_PROBE, NULL, 0, NULL, NULL, 0);
+	while (!h.reply_done) {
+		struct pollfd p[2];
+		uint64_t now = evloop_now();
+		int n = 0, r;
+
+		if (now >= end) {
+			h.deadline_passed = true;
+			break;
+		}
+		if (h.in_fd >= 0) {
+			p[n].fd = h.in_fd;
+			p[n++].events = POLLOUT;
+		}
+		p[n].fd = h.out_fd;
+		p[n++].events = POLLIN;
+		r = poll(p, (nfds_t)n, (int)(end - now));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (h.in_fd >= 0 && request_write(&h) != 0)
+			close_fd(NULL, &h.in_fd);
+		if (reply_read(&h) < 0)
+			break;
+	}
+	close_fd(NULL, &h.in_fd);
+	close_fd(NULL, &h.out_fd);
+	close_fd(NULL, &h.pidfd);
+	(void)kill(-h.pid, SIGKILL);
+	while (waitpid(h.pid, &h.status, 0) < 0 && errno == EINTR)
+		;
+	h.reaped = true;
+	(void)pgp_rm_tree_at(AT_FDCWD, h.home);
+	if (h.deadline_passed || !h.reply_done ||
+	    pgp_wire_reply_parse(h.rbuf, h.rlen, &rep) != 0) {
+		int rc;
+
+		if (h.deadline_passed)
+			set_why(why, "the PGP helper %s did not answer "
+			    "within %u ms", w->helper_path, ms);
+		else
+			helper_failure(w, &h, JOB_ENCRYPT, &rc, why);
+		set_why(w->unavailable_buf, "%s", why);
+		w->unavailable = w->unavailable_buf;
+	} else {
+		note_confinement(w, &rep);
+		if (rep.rc != 0) {
+			set_why(w->unavailable_buf, "%.*s", (int)rep.why_len,
+			    rep.why);
+			w->unavailable = w->unavailable_buf;
+		}
+	}
+	free(h.rbuf);
+	free(h.home);
 }
 
 /* --- The worker --- */
 
-int pgp_worker_new(struct evloop *loop, const struct pgp_fetcher *fetcher,
-    struct pgp_worker **ret)
+int pgp_worker_new(struct evloop *loop, const struct pgp_config *cfg,
+    const struct pgp_fetcher *fetcher, struct pgp_worker **ret)
 {
 	struct pgp_worker *w = NULL;
-	sigset_t all, old;
+	struct sigaction sa;
 	const char *t;
 	int r = RAMKEY_ERR_NOMEM;
 
 	*ret = NULL;
-	if (loop == NULL)
+	if (loop == NULL || cfg == NULL || cfg->helper == NULL)
 		return RAMKEY_ERR_INVALID;
 	if (sodium_init() < 0)
 		return RAMKEY_ERR_CRYPTO;
-	pthread_once(&gpgme_once, gpgme_init_once);
+	/* A helper that dies before it has read its request must not take
+	 * the process with it (the agent ignores SIGPIPE already). */
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+		(void)signal(SIGPIPE, SIG_IGN);
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		goto out;
 	w->loop = loop;
 	w->efd = -1;
-	w->unavailable = gpgme_unavailable;
-	w->self_sigs_only = gpgme_self_sigs_only;
-	t = getenv("TMPDIR");
+	w->helpers_max = cfg->helpers_max == 0 ? PGP_HELPERS_DEFAULT :
+	    cfg->helpers_max > HELPERS_MAX ? HELPERS_MAX : cfg->helpers_max;
+	w->deadline_ms = cfg->deadline_ms == 0 ? PGP_DEADLINE_MS_DEFAULT :
+	    cfg->deadline_ms;
+	t = cfg->tmpdir != NULL ? cfg->tmpdir : getenv("TMPDIR");
 	if ((w->tmpdir = strdup(
-	         t != NULL && t[0] == '/' && is_dir(t) ? t : "/tmp")) == NULL)
+	         t != NULL && t[0] == '/' && is_dir(t) ? t : "/tmp")) == NULL ||
+	    (w->helper_path = strdup(cfg->helper)) == NULL ||
+	    (w->owners = strmap_new(owner_name)) == NULL)
 		goto out;
 	if (fetcher != NULL)
 		w->fetcher = *fetcher;
 	r = RAMKEY_ERR_SYSTEM;
-	if (pthread_mutex_init(&w->mu, NULL) != 0)
-		goto out;
-	if (pthread_cond_init(&w->cv, NULL) != 0) {
-		pthread_mutex_destroy(&w->mu);
-		goto out;
-	}
-	w->locks_ready = true;
 	if ((w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
 		goto out;
 	if ((r = evloop_add(loop, w->efd, EPOLLIN, on_efd, w)) != 0) {
@@ -1320,17 +1429,7 @@ int pgp_worker_new(struct evloop *loop, const struct pgp_fetcher *fetcher,
 		w->efd = -1;
 		goto out;
 	}
-	/* Signals are the loop thread's business, never the worker's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&w->thread, NULL, worker_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		errno = r;
-		r = RAMKEY_ERR_SYSTEM;
-		goto out;
-	}
-	w->thread_started = true;
+	probe(w);
 	*ret = w;
 	w = NULL;
 	r = 0;
@@ -1349,29 +1448,39 @@ static void free_list(struct job_list *l)
 
 static void worker_destroy(struct pgp_worker *w)
 {
+	struct strmap_iter it;
+	void *v;
+
 	if (w == NULL)
 		return;
-	if (w->thread_started) {
-		/* A job in the worker runs to its end (and cleans up). */
-		pthread_mutex_lock(&w->mu);
-		w->stop = true;
-		pthread_cond_broadcast(&w->cv);
-		pthread_mutex_unlock(&w->mu);
-		pthread_join(w->thread, NULL);
-		w->thread_started = false;
+	w->dying = true;
+	while (w->helpers != NULL) {
+		struct helper *h = w->helpers;
+		struct pgp_job *job = h->job;
+
+		helper_kill_sync(w, h);
+		helper_unlink(w, h);
+		helper_free(h);
+		job_free(job);
 	}
 	free_list(&w->fetching); /* cancels their lookups */
-	free_list(&w->queue);
 	free_list(&w->done);
-	job_free(w->running); /* NULL once the thread is joined */
+	if (w->owners != NULL) {
+		strmap_iter_init(&it);
+		while (strmap_next(w->owners, &it, NULL, &v)) {
+			struct owner *o = v;
+
+			free_list(&o->queue);
+			free(o->name);
+			free(o);
+		}
+		strmap_free(w->owners);
+	}
 	if (w->efd != -1) {
 		evloop_del(w->loop, w->efd);
 		close(w->efd);
 	}
-	if (w->locks_ready) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
-	}
+	free(w->helper_path);
 	free(w->tmpdir);
 	free(w);
 }
@@ -1391,4 +1500,29 @@ void pgp_worker_free(struct pgp_worker *w)
 const char *pgp_worker_unavailable(const struct pgp_worker *w)
 {
 	return w != NULL ? w->unavailable : "no PGP worker";
+}
+
+void pgp_worker_status(const struct pgp_worker *w, struct pgp_status *st)
+{
+	const size_t max =
+	    sizeof(st->confinement) / sizeof(st->confinement[0]) - 1;
+	size_t n = 0;
+	unsigned bit;
+
+	memset(st, 0, sizeof(*st));
+	st->lacking = "";
+	if (w == NULL)
+		return;
+	for (bit = 1; bit <= PGP_CONFINE_ALL; bit <<= 1)
+		if ((w->confinement & bit) != 0 &&
+		    pgp_confine_name(bit) != NULL &&
+		    n < max)
+			st->confinement[n++] = pgp_confine_name(bit);
+	st->confinement[n] = NULL;
+	st->lacking = w->lacking;
+	st->landlock_abi = w->landlock_abi;
+	st->running = w->nhelpers;
+	st->queued = w->queued;
+	st->helpers_max = w->helpers_max;
+	st->deadline_ms = w->deadline_ms;
 }

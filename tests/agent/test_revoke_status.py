@@ -147,7 +147,7 @@ class RevokeStatus(unittest.TestCase):
         kid = self.fetch(pw)
         doc = self.agent.status(pw.pw_name)
         self.assertEqual(sorted(doc), ["ambiguous_keys", "leases",
-                                       "pending_revocations", "source"])
+                                       "pending_revocations", "pgp", "source"])
         # The agent's own credential: where from, which kind, until when.
         self.assertEqual(doc["source"], {
             "source": "file", "type": "access_key", "kind": "static",
@@ -155,6 +155,11 @@ class RevokeStatus(unittest.TestCase):
             "access_key_id": self.emu.admin_key_id[:4] + "****" +
             self.emu.admin_key_id[-4:],
             "role": None, "usable": True, "error": None})
+        # How the PGP helpers are confined (README, "PGP-encrypted
+        # secrets"); "unavailable" only when GnuPG cannot be used.
+        self.assertEqual(sorted(set(doc["pgp"]) - {"unavailable"}), sorted([
+            "available", "confinement", "lacking", "landlock_abi",
+            "helpers_running", "helpers_max", "jobs_queued", "deadline_ms"]))
         (lease,) = doc["leases"]
         self.assertEqual(sorted(lease), sorted([
             "user", "ram_user", "access_key_id", "status", "create_time",

@@ -1,7 +1,8 @@
 /*
- * pgp_driver: drives the PGP module (agent/pgp.c, agent/keybase.c) on a
- * real evloop for test_pgp.py. Commands come on stdin (read from the loop,
- * so the loop keeps running while jobs are in flight); every command and
+ * pgp_driver: drives the PGP module (agent/pgp/pgp.c with the helper it
+ * runs, agent/cloud/keybase.c) on a real evloop for test_pgp.py and
+ * test_pgp_helper.py. Commands come on stdin (read from the loop, so the
+ * loop keeps running while jobs are in flight); every command and
  * every completion prints one JSON object on stdout. A 50 ms ticker runs
  * on the loop the whole time, so the test can see the loop never stalls.
  *
@@ -9,9 +10,11 @@
  * whether it ran inside pgp_key_prepare()/pgp_encrypt() (it must not).
  *
  * Commands (ID: 0..MAX_SLOTS-1; "-" = none):
- *   new URL ALLOW_HTTP CA PROXY	pgp_worker_new (frees the old one)
+ *   new URL ALLOW_HTTP CA PROXY [DEADLINE_MS [HELPERS]]
+ *				pgp_worker_new (frees the old one)
  *   reconf URL ALLOW_HTTP CA PROXY	pgp_worker_reconfigure
  *   prepare ID FILE		pgp_key_prepare(spec = FILE's contents)
+ *   prepare_as ID OWNER FILE	pgp_key_prepare for OWNER (the others: "test")
  *   prepare_str ID SPEC...	pgp_key_prepare(spec = rest of the line)
  *   prepare_cancel ID FILE	prepare, then cancel at once
  *   prepare_block_cancel ID FILE MS  prepare, block the loop MS, cancel
@@ -20,6 +23,7 @@
  *   cancel ID			pgp_job_cancel
  *   freekey KEY			pgp_key_free
  *   free				pgp_worker_free (pending jobs dropped)
+ *   status			pgp_worker_status, pgp_worker_unavailable
  *   ticks_reset | ticks | quit
  */
 #include <errno.h>
@@ -238,12 +242,12 @@ static void kb_cancel(void *ctx, void *handle)
 	keybase_cancel(handle);
 }
 
-static int start_prepare(int id, const char *spec)
+static int start_prepare(int id, const char *spec, const char *owner)
 {
 	int r;
 
 	in_api = true;
-	r = pgp_key_prepare(worker, spec, "test", key_done,
+	r = pgp_key_prepare(worker, spec, owner, key_done,
 	    (void *)(intptr_t)id, &slots[id].job);
 	in_api = false;
 	slots[id].busy = r == 0;
@@ -287,7 +291,7 @@ static void command(char *line)
 			out("{\"ev\":\"error\",\"msg\":\"bad prepare_str\"}\n");
 			return;
 		}
-		r = start_prepare(id, rest + 1);
+		r = start_prepare(id, rest + 1, "test");
 		out("{\"ev\":\"started\",\"id\":%d,\"rc\":%d}\n", id, r);
 		return;
 	}
@@ -296,9 +300,10 @@ static void command(char *line)
 		argv[argc++] = p;
 	if (argc == 0)
 		return;
-	if (strcmp(argv[0], "new") == 0 && argc == 5) {
+	if (strcmp(argv[0], "new") == 0 && argc >= 5 && argc <= 7) {
 		struct keybase_config c;
 		struct pgp_fetcher f;
+		struct pgp_config pc;
 
 		pgp_worker_free(worker);
 		worker = NULL;
@@ -309,8 +314,14 @@ static void command(char *line)
 		f.ctx = kb;
 		f.fetch = kb_fetch;
 		f.cancel = kb_cancel;
+		memset(&pc, 0, sizeof(pc));
+		pc.helper = RAMKEY_TEST_PGP_HELPER;
+		if (argc >= 6)
+			pc.deadline_ms = (unsigned)atol(argv[5]);
+		if (argc >= 7)
+			pc.helpers_max = (unsigned)atol(argv[6]);
 		if (r == 0)
-			r = pgp_worker_new(loop, &f, &worker);
+			r = pgp_worker_new(loop, &pc, &f, &worker);
 		out("{\"ev\":\"new\",\"rc\":%d}\n", r);
 	} else if (strcmp(argv[0], "reconf") == 0 && argc == 5) {
 		struct keybase_config c;
@@ -328,7 +339,7 @@ static void command(char *line)
 			out("{\"ev\":\"error\",\"msg\":\"cannot read\"}\n");
 			return;
 		}
-		r = start_prepare(id, spec);
+		r = start_prepare(id, spec, "test");
 		free(spec); /* the module must have copied what it needs */
 		if (r == 0 && strcmp(argv[0], "prepare_free") == 0)
 			slots[id].free_worker = true;
@@ -338,6 +349,36 @@ static void command(char *line)
 			slots[id].busy = false;
 		}
 		out("{\"ev\":\"started\",\"id\":%d,\"rc\":%d}\n", id, r);
+	} else if (strcmp(argv[0], "prepare_as") == 0 && argc == 4 &&
+	    (id = parse_id(argv[1])) >= 0) {
+		char *spec = read_file(argv[3]);
+
+		if (spec == NULL) {
+			out("{\"ev\":\"error\",\"msg\":\"cannot read\"}\n");
+			return;
+		}
+		r = start_prepare(id, spec, argv[2]);
+		free(spec);
+		out("{\"ev\":\"started\",\"id\":%d,\"rc\":%d}\n", id, r);
+	} else if (strcmp(argv[0], "status") == 0) {
+		struct pgp_status st;
+		size_t i;
+
+		pgp_worker_status(worker, &st);
+		out("{\"ev\":\"status\",\"confinement\":[");
+		for (i = 0; st.confinement[i] != NULL; i++)
+			out("%s\"%s\"", i > 0 ? "," : "", st.confinement[i]);
+		out("],\"lacking\":");
+		json_str(st.lacking);
+		out(",\"unavailable\":");
+		if (pgp_worker_unavailable(worker) != NULL)
+			json_str(pgp_worker_unavailable(worker));
+		else
+			out("null");
+		out(",\"landlock_abi\":%u,\"running\":%u,\"queued\":%u,"
+		    "\"helpers_max\":%u,\"deadline_ms\":%u}\n",
+		    st.landlock_abi, st.running, st.queued, st.helpers_max,
+		    st.deadline_ms);
 	} else if (strcmp(argv[0], "prepare_block_cancel") == 0 && argc == 4 &&
 	    (id = parse_id(argv[1])) >= 0) {
 		char *spec = read_file(argv[2]);
@@ -346,7 +387,7 @@ static void command(char *line)
 			out("{\"ev\":\"error\",\"msg\":\"cannot read\"}\n");
 			return;
 		}
-		r = start_prepare(id, spec);
+		r = start_prepare(id, spec, "test");
 		free(spec);
 		if (r == 0) {
 			block_loop(atol(argv[3]));
