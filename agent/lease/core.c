@@ -246,7 +246,6 @@ void lease_core_free(struct lease_core *c)
 				k->k.ops->cancel(k->k.state, p->rec_op);
 			intent_free(p->intent);
 			free(p->mint_times);
-			free(p->key);
 			free(p);
 		}
 	}

@@ -19,14 +19,44 @@
 #include "strmap.h"
 #include "util.h"
 
+static size_t opt_len(const char *s)
+{
+	return s != NULL ? strlen(s) + 1 : 0;
+}
+
+static const char *opt_put(char **p, const char *s)
+{
+	const char *at = *p;
+	size_t n = opt_len(s);
+
+	if (n == 0)
+		return NULL;
+	memcpy(*p, s, n);
+	*p += n;
+	return at;
+}
+
+struct session *session_new(const char *secret_file, const char *rhost,
+    const char *tty, const char *service)
+{
+	size_t n = opt_len(secret_file) + opt_len(rhost) + opt_len(tty) +
+	    opt_len(service);
+	struct session *s = calloc(1, sizeof(*s) + n);
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	p = (char *)(s + 1);
+	s->secret_file = opt_put(&p, secret_file);
+	s->rhost = opt_put(&p, rhost);
+	s->tty = opt_put(&p, tty);
+	s->service = opt_put(&p, service);
+	s->pidfd = -1;
+	return s;
+}
+
 void session_free(struct session *s)
 {
-	if (s == NULL)
-		return;
-	free(s->secret_file);
-	free(s->rhost);
-	free(s->tty);
-	free(s->service);
 	free(s);
 }
 
@@ -94,13 +124,6 @@ static void make_token(char out[RAMKEY_SESSION_TOKEN_LEN + 1])
 	sodium_bin2hex(out, RAMKEY_SESSION_TOKEN_LEN + 1, rnd, sizeof(rnd));
 }
 
-static int dup_opt(char **dst, const char *src)
-{
-	if (src == NULL)
-		return 0;
-	return (*dst = strdup(src)) == NULL ? RAMKEY_ERR_NOMEM : 0;
-}
-
 int session_attach(struct lease *l, const struct lease_want *w,
     struct session **ret)
 {
@@ -109,9 +132,9 @@ int session_attach(struct lease *l, const struct lease_want *w,
 	int r;
 
 	*ret = NULL;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_new(w->secret_file, w->peer.rhost, w->peer.tty,
+	    w->service)) == NULL)
 		return RAMKEY_ERR_NOMEM;
-	s->pidfd = -1;
 	do {
 		make_token(s->token);
 	} while (strmap_get(c->sessions, s->token) != NULL);
@@ -119,11 +142,7 @@ int session_attach(struct lease *l, const struct lease_want *w,
 	s->pid = w->session_pid;
 	s->peer_uid = w->session_peer_uid;
 	s->opened_ms = clock_wall_ms();
-	if ((r = dup_opt(&s->secret_file, w->secret_file)) != 0 ||
-	    (r = dup_opt(&s->rhost, w->peer.rhost)) != 0 ||
-	    (r = dup_opt(&s->tty, w->peer.tty)) != 0 ||
-	    (r = dup_opt(&s->service, w->service)) != 0 ||
-	    (r = strmap_put(c->sessions, s)) != 0) {
+	if ((r = strmap_put(c->sessions, s)) != 0) {
 		session_free(s);
 		return r;
 	}
@@ -254,9 +273,6 @@ struct session *user_latest_session(struct lease_user *u)
 
 void file_rec_free(struct file_rec *f)
 {
-	if (f == NULL)
-		return;
-	free(f->key);
 	free(f);
 }
 
@@ -270,13 +286,16 @@ static char *file_key(const char *user, const char *path)
 /* A record for user's path, not yet in the map; NULL if out of memory. */
 struct file_rec *file_rec_new(const char *user, const char *path)
 {
-	struct file_rec *f = calloc(1, sizeof(*f));
+	size_t ulen = strlen(user), plen = strlen(path);
+	struct file_rec *f = calloc(1, sizeof(*f) + ulen + plen + 2);
 
-	if (f == NULL || (f->key = file_key(user, path)) == NULL) {
-		free(f);
+	if (f == NULL)
 		return NULL;
-	}
-	f->path = f->key + strlen(user) + 1;
+	f->key = (char *)(f + 1);
+	memcpy(f->key, user, ulen);
+	f->key[ulen] = '\n';
+	memcpy(f->key + ulen + 1, path, plen + 1);
+	f->path = f->key + ulen + 1;
 	return f;
 }
 

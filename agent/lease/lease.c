@@ -79,23 +79,28 @@ struct lease_principal *core_principal(struct lease_core *c,
     struct core_kind *k, const char *name)
 {
 	struct lease_principal *p;
+	size_t klen = strlen(k->k.ops->name), nlen = strlen(name);
 	char *key;
 
-	if (asprintf(&key, "%s\n%s", k->k.ops->name, name) < 0)
+	if ((key = malloc(klen + nlen + 2)) == NULL)
 		return NULL;
-	if ((p = strmap_get(c->principals, key)) != NULL) {
-		free(key);
+	memcpy(key, k->k.ops->name, klen);
+	key[klen] = '\n';
+	memcpy(key + klen + 1, name, nlen + 1);
+	p = strmap_get(c->principals, key);
+	free(key);
+	if (p != NULL)
 		return p;
-	}
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		free(key);
+	/* The key lives after the struct, in the same allocation. */
+	if ((p = calloc(1, sizeof(*p) + klen + nlen + 2)) == NULL)
 		return NULL;
-	}
-	p->key = key;
-	p->name = key + strlen(k->k.ops->name) + 1;
+	p->key = (char *)(p + 1);
+	memcpy(p->key, k->k.ops->name, klen);
+	p->key[klen] = '\n';
+	memcpy(p->key + klen + 1, name, nlen + 1);
+	p->name = p->key + klen + 1;
 	if (strmap_put(c->principals, p) != 0) {
 		free(p);
-		free(key);
 		return NULL;
 	}
 	p->kind = k;

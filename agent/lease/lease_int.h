@@ -44,7 +44,8 @@ struct core_kind {
 /* A RAM user or a role (per kind): obtains for it, its unresolved intent,
  * its mint_rate window. */
 struct lease_principal {
-	char *key;		/* kind name, '\n', name: the map key */
+	char *key;		/* kind name, '\n', name: the map key, after
+				 * the struct */
 	const char *name;	/* in key */
 	struct core_kind *kind;
 	struct obtain *queue_head, *queue_tail; /* capacity kinds: waiting */
@@ -72,8 +73,9 @@ struct intent {
 /* Which credential was written last to a secret file path of a user. */
 struct file_rec {
 	struct file_rec *next;	/* the user's records, newest first */
-	char *key;		/* user '\n' path: the files map's key */
 	const char *path;	/* in key */
+	char *key;		/* user '\n' path: the files map's key,
+				 * after the struct (file_rec_new()) */
 	char cred_id[CRED_ID_MAX + 1];
 	char token[RAMKEY_SESSION_TOKEN_LEN + 1]; /* writer session, or "" */
 	int64_t written_ms;
@@ -98,8 +100,9 @@ struct session {
 	uint64_t start_time;	/* its start time, clock ticks */
 	int pidfd;		/* -1 if not watched */
 	uid_t peer_uid;
-	char *secret_file;
-	char *rhost, *tty, *service;
+	/* In the same allocation, after the struct (session_new()). */
+	const char *secret_file;
+	const char *rhost, *tty, *service;
 	int64_t opened_ms;
 };
 
@@ -202,6 +205,10 @@ void session_end_dead(struct session *s, const char *why);
 /* Unhook a session from everything and free it (lease_end does this for
  * every session). */
 void session_detach(struct session *s);
+/* A session with copies of these strings (each may be NULL) in one
+ * allocation; NULL if out of memory. */
+struct session *session_new(const char *secret_file, const char *rhost,
+    const char *tty, const char *service);
 void session_free(struct session *s);
 int session_watch(struct session *s);
 void audit_detach(const struct session *s, const char *why);

@@ -85,21 +85,16 @@ static int load_session(void *arg, const struct store_session_row *r)
 	if (l == NULL || l->state != LEASE_LIVE ||
 	    strlen(r->token) != RAMKEY_SESSION_TOKEN_LEN)
 		return 0;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_new(r->secret_file, r->rhost, r->tty, r->service)) ==
+	    NULL)
 		return RAMKEY_ERR_NOMEM;
 	snprintf(s->token, sizeof(s->token), "%s", r->token);
 	s->pid = r->pid;
 	s->start_time = r->start_time;
 	s->peer_uid = r->peer_uid;
 	s->opened_ms = r->opened_ms;
-	s->pidfd = -1;
 	s->lease = l;
-	if ((r->secret_file != NULL &&
-	    (s->secret_file = strdup(r->secret_file)) == NULL) ||
-	    (r->rhost != NULL && (s->rhost = strdup(r->rhost)) == NULL) ||
-	    (r->tty != NULL && (s->tty = strdup(r->tty)) == NULL) ||
-	    (r->service != NULL && (s->service = strdup(r->service)) == NULL) ||
-	    strmap_put(c->sessions, s) != 0) {
+	if (strmap_put(c->sessions, s) != 0) {
 		session_free(s);
 		return RAMKEY_ERR_NOMEM;
 	}

@@ -11,15 +11,16 @@ struct entry {
 	char *key;
 	uint64_t expires_ms;
 	char *own, *user, *home, *principal;
+	char *why;		/* why there is no principal, or NULL */
 	uid_t uid;
 	gid_t gid;
 	bool in_group;
 	bool no_role;
-	char why[RAMKEY_MESSAGE_TEXT_MAX];
 };
 
 struct lookup_cache {
 	struct strmap *map;
+	uint64_t swept_ms;	/* when expired entries last went */
 };
 
 static const char *entry_key(const void *v)
@@ -36,6 +37,7 @@ static void entry_free(struct entry *e)
 	free(e->user);
 	free(e->home);
 	free(e->principal);
+	free(e->why);
 	free(e);
 }
 
@@ -133,29 +135,35 @@ bool lookup_cache_get(struct lookup_cache *c, struct lookup *lk,
 	lk->gid = e->gid;
 	lk->in_group = e->in_group;
 	lk->no_role = e->no_role;
-	memcpy(lk->why, e->why, sizeof(lk->why));
+	snprintf(lk->why, sizeof(lk->why), "%s", e->why != NULL ? e->why : "");
 	return true;
 }
 
-/* Make room: expired entries go; if none has expired, nothing is added. */
-static bool make_room(struct lookup_cache *c, uint64_t now_ms)
+/* Expired entries go, at most once per TTL (or when the cache is full):
+ * a burst of distinct users leaves nothing behind for long. */
+static void sweep(struct lookup_cache *c, uint64_t now_ms)
 {
 	struct strmap_iter it;
-	struct entry *gone[64];
+	struct entry **gone;
 	size_t n = 0, i;
 	void *v;
 
-	if (strmap_count(c->map) < LOOKUP_CACHE_MAX)
-		return true;
+	if (strmap_count(c->map) < LOOKUP_CACHE_MAX &&
+	    now_ms - c->swept_ms < LOOKUP_CACHE_TTL_MS)
+		return;
+	c->swept_ms = now_ms;
+	if (strmap_count(c->map) == 0 ||
+	    (gone = calloc(strmap_count(c->map), sizeof(*gone))) == NULL)
+		return;
 	strmap_iter_init(&it);
-	while (n < 64 && strmap_next(c->map, &it, NULL, &v))
+	while (strmap_next(c->map, &it, NULL, &v))
 		if (now_ms >= ((struct entry *)v)->expires_ms)
 			gone[n++] = v;
 	for (i = 0; i < n; i++) {
 		strmap_del(c->map, gone[i]->key);
 		entry_free(gone[i]);
 	}
-	return strmap_count(c->map) < LOOKUP_CACHE_MAX;
+	free(gone);
 }
 
 void lookup_cache_put(struct lookup_cache *c, const struct lookup *lk,
@@ -163,12 +171,16 @@ void lookup_cache_put(struct lookup_cache *c, const struct lookup *lk,
 {
 	struct entry *e, *old;
 
-	if (lk->rc != 0 || lk->user == NULL || !make_room(c, now_ms) ||
+	if (lk->rc != 0 || lk->user == NULL)
+		return;
+	sweep(c, now_ms);
+	if (strmap_count(c->map) >= LOOKUP_CACHE_MAX ||
 	    (e = calloc(1, sizeof(*e))) == NULL)
 		return;
 	if ((e->key = key_of(lk)) == NULL || dup_opt(&e->own, lk->own) ||
 	    dup_opt(&e->user, lk->user) || dup_opt(&e->home, lk->home) ||
-	    dup_opt(&e->principal, lk->principal)) {
+	    dup_opt(&e->principal, lk->principal) ||
+	    dup_opt(&e->why, lk->why[0] != '\0' ? lk->why : NULL)) {
 		entry_free(e);
 		return;
 	}
@@ -177,7 +189,6 @@ void lookup_cache_put(struct lookup_cache *c, const struct lookup *lk,
 	e->gid = lk->gid;
 	e->in_group = lk->in_group;
 	e->no_role = lk->no_role;
-	memcpy(e->why, lk->why, sizeof(e->why));
 	old = strmap_get(c->map, e->key);
 	if (strmap_put(c->map, e) != 0) {
 		entry_free(e);

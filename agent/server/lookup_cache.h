@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define LOOKUP_CACHE_TTL_MS 10000
-#define LOOKUP_CACHE_MAX 4096
+#define LOOKUP_CACHE_MAX 1024
 
 struct lookup;
 struct lookup_cache;

@@ -234,12 +234,35 @@ def smaps(pid):
     return out
 
 
+def own_private_kb(pid):
+    """The process's own memory in kB: private pages, without the clean
+    pages of files it maps (library code and read-only data count as
+    private whenever no other process happens to map that library, so
+    USS moves with what else runs). Anonymous memory, the heap, stacks,
+    and the written (copied) pages of file mappings count."""
+    total = 0
+    anon = True
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                name = head[5] if len(head) > 5 else ""
+                anon = not name.startswith("/") or name.startswith("/memfd:")
+                continue
+            if head and head[0] == "Private_Dirty:":
+                total += int(head[1])
+            elif head and head[0] == "Private_Clean:" and anon:
+                total += int(head[1])
+    return total
+
+
 def mem_detail(pid):
     """One line: where a process's RSS is (shared library pages vs its own)."""
     r, m = rss_kb(pid), smaps(pid)
     return ("RssFile %s kB (mostly shared library pages), RssAnon %s kB, "
-            "PSS %s kB, private %s kB" % (r.get("RssFile"), r.get("RssAnon"), m.get("Pss"),
-                                          m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)))
+            "PSS %s kB, private %s kB (own %s kB: without libraries' clean pages)"
+            % (r.get("RssFile"), r.get("RssAnon"), m.get("Pss"),
+               m.get("Private_Clean", 0) + m.get("Private_Dirty", 0), own_private_kb(pid)))
 
 
 def raise_nofile():
