@@ -42,14 +42,13 @@
 
 #include "evloop.h"
 #include "pgp.h"
+#include "pgp_spec.h"
 #include "ramkey_err.h"
 #include "util.h"
 
-/* Largest key spec (and imported key) accepted. */
-#define PGP_SPEC_MAX (256 * 1024)
 /* Largest secret encrypted (AccessKey secrets are 30 characters). */
 #define PGP_SECRET_MAX 4096
-#define WHY_MAX 256
+#define WHY_MAX PGP_SPEC_WHY_MAX
 #define FPR_LEN 40
 #define HOME_PREFIX "ramkey-gpg-"
 #define RM_DEPTH_MAX 8
@@ -1080,18 +1079,16 @@ static bool b64_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/*
- * Turn spec into key material (job->data) or a Keybase name. Returns 0
- * (material), 1 (user set), RAMKEY_ERR_NOMEM, or RAMKEY_ERR_PGP_KEY with
- * why.
- */
-static int parse_spec(struct pgp_job *job, const char *spec,
-    char user[PGP_KEYBASE_NAME_MAX + 1], char *why)
+/* pgp_spec.h */
+int pgp_spec_parse(const char *spec, uint8_t **data, size_t *datalen,
+    char user[PGP_KEYBASE_NAME_MAX + 1], char why[PGP_SPEC_WHY_MAX])
 {
 	size_t len = strnlen(spec, PGP_SPEC_MAX + 1), i, n;
 	char *clean = NULL;
 	int r;
 
+	*data = NULL;
+	*datalen = 0;
 	user[0] = '\0';
 	if (len > PGP_SPEC_MAX) {
 		set_why(why, "the PGP key is larger than %d KiB",
@@ -1130,10 +1127,10 @@ static int parse_spec(struct pgp_job *job, const char *spec,
 	}
 	if (len >= 15 && strncmp(spec, "-----BEGIN PGP ", 15) == 0) {
 		/* ASCII armor: gpg reads it as it is. */
-		if ((job->data = malloc(len)) == NULL)
+		if ((*data = malloc(len)) == NULL)
 			return RAMKEY_ERR_NOMEM;
-		memcpy(job->data, spec, len);
-		job->len = len;
+		memcpy(*data, spec, len);
+		*datalen = len;
 		return 0;
 	}
 	/* Base64 of a binary key, maybe wrapped over several lines. */
@@ -1143,14 +1140,14 @@ static int parse_spec(struct pgp_job *job, const char *spec,
 		if (!b64_space(spec[i]))
 			clean[n++] = spec[i];
 	clean[n] = '\0';
-	r = ramkey_b64_decode(clean, n, &job->data, &job->len);
+	r = ramkey_b64_decode(clean, n, data, datalen);
 	free(clean);
 	if (r == RAMKEY_ERR_NOMEM)
 		return r;
-	if (r != 0 || job->len == 0) {
-		free(job->data);
-		job->data = NULL;
-		job->len = 0;
+	if (r != 0 || *datalen == 0) {
+		free(*data);
+		*data = NULL;
+		*datalen = 0;
 		set_why(why, WHY_NOT_A_KEY);
 		return RAMKEY_ERR_PGP_KEY;
 	}
@@ -1177,7 +1174,7 @@ int pgp_key_prepare(struct pgp_worker *w, const char *spec, const char *owner,
 		goto started;
 	}
 	why[0] = '\0';
-	r = parse_spec(job, spec, user, why);
+	r = pgp_spec_parse(spec, &job->data, &job->len, user, why);
 	if (r == RAMKEY_ERR_NOMEM) {
 		job_free(job);
 		return r;
