@@ -237,6 +237,14 @@ int keybase_parse_lookup(const char *body, size_t len, long http_status,
 		snprintf(why, why_size, "Keybase user %s has no PGP key", name);
 		goto out;
 	}
+	/* A NUL byte (\u0000) would cut the bundle short: a key block is
+	 * text and never holds one. */
+	if (memchr(json_object_get_string(b), '\0',
+	    (size_t)json_object_get_string_len(b)) != NULL) {
+		r = RAMKEY_ERR_KEYBASE;
+		garbage(http_status, why, why_size);
+		goto out;
+	}
 	if ((*bundle = strdup(json_object_get_string(b))) == NULL) {
 		r = RAMKEY_ERR_NOMEM;
 		snprintf(why, why_size, "out of memory");
