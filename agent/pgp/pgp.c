@@ -248,10 +248,11 @@ static void list_push(struct job_list *l, struct pgp_job *job)
 
 static void list_remove(struct job_list *l, struct pgp_job *job)
 {
-	if (job->prev != NULL)
-		job->prev->next = job->next;
-	else
+	/* The head first: removing it always moves the head. */
+	if (l->head == job)
 		l->head = job->next;
+	else if (job->prev != NULL)
+		job->prev->next = job->next;
 	if (job->next != NULL)
 		job->next->prev = job->prev;
 	else
@@ -337,13 +338,12 @@ static int rm_tree_at(int dfd, const char *name, int depth)
 		return -1;
 	}
 	for (pass = 0; pass < 3; pass++) {
-		r = 0;
+		/* What could not go shows as the directory not being empty. */
 		while ((de = readdir(d)) != NULL) {
 			if (strcmp(de->d_name, ".") == 0 ||
 			    strcmp(de->d_name, "..") == 0)
 				continue;
-			if (rm_tree_at(dirfd(d), de->d_name, depth + 1) != 0)
-				r = -1;
+			(void)rm_tree_at(dirfd(d), de->d_name, depth + 1);
 		}
 		if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
 			r = 0;

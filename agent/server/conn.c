@@ -377,9 +377,14 @@ int conn_setup(struct server *s)
 
 void conns_free_all(struct server *s)
 {
-	while (s->conns != NULL) {
-		struct conn *c = s->conns;
+	struct conn *c;
 
+	/* Off the list here: the loop does not depend on c->srv. */
+	while ((c = s->conns) != NULL) {
+		s->conns = c->next;
+		if (s->conns != NULL)
+			s->conns->prev = NULL;
+		c->next = NULL;
 		if (c->req != NULL) {
 			request_discard(c->req);
 			c->req = NULL;
