@@ -630,15 +630,20 @@ static int apply(struct config *c, enum key_id k, char *v, const char **why)
 static int sts_files(struct config *c, const unsigned *lines, char **errp)
 {
 	struct json_object *o;
-	char *buf = NULL;
+	char *buf = NULL, *why = NULL;
 	size_t have = 0;
 	struct stat st;
 	ssize_t n;
 	int fd, r;
 
+	/* Its own errors name the role map; say which line named it. */
 	if (c->role_map_path != NULL &&
-	    (r = role_map_load(c->role_map_path, &c->role_map, errp)) != 0)
+	    role_map_load(c->role_map_path, &c->role_map, &why) != 0) {
+		r = fail(errp, "%s:%u: role_map: %s", c->path,
+		    lines[K_ROLE_MAP], why != NULL ? why : "out of memory");
+		free(why);
 		return r;
+	}
 	if (c->sts_policy_file == NULL)
 		return 0;
 	if ((fd = open(c->sts_policy_file, O_RDONLY | O_CLOEXEC | O_NOCTTY |

@@ -91,7 +91,7 @@ int role_map_parse(const char *path, const char *text, size_t len,
 	if (memchr(text, '\0', len) != NULL)
 		return fail(errp, "%s: contains a NUL byte", path);
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
-	    (copy = malloc(len + 1)) == NULL) {
+	    (copy = calloc(1, len + 1)) == NULL) {
 		r = fail(errp, "out of memory");
 		goto out;
 	}

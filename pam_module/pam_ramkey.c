@@ -545,10 +545,7 @@ PAM_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc,
 			pw->pw_gid };
 
 		if (ramkey_secret_file_remove(sd->path, &owner, &removed, why,
-		    sizeof(why)) != 0)
-			pam_syslog(pamh, LOG_WARNING, "last session of %s: %s",
-			    user, why);
-		else if (!removed && why[0] != '\0')
+		    sizeof(why)) != 0 || (!removed && why[0] != '\0'))
 			pam_syslog(pamh, LOG_WARNING, "last session of %s: %s",
 			    user, why);
 	}

@@ -203,3 +203,68 @@ out:
 	}
 	return r;
 }
+
+void ramkey_frame_reader_init(struct ramkey_frame_reader *fr, size_t max)
+{
+	memset(fr, 0, sizeof(*fr));
+	fr->max = max;
+}
+
+void ramkey_frame_reader_space(struct ramkey_frame_reader *fr, uint8_t **bufp,
+    size_t *lenp)
+{
+	if (fr->hdr_have < sizeof(fr->hdr)) {
+		*bufp = fr->hdr + fr->hdr_have;
+		*lenp = sizeof(fr->hdr) - fr->hdr_have;
+	} else {
+		*bufp = fr->body + fr->body_have;
+		*lenp = fr->body_len - fr->body_have;
+	}
+}
+
+int ramkey_frame_reader_got(struct ramkey_frame_reader *fr, size_t n)
+{
+	int r;
+
+	if (fr->hdr_have < sizeof(fr->hdr)) {
+		if (n == 0 || n > sizeof(fr->hdr) - fr->hdr_have)
+			return RAMKEY_ERR_INVALID;
+		fr->hdr_have += n;
+		if (fr->hdr_have < sizeof(fr->hdr))
+			return 0;
+		if ((r = ramkey_frame_parse_header_max(fr->hdr, fr->max,
+		    &fr->body_len)) != 0)
+			return r;
+		if ((fr->body = malloc(fr->body_len + 1)) == NULL)
+			return RAMKEY_ERR_NOMEM;
+		fr->body_have = 0;
+		return 0;
+	}
+	if (fr->body == NULL || n == 0 || n > fr->body_len - fr->body_have)
+		return RAMKEY_ERR_INVALID;
+	fr->body_have += n;
+	return fr->body_have == fr->body_len ? 1 : 0;
+}
+
+void ramkey_frame_reader_take(struct ramkey_frame_reader *fr, uint8_t **bodyp,
+    size_t *lenp)
+{
+	fr->body[fr->body_len] = '\0';
+	*bodyp = fr->body;
+	*lenp = fr->body_len;
+	fr->body = NULL;
+	fr->hdr_have = fr->body_len = fr->body_have = 0;
+}
+
+void ramkey_frame_reader_clear(struct ramkey_frame_reader *fr)
+{
+	if (fr == NULL)
+		return;
+	if (fr->body != NULL) {
+		sodium_memzero(fr->body, fr->body_have);
+		free(fr->body);
+	}
+	sodium_memzero(fr->hdr, sizeof(fr->hdr));
+	fr->body = NULL;
+	fr->hdr_have = fr->body_len = fr->body_have = 0;
+}

@@ -43,6 +43,44 @@ int ramkey_frame_send(int fd, const void *body, size_t len,
 int ramkey_frame_recv(int fd, size_t max, uint8_t **bodyp, size_t *lenp,
     uint64_t deadline_ms);
 
+/*
+ * Reading frames incrementally from a non-blocking socket (the agent's
+ * connections): the caller reads into the space the reader offers and
+ * says how many bytes came. The header is checked against max before the
+ * body is allocated, and the reader never asks for a byte past the end of
+ * the frame, so the next frame's bytes stay in the socket. Start from
+ * ramkey_frame_reader_init() (or all zeros, with max set).
+ */
+struct ramkey_frame_reader {
+	size_t max;
+	uint8_t hdr[RAMKEY_FRAME_HDR];
+	size_t hdr_have;
+	uint8_t *body; /* body_len + 1 bytes once the header is in */
+	size_t body_len, body_have;
+};
+
+void ramkey_frame_reader_init(struct ramkey_frame_reader *fr, size_t max);
+/* Where the next bytes go: *bufp, at most *lenp (at least 1) bytes; not
+ * to be called after an error from ramkey_frame_reader_got(). */
+void ramkey_frame_reader_space(struct ramkey_frame_reader *fr, uint8_t **bufp,
+    size_t *lenp);
+/*
+ * n bytes (1 up to what ramkey_frame_reader_space() offered) were read
+ * into that space. Returns 0 (more to read), 1 (a whole frame is in: take
+ * it), RAMKEY_ERR_TOO_LARGE or RAMKEY_ERR_PROTOCOL (a bad header: the
+ * stream cannot go on), RAMKEY_ERR_NOMEM or RAMKEY_ERR_INVALID (n out of
+ * range).
+ */
+int ramkey_frame_reader_got(struct ramkey_frame_reader *fr, size_t n);
+/* Only after 1 from ramkey_frame_reader_got(): the body (malloc'd,
+ * NUL-terminated, not counted in *lenp; the caller wipes and frees it).
+ * The reader is then ready for the next frame. */
+void ramkey_frame_reader_take(struct ramkey_frame_reader *fr, uint8_t **bodyp,
+    size_t *lenp);
+/* Wipe and free what a partly read frame holds; the reader starts over.
+ * Accepts NULL. */
+void ramkey_frame_reader_clear(struct ramkey_frame_reader *fr);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t ramkey_now_ms(void);
 

@@ -263,6 +263,9 @@ static int get_str(struct json_object *v, size_t maxlen, char **out)
 	n = json_object_get_string_len(v);
 	if (n < 0 || (size_t)n > maxlen || strlen(s) != (size_t)n)
 		return RAMKEY_ERR_PROTOCOL;
+	/* Given twice: refused, never overwritten (and leaked). */
+	if (*out != NULL)
+		return RAMKEY_ERR_PROTOCOL;
 	if ((*out = strdup(s)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	return 0;

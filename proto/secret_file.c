@@ -357,7 +357,7 @@ static int write_as_user(struct walk *w, const char *path, uid_t uid,
 	}
 	/* Written and synced before the rename, so the final name never
 	 * holds a partly written or empty file, even after a crash. */
-	if ((r = write_all(fd, data, len)) != 0 || fsync(fd) != 0) {
+	if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
 		say(w, "%s: write failed: %s", path, strerror(errno));
 		r = RAMKEY_ERR_IO;
 		goto out;

@@ -64,7 +64,7 @@ static int append(char *out, size_t *off, const char *s)
 
 	if (*off + n >= RAMKEY_TEMPLATE_OUT_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
-	memcpy(out + *off, s, n);
+	memcpy(out + *off, s, n + 1); /* with its NUL: out stays a string */
 	*off += n;
 	return 0;
 }

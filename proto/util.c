@@ -155,6 +155,15 @@ int ramkey_b64_decode(const char *in, size_t inlen, uint8_t **out,
 
 	*out = NULL;
 	*outlen = 0;
+	/* libsodium 1.0.18 reads every byte from 0x80 up as '/' where char
+	 * is signed: only the alphabet and padding get that far. */
+	for (size_t i = 0; i < inlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+			return RAMKEY_ERR_INVALID;
+	}
 	if ((buf = malloc(cap + 1)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	if (sodium_base642bin(buf, cap, in, inlen, NULL, &n, &end,

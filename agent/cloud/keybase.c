@@ -129,8 +129,8 @@ int keybase_parse_lookup(const char *body, size_t len, long http_status,
     const char *name, char **bundle, char *why, size_t why_size)
 {
 	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL, *st, *sname, *them, *u, *pk, *prim;
-	struct json_object *b;
+	struct json_object *root = NULL, *st, *sname, *them, *u, *pk = NULL;
+	struct json_object *prim = NULL, *b = NULL;
 	const char *s;
 	size_t end, i;
 	int r = RAMKEY_ERR_KEYBASE;
@@ -235,6 +235,14 @@ int keybase_parse_lookup(const char *body, size_t len, long http_status,
 	}
 	if (json_object_get_string_len(b) == 0) {
 		snprintf(why, why_size, "Keybase user %s has no PGP key", name);
+		goto out;
+	}
+	/* A NUL byte (\u0000) would cut the bundle short: a key block is
+	 * text and never holds one. */
+	if (memchr(json_object_get_string(b), '\0',
+	    (size_t)json_object_get_string_len(b)) != NULL) {
+		r = RAMKEY_ERR_KEYBASE;
+		garbage(http_status, why, why_size);
 		goto out;
 	}
 	if ((*bundle = strdup(json_object_get_string(b))) == NULL) {
@@ -597,10 +605,14 @@ int keybase_reconfigure(struct keybase *kb, const struct keybase_config *cfg)
 
 static void drop_requests(struct keybase *kb)
 {
-	while (kb->reqs != NULL) {
-		struct keybase_req *req = kb->reqs;
+	struct keybase_req *req;
 
-		req_unlink(req);
+	/* Off the list here: the loop does not depend on req->kb. */
+	while ((req = kb->reqs) != NULL) {
+		kb->reqs = req->next;
+		if (kb->reqs != NULL)
+			kb->reqs->prev = NULL;
+		req->next = NULL;
 		req_free(req);
 	}
 }

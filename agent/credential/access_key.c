@@ -795,13 +795,20 @@ static int64_t ak_retain_until(void *kind, const struct kind_lease *kl)
 static void ak_free(void *kind)
 {
 	struct ak *ak = kind;
+	struct kind_op *op;
 	struct strmap_iter it;
 	void *v;
 
 	if (ak == NULL)
 		return;
-	while (ak->ops != NULL)
-		op_free(ak->ops);
+	/* Off the list here: the loop does not depend on op->k. */
+	while ((op = ak->ops) != NULL) {
+		ak->ops = op->next;
+		if (ak->ops != NULL)
+			ak->ops->prev = NULL;
+		op->next = NULL;
+		op_free(op);
+	}
 	if (ak->ambiguous != NULL) {
 		strmap_iter_init(&it);
 		while (strmap_next(ak->ambiguous, &it, NULL, &v))

@@ -316,11 +316,18 @@ static void sts_attach(void *kind, const struct kind_port *port)
 static void sts_free(void *kind)
 {
 	struct sts *k = kind;
+	struct kind_op *op;
 
 	if (k == NULL)
 		return;
-	while (k->ops != NULL)
-		op_free(k->ops);
+	/* Off the list here: the loop does not depend on op->k. */
+	while ((op = k->ops) != NULL) {
+		k->ops = op->next;
+		if (k->ops != NULL)
+			k->ops->prev = NULL;
+		op->next = NULL;
+		op_free(op);
+	}
 	free(k->session_name);
 	free(k->policy);
 	free(k->external_id);

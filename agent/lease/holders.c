@@ -148,8 +148,8 @@ int session_attach(struct lease *l, const struct lease_want *w,
 	}
 	/* Watch the opening process: a SIGKILLed sshd never calls close.
 	 * A session nobody can watch could outlive its login: refuse it. */
-	if ((r = proc_watch_new(s->pid, &s->pidfd, &s->start_time)) != 0 ||
-	    (r = evloop_add(c->loop, s->pidfd, EPOLLIN, pidfd_ready, s)) != 0) {
+	if (proc_watch_new(s->pid, &s->pidfd, &s->start_time) != 0 ||
+	    evloop_add(c->loop, s->pidfd, EPOLLIN, pidfd_ready, s) != 0) {
 		if (s->pidfd >= 0)
 			close(s->pidfd);
 		log_warn("cannot watch process %ld of a session of %s; "

@@ -363,7 +363,6 @@ static void ob_obtain(struct obtain *ob)
 	struct lease_core *c = ob->core;
 	const struct core_kind *k = ob->p->kind;
 	struct kind_obtain req;
-	int r;
 
 	memset(&req, 0, sizeof(req));
 	req.principal = ob->p->name;
@@ -374,8 +373,8 @@ static void ob_obtain(struct obtain *ob)
 	req.lease_end_ms = ob->renew != NULL ? lease_end_ms(ob->renew) :
 	    clock_wall_ms() + (int64_t)c->cfg.max_ttl_s * 1000;
 	req.progress = obtain_progress;
-	if ((r = k->k.ops->obtain(k->k.state, &req, obtain_done, ob,
-	    &ob->op)) != 0) {
+	if (k->k.ops->obtain(k->k.state, &req, obtain_done, ob,
+	    &ob->op) != 0) {
 		ob->op = NULL;
 		if (ob->intent != NULL) {
 			/* Nothing was sent: the intent can go. */
@@ -476,7 +475,6 @@ static void prepare_done(void *arg, int rc, const char *intent,
 static void ob_run(struct obtain *ob)
 {
 	const struct core_kind *k = ob->p->kind;
-	int r;
 
 	if (k->k.ops->capacity > 0)
 		ob->p->running = ob;
@@ -485,8 +483,8 @@ static void ob_run(struct obtain *ob)
 		ob_obtain(ob);
 		return;
 	}
-	if ((r = k->k.ops->prepare(k->k.state, ob->p->name, ob->u->name,
-	    prepare_done, ob, &ob->op)) != 0) {
+	if (k->k.ops->prepare(k->k.state, ob->p->name, ob->u->name,
+	    prepare_done, ob, &ob->op) != 0) {
 		ob->op = NULL;
 		core_count_mint(ob->core, "failed");
 		ob_fail(ob, RAMKEY_ERR_INTERNAL, NULL, "cannot start obtaining "
@@ -603,7 +601,6 @@ static void obtain_done(void *arg, int rc, const struct credential *cred,
 	struct lease_core *c = ob->core;
 	struct lease_principal *p = ob->p;
 	struct lease *l;
-	int r;
 
 	ob->op = NULL;
 	if (ob->renewal) {
@@ -630,7 +627,7 @@ static void obtain_done(void *arg, int rc, const struct credential *cred,
 		return;
 	}
 	if ((l = lease_new(c, ob->u, p, c->next_lease_id)) == NULL ||
-	    (r = lease_take_credential(l, cred)) != 0) {
+	    lease_take_credential(l, cred) != 0) {
 		/* It exists but cannot be kept: end it. */
 		free(l);
 		log_err("cannot keep the new credential of %s %s; ending it",
@@ -1002,6 +999,9 @@ void obtains_cancel_all(struct lease_core *c)
 			ob->waiters = NULL;
 			ob->p->running = NULL;
 			ob->p->queue_head = ob->p->queue_tail = NULL;
+			/* Off the user's list here, whatever ob->u says. */
+			u->obtains = ob->next_of_user;
+			ob->u = NULL;
 			ob_free(ob);
 		}
 	}

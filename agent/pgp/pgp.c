@@ -51,6 +51,7 @@
 
 #include "evloop.h"
 #include "pgp.h"
+#include "pgp_spec.h"
 #include "pgp_wire.h"
 #include "ramkey_err.h"
 #include "rmtree.h"
@@ -186,10 +187,11 @@ static void list_push(struct job_list *l, struct pgp_job *job)
 
 static void list_remove(struct job_list *l, struct pgp_job *job)
 {
-	if (job->prev != NULL)
-		job->prev->next = job->next;
-	else
+	/* The head first: removing it always moves the head. */
+	if (l->head == job)
 		l->head = job->next;
+	else if (job->prev != NULL)
+		job->prev->next = job->next;
 	if (job->next != NULL)
 		job->next->prev = job->prev;
 	else
@@ -1101,18 +1103,16 @@ static bool b64_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/*
- * Turn spec into key material (job->data) or a Keybase name. Returns 0
- * (material), 1 (user set), RAMKEY_ERR_NOMEM, or RAMKEY_ERR_PGP_KEY with
- * why.
- */
-static int parse_spec(struct pgp_job *job, const char *spec,
-    char user[PGP_KEYBASE_NAME_MAX + 1], char *why)
+/* pgp_spec.h */
+int pgp_spec_parse(const char *spec, uint8_t **data, size_t *datalen,
+    char user[PGP_KEYBASE_NAME_MAX + 1], char why[PGP_SPEC_WHY_MAX])
 {
 	size_t len = strnlen(spec, PGP_WIRE_KEY_MAX + 1), i, n;
 	char *clean = NULL;
 	int r;
 
+	*data = NULL;
+	*datalen = 0;
 	user[0] = '\0';
 	if (len > PGP_WIRE_KEY_MAX) {
 		set_why(why, "the PGP key is larger than %d KiB",
@@ -1151,10 +1151,10 @@ static int parse_spec(struct pgp_job *job, const char *spec,
 	}
 	if (len >= 15 && strncmp(spec, "-----BEGIN PGP ", 15) == 0) {
 		/* ASCII armor: gpg reads it as it is. */
-		if ((job->data = malloc(len)) == NULL)
+		if ((*data = malloc(len)) == NULL)
 			return RAMKEY_ERR_NOMEM;
-		memcpy(job->data, spec, len);
-		job->len = len;
+		memcpy(*data, spec, len);
+		*datalen = len;
 		return 0;
 	}
 	/* Base64 of a binary key, maybe wrapped over several lines. */
@@ -1164,14 +1164,14 @@ static int parse_spec(struct pgp_job *job, const char *spec,
 		if (!b64_space(spec[i]))
 			clean[n++] = spec[i];
 	clean[n] = '\0';
-	r = ramkey_b64_decode(clean, n, &job->data, &job->len);
+	r = ramkey_b64_decode(clean, n, data, datalen);
 	free(clean);
 	if (r == RAMKEY_ERR_NOMEM)
 		return r;
-	if (r != 0 || job->len == 0) {
-		free(job->data);
-		job->data = NULL;
-		job->len = 0;
+	if (r != 0 || *datalen == 0) {
+		free(*data);
+		*data = NULL;
+		*datalen = 0;
 		set_why(why, WHY_NOT_A_KEY);
 		return RAMKEY_ERR_PGP_KEY;
 	}
@@ -1200,7 +1200,7 @@ int pgp_key_prepare(struct pgp_worker *w, const char *spec, const char *owner,
 		goto started;
 	}
 	why[0] = '\0';
-	r = parse_spec(job, spec, user, why);
+	r = pgp_spec_parse(spec, &job->data, &job->len, user, why);
 	if (r == RAMKEY_ERR_NOMEM) {
 		job_free(job);
 		return r;
@@ -1449,20 +1449,22 @@ static void free_list(struct job_list *l)
 static void worker_destroy(struct pgp_worker *w)
 {
 	struct strmap_iter it;
+	struct helper *h, *next;
 	void *v;
 
 	if (w == NULL)
 		return;
 	w->dying = true;
-	while (w->helpers != NULL) {
-		struct helper *h = w->helpers;
+	/* Take the whole list first: each helper is freed off-list. */
+	for (h = w->helpers, w->helpers = NULL; h != NULL; h = next) {
 		struct pgp_job *job = h->job;
 
+		next = h->next;
 		helper_kill_sync(w, h);
-		helper_unlink(w, h);
 		helper_free(h);
 		job_free(job);
 	}
+	w->nhelpers = 0;
 	free_list(&w->fetching); /* cancels their lookups */
 	free_list(&w->done);
 	if (w->owners != NULL) {

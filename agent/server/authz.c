@@ -264,7 +264,8 @@ static void decide(struct request *req, struct lookup *lk, bool for_keys,
 		    "this host", (unsigned long)req->peer.uid);
 		return;
 	}
-	if (!req->trusted && (req->own == NULL || strcmp(target, req->own))) {
+	if (!req->trusted && (req->own == NULL ||
+	    strcmp(target, req->own) != 0)) {
 		deny(req, RAMKEY_ERR_DENIED, target, "uid %lu (%s) may only act "
 		    "for itself, not for %s", (unsigned long)req->peer.uid,
 		    req->own ? req->own : "no account", target);

@@ -121,10 +121,7 @@ static void conn_free(struct conn *c)
 		c->next->prev = c->prev;
 	if ((u = uid_stats_get(s, c->peer.uid)) != NULL && u->connections > 0)
 		u->connections--;
-	if (c->body != NULL) {
-		sodium_memzero(c->body, c->body_len);
-		free(c->body);
-	}
+	ramkey_frame_reader_clear(&c->in);
 	if (c->out != NULL) {
 		sodium_memzero(c->out, c->out_len);
 		free(c->out);
@@ -167,16 +164,14 @@ static void idle_expired(void *arg)
 static void read_request(struct conn *c)
 {
 	struct ramkey_request *msg = NULL;
+	uint8_t *buf;
+	size_t want, len;
 	ssize_t n;
 	int r;
 
 	for (;;) {
-		if (c->hdr_have < sizeof(c->hdr))
-			n = recv(c->fd, c->hdr + c->hdr_have,
-			    sizeof(c->hdr) - c->hdr_have, MSG_DONTWAIT);
-		else
-			n = recv(c->fd, c->body + c->body_have,
-			    c->body_len - c->body_have, MSG_DONTWAIT);
+		ramkey_frame_reader_space(&c->in, &buf, &want);
+		n = recv(c->fd, buf, want, MSG_DONTWAIT);
 		if (n == 0) {
 			conn_kill(c);
 			return;
@@ -188,36 +183,26 @@ static void read_request(struct conn *c)
 				conn_kill(c);
 			return;
 		}
-		if (c->hdr_have < sizeof(c->hdr)) {
-			c->hdr_have += (size_t)n;
-			if (c->hdr_have < sizeof(c->hdr))
-				continue;
-			if ((r = ramkey_frame_parse_header(c->hdr,
-			    &c->body_len)) != 0) {
-				log_bad_input(c->srv, c->peer.uid, c->peer.pid,
-				    "closing a connection: bad frame header "
-				    "(%s)", ramkey_strerror(r));
-				conn_kill(c);
-				return;
-			}
-			if ((c->body = malloc(c->body_len)) == NULL) {
-				conn_kill(c);
-				return;
-			}
-			c->body_have = 0;
-			continue;
-		}
-		c->body_have += (size_t)n;
-		if (c->body_have == c->body_len)
+		if ((r = ramkey_frame_reader_got(&c->in, (size_t)n)) == 1)
 			break;
+		if (r == RAMKEY_ERR_TOO_LARGE || r == RAMKEY_ERR_PROTOCOL) {
+			log_bad_input(c->srv, c->peer.uid, c->peer.pid,
+			    "closing a connection: bad frame header (%s)",
+			    ramkey_strerror(r));
+			conn_kill(c);
+			return;
+		}
+		if (r != 0) {
+			conn_kill(c);
+			return;
+		}
 	}
 	/* A whole request: stop the clock, stop reading, dispatch. */
 	evloop_timer_cancel(c->srv->loop, &c->idle_timer);
-	r = ramkey_request_decode(c->body, c->body_len, &msg);
-	sodium_memzero(c->body, c->body_len);
-	free(c->body);
-	c->body = NULL;
-	c->hdr_have = c->body_len = c->body_have = 0;
+	ramkey_frame_reader_take(&c->in, &buf, &len);
+	r = ramkey_request_decode(buf, len, &msg);
+	sodium_memzero(buf, len);
+	free(buf);
 	if (r != 0) {
 		log_bad_input(c->srv, c->peer.uid, c->peer.pid, "closing a "
 		    "connection: malformed request (%s)", ramkey_strerror(r));
@@ -366,6 +351,7 @@ int conn_new(struct server *s, int fd, const struct ucred *cred)
 	c->fd = fd;
 	c->peer = *cred;
 	c->trusted = server_uid_trusted(s, cred->uid);
+	ramkey_frame_reader_init(&c->in, RAMKEY_FRAME_MAX);
 	ev_timer_init(&c->idle_timer, idle_expired, c);
 	u->connections++;
 	c->next = s->conns;
@@ -389,9 +375,14 @@ int conn_setup(struct server *s)
 
 void conns_free_all(struct server *s)
 {
-	while (s->conns != NULL) {
-		struct conn *c = s->conns;
+	struct conn *c;
 
+	/* Off the list here: the loop does not depend on c->srv. */
+	while ((c = s->conns) != NULL) {
+		s->conns = c->next;
+		if (s->conns != NULL)
+			s->conns->prev = NULL;
+		c->next = NULL;
 		if (c->req != NULL) {
 			request_discard(c->req);
 			c->req = NULL;

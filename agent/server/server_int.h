@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "evloop.h"
+#include "frame.h"
 #include "lease.h"
 #include "message.h"
 #include "server.h"
@@ -43,10 +44,7 @@ struct conn {
 	int fd;
 	struct ucred peer;
 	bool trusted;
-	uint8_t hdr[4];
-	size_t hdr_have;
-	uint8_t *body;
-	size_t body_len, body_have;
+	struct ramkey_frame_reader in; /* the request being read */
 	struct ev_timer idle_timer;
 	struct request *req;	/* request in progress */
 	uint8_t *out;

@@ -448,7 +448,7 @@ static int schema_setup(struct store *s, char *msg, size_t msglen,
 int store_open(const char *state_dir, struct store **ret, char **errp)
 {
 	struct store *s = NULL;
-	char path[4200], msg[8192];
+	char path[4200], msg[8192] = "";
 	struct stat st;
 	mode_t old;
 	int i, rc;

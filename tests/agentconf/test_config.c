@@ -1355,6 +1355,19 @@ static void test_ram_user_prefix_warning(void **state)
 	}
 }
 
+/* The role map's own errors (it is another file) come after the line of
+ * agent.conf that named it (fuzz_config). */
+static void test_role_map_errors_name_the_config_line(void **state)
+{
+	char *map = put("alice = not-an-arn\n", 0644);
+	char *text = fmt("credential = sts\n# the map\nrole_map = %s\n", map);
+
+	assert_load_error(text, 3, "role_map");
+	assert_load_error("credential = sts\nrole_map = /%r\n", 2, "role_map");
+	free(text);
+	free(map);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1408,6 +1421,7 @@ int main(void)
 	    cmocka_unit_test(test_credentials_comments_whitespace_crlf),
 	    cmocka_unit_test(test_credentials_nul_byte_refused),
 	    cmocka_unit_test(test_credentials_symlink_or_directory_refused),
+	    cmocka_unit_test(test_role_map_errors_name_the_config_line),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

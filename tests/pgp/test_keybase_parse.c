@@ -110,6 +110,13 @@ static void test_garbage(void **state)
 	expect("{\"status\":{\"name\":\"OK\"},\"them\":[", 200,
 	    RAMKEY_ERR_KEYBASE, "not a lookup reply");
 	expect("", 200, RAMKEY_ERR_KEYBASE, "not a lookup reply");
+	/* a NUL byte in the bundle would cut the key short (fuzz_keybase) */
+	expect("{\"status\":{\"name\":\"OK\"},\"them\":[{\"public_keys\":"
+	       "{\"primary\":{\"bundle\":\"\\u0000-----BEGIN\"}}}]}",
+	    200, RAMKEY_ERR_KEYBASE, "not a lookup reply");
+	expect("{\"status\":{\"name\":\"OK\"},\"them\":[{\"public_keys\":"
+	       "{\"primary\":{\"bundle\":\"-----BEGIN\\u0000x\"}}}]}",
+	    200, RAMKEY_ERR_KEYBASE, "not a lookup reply");
 	/* a status we do not know, with a control character in it */
 	expect("{\"status\":{\"code\":100,\"name\":\"INPUT\\nERROR\"}}", 200,
 	    RAMKEY_ERR_KEYBASE, "Keybase refused the lookup (INPUT?ERROR)");

@@ -2,7 +2,7 @@
  * proto.frame: the 4-byte big-endian length header (limit 65536, checked
  * before anything is allocated; zero rejected) and frame I/O over a
  * socketpair with deadlines: silent, trickling and hostile peers, EOF at
- * every point.
+ * every point; the incremental reader the agent uses.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -585,6 +585,92 @@ static void test_now_ms_is_monotonic(void **state)
 	assert_true(b < a + 20 + SLACK_MS);
 }
 
+/* The agent's incremental reader: one byte at a time, two frames back to
+ * back; it never asks for a byte of the next frame. */
+static void test_reader_byte_at_a_time_stops_at_frame_end(void **state)
+{
+	const uint8_t stream[] = {0, 0, 0, 2, '{', '}', 0, 0, 0, 1, 'x'};
+	struct ramkey_frame_reader fr;
+	size_t off = 0, want, len;
+	uint8_t *buf, *body;
+	int r, frames = 0;
+
+	ramkey_frame_reader_init(&fr, RAMKEY_FRAME_MAX);
+	while (off < sizeof(stream)) {
+		ramkey_frame_reader_space(&fr, &buf, &want);
+		assert_true(want >= 1);
+		assert_true(want <= sizeof(stream) - off);
+		*buf = stream[off++];
+		r = ramkey_frame_reader_got(&fr, 1);
+		assert_true(r == 0 || r == 1);
+		if (r == 1) {
+			ramkey_frame_reader_take(&fr, &body, &len);
+			if (frames++ == 0) {
+				assert_int_equal(len, 2);
+				assert_string_equal((char *)body, "{}");
+			} else {
+				assert_int_equal(len, 1);
+				assert_string_equal((char *)body, "x");
+			}
+			free(body);
+		}
+	}
+	assert_int_equal(frames, 2);
+	ramkey_frame_reader_clear(&fr);
+}
+
+static void test_reader_refuses_bad_headers_before_allocating(void **state)
+{
+	const uint32_t sizes[] = {0, RAMKEY_FRAME_MAX + 1, 0xffffffff};
+	size_t i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct ramkey_frame_reader fr;
+		uint8_t *buf;
+		size_t want;
+		int r;
+
+		ramkey_frame_reader_init(&fr, RAMKEY_FRAME_MAX);
+		ramkey_frame_reader_space(&fr, &buf, &want);
+		assert_int_equal(want, 4);
+		put_u32(buf, sizes[i]);
+#if HAVE_MALLOC_HOOK
+		allocations = 0;
+		counting = true;
+#endif
+		r = ramkey_frame_reader_got(&fr, 4);
+#if HAVE_MALLOC_HOOK
+		counting = false;
+		assert_int_equal(allocations, 0);
+#endif
+		assert_int_equal(r, sizes[i] == 0 ? RAMKEY_ERR_PROTOCOL :
+		    RAMKEY_ERR_TOO_LARGE);
+		ramkey_frame_reader_clear(&fr);
+	}
+}
+
+static void test_reader_refuses_more_than_offered(void **state)
+{
+	struct ramkey_frame_reader fr;
+	uint8_t *buf;
+	size_t want;
+
+	ramkey_frame_reader_init(&fr, RAMKEY_FRAME_MAX);
+	assert_int_equal(ramkey_frame_reader_got(&fr, 0), RAMKEY_ERR_INVALID);
+	assert_int_equal(ramkey_frame_reader_got(&fr, 5), RAMKEY_ERR_INVALID);
+	ramkey_frame_reader_space(&fr, &buf, &want);
+	put_u32(buf, 3);
+	assert_int_equal(ramkey_frame_reader_got(&fr, 4), 0);
+	ramkey_frame_reader_space(&fr, &buf, &want);
+	assert_int_equal(want, 3);
+	assert_int_equal(ramkey_frame_reader_got(&fr, 4), RAMKEY_ERR_INVALID);
+	/* A partly read frame is wiped and freed (ASan sees a leak). */
+	memcpy(buf, "ab", 2);
+	assert_int_equal(ramkey_frame_reader_got(&fr, 2), 0);
+	ramkey_frame_reader_clear(&fr);
+	ramkey_frame_reader_clear(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +697,10 @@ int main(void)
 	    cmocka_unit_test(
 	        test_send_to_peer_not_reading_times_out_at_deadline),
 	    cmocka_unit_test(test_now_ms_is_monotonic),
+	    cmocka_unit_test(test_reader_byte_at_a_time_stops_at_frame_end),
+	    cmocka_unit_test(
+	        test_reader_refuses_bad_headers_before_allocating),
+	    cmocka_unit_test(test_reader_refuses_more_than_offered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -319,6 +319,11 @@ static void test_b64_decode_is_strict(void **state)
 	assert_b64_refused("Zm8=Zm8="); /* data after padding */
 	assert_b64_refused("Zm8*");
 	assert_b64_refused("Z");
+	/* bytes from 0x80 up (libsodium 1.0.18 reads them as '/';
+	 * fuzz_pgp_key) */
+	assert_b64_refused("Zm\x9b=");
+	assert_b64_refused("k\x9b\xd0\xd0\xd0\xd0\xd0\xd0");
+	assert_b64_refused("\xff\xff\xff\xff");
 }
 
 static void test_b64_decode_honours_length(void **state)
