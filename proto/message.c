@@ -650,7 +650,10 @@ static void json_escape_into(char *d, const char *s)
 			*d++ = '\\';
 			*d++ = (char)c;
 		} else if (c < 0x20) {
-			memcpy(d, "\\u00", 4);
+			d[0] = '\\';
+			d[1] = 'u';
+			d[2] = '0';
+			d[3] = '0';
 			d[4] = hex[c >> 4];
 			d[5] = hex[c & 15];
 			d += 6;

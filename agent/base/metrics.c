@@ -243,6 +243,8 @@ static long series_of(const struct metric *f, const char *l1, const char *l2)
 	const char *v[METRICS_LABELS_MAX] = { l1, l2 };
 	size_t i, k, idx = 0;
 
+	if (f->nlabels > METRICS_LABELS_MAX)
+		return -1;
 	for (i = 0; i < f->nlabels; i++) {
 		if (v[i] == NULL)
 			return -1;

@@ -540,10 +540,9 @@ static void on_done(void *owner, void *priv, CURL *easy, CURLcode result)
 static void on_timer(void *arg)
 {
 	struct imds *m = arg;
-	int r;
 
 	m->busy++;
-	if (m->active && m->easy == NULL && (r = req_start(m)) != 0)
+	if (m->active && m->easy == NULL && req_start(m) != 0)
 		fail(m, RAMKEY_ERR_NOMEM, "cannot prepare a request to the "
 		    "metadata service");
 	leave(m);

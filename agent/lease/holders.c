@@ -292,8 +292,8 @@ struct file_rec *file_rec_new(const char *user, const char *path)
 	if (f == NULL)
 		return NULL;
 	f->key = (char *)(f + 1);
-	memcpy(f->key, user, ulen);
-	f->key[ulen] = '\n';
+	memcpy(f->key, user, ulen + 1);
+	f->key[ulen] = '\n'; /* "user\npath": the NUL copied is overwritten */
 	memcpy(f->key + ulen + 1, path, plen + 1);
 	f->path = f->key + ulen + 1;
 	return f;

@@ -553,7 +553,6 @@ static void handle_metrics(struct request *req)
 {
 	struct server *s = req->srv;
 	struct ramkey_reply *rep = NULL;
-	int r;
 
 	if (!req->trusted) {
 		deny(req, RAMKEY_ERR_DENIED, NULL, "metrics are for trusted "
@@ -567,7 +566,7 @@ static void handle_metrics(struct request *req)
 		return;
 	}
 	if ((rep = ramkey_reply_new(req->msg->op)) == NULL ||
-	    (r = metrics_render(s->metrics, &rep->metrics, NULL)) != 0) {
+	    metrics_render(s->metrics, &rep->metrics, NULL) != 0) {
 		ramkey_reply_free(rep);
 		request_fail(req, RAMKEY_ERR_NOMEM, NULL, "out of memory");
 		return;
