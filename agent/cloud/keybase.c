@@ -68,7 +68,7 @@ static void one_line(char *s)
 
 	while (n > 0 &&
 	    (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
-	        s[n - 1] == '.'))
+		s[n - 1] == '.'))
 		s[--n] = '\0';
 	for (; *s != '\0'; s++)
 		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
@@ -87,7 +87,7 @@ bool keybase_name_valid(const char *name)
 		if (i >= KEYBASE_NAME_MAX)
 			return false;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		        (c >= '0' && c <= '9') || c == '_'))
+			(c >= '0' && c <= '9') || c == '_'))
 			return false;
 	}
 	return i > 0;
@@ -215,9 +215,9 @@ int keybase_parse_lookup(const char *body, size_t len, long http_status,
 	    member(prim, "bundle", &b) != 1) {
 		/* -1: a member that should be an object is not one */
 		if ((pk != NULL &&
-		        !json_object_is_type(pk, json_type_object)) ||
+			!json_object_is_type(pk, json_type_object)) ||
 		    (pk != NULL && prim != NULL &&
-		        !json_object_is_type(prim, json_type_object))) {
+			!json_object_is_type(prim, json_type_object))) {
 			r = RAMKEY_ERR_KEYBASE;
 			garbage(http_status, why, why_size);
 		} else {
@@ -394,8 +394,8 @@ static int req_start(struct keybase *kb, struct keybase_req *req)
 	int r = RAMKEY_ERR_NOMEM;
 
 	if (asprintf(&req->url,
-	        "%s" KEYBASE_LOOKUP_PATH "?usernames=%s&fields=public_keys",
-	        s->base, req->name) < 0) {
+		"%s" KEYBASE_LOOKUP_PATH "?usernames=%s&fields=public_keys",
+		s->base, req->name) < 0) {
 		req->url = NULL;
 		goto out;
 	}

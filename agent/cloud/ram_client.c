@@ -517,7 +517,7 @@ static int build_v1(struct ram_call *call, const struct ram_credential *cr)
 		goto out;
 	}
 	if ((r = add_header(&call->headers, "Content-Type",
-	         "application/x-www-form-urlencoded")) != 0)
+		 "application/x-www-form-urlencoded")) != 0)
 		goto out;
 out:
 	free(cq);
@@ -567,17 +567,17 @@ static int build_v3(struct ram_call *call, const struct ram_credential *cr)
 	if ((r = ram_v3_sign(&req, cr->secret, cr->secret_len, &s)) != 0)
 		goto out;
 	if (asprintf(&call->url, "%s%s%s", c->base_url,
-	        s.canonical_query[0] ? "?" : "", s.canonical_query) < 0) {
+		s.canonical_query[0] ? "?" : "", s.canonical_query) < 0) {
 		call->url = NULL;
 		r = RAMKEY_ERR_NOMEM;
 		goto out;
 	}
 	for (i = 0; i < nh; i++)
 		if ((r = add_header(&call->headers, i == 0 ? "Host" : h[i].name,
-		         h[i].value)) != 0)
+			 h[i].value)) != 0)
 			goto out;
 	if ((r = add_header(
-	         &call->headers, "Authorization", s.authorization)) != 0 ||
+		 &call->headers, "Authorization", s.authorization)) != 0 ||
 	    (r = add_header(&call->headers, "Content-Type", "")) != 0)
 		goto out;
 	if ((call->post = strdup("")) == NULL) {
@@ -636,7 +636,7 @@ static int try_start(struct ram_call *call)
 	if (r != 0)
 		goto out;
 	if ((r = add_header(&call->headers, "Accept", "application/json")) !=
-	        0 ||
+		0 ||
 	    (r = add_header(&call->headers, "Expect", "")) != 0)
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
@@ -658,7 +658,7 @@ static int try_start(struct ram_call *call)
 	    (long)(left < RAM_TRY_MAX_MS ? left : RAM_TRY_MAX_MS));
 	SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(left < RAM_CONNECT_TIMEOUT_MS ? left
-	                                         : RAM_CONNECT_TIMEOUT_MS));
+						 : RAM_CONNECT_TIMEOUT_MS));
 	SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(e, CURLOPT_USERAGENT, RAM_USER_AGENT);
 	SETOPT(e, CURLOPT_HTTPHEADER, call->headers);
@@ -996,7 +996,7 @@ static bool try_outcome(
 	redact(c, e);
 	if (call->act == RAM_ACT_DELETE_ACCESS_KEY &&
 	    (strcmp(e->code, "EntityNotExist.User.AccessKey") == 0 ||
-	        strcmp(e->code, "EntityNotExist.User") == 0)) {
+		strcmp(e->code, "EntityNotExist.User") == 0)) {
 		memset(res, 0, sizeof(*res));
 		copy_trunc(
 		    res->request_id, sizeof(res->request_id), e->request_id);
@@ -1085,7 +1085,7 @@ static int setup_endpoint(
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
 	if (asprintf(&c->host, "%s%s%s", host, port ? ":" : "",
-	        port ? port : "") < 0) {
+		port ? port : "") < 0) {
 		c->host = NULL;
 		goto out;
 	}
@@ -1155,8 +1155,8 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 		if (c->timeout_ms[i] > RAM_TIMEOUT_MAX_MS)
 			c->timeout_ms[i] = RAM_TIMEOUT_MAX_MS;
 	if ((r = setup_endpoint(c,
-	         cfg->endpoint ? cfg->endpoint : RAM_DEFAULT_ENDPOINT,
-	         cfg->allow_http)) != 0 ||
+		 cfg->endpoint ? cfg->endpoint : RAM_DEFAULT_ENDPOINT,
+		 cfg->allow_http)) != 0 ||
 	    (r = curl_trust_init(&c->trust, cfg->ca_file)) != 0)
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
@@ -1168,12 +1168,12 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 		goto out;
 	r = RAMKEY_ERR_INTERNAL;
 	if (curl_share_setopt(c->share, CURLSHOPT_SHARE,
-	        CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+		CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
 	    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) !=
-	        CURLSHE_OK ||
+		CURLSHE_OK ||
 	    curl_loop_init(&c->cl, loop, c->multi, on_curl, on_done, c) != 0 ||
 	    curl_multi_setopt(
-	        c->multi, CURLMOPT_MAXCONNECTS, RAM_MAXCONNECTS) != CURLM_OK)
+		c->multi, CURLMOPT_MAXCONNECTS, RAM_MAXCONNECTS) != CURLM_OK)
 		goto out;
 	*ret = c;
 	c = NULL;

@@ -452,7 +452,7 @@ static int parse_key(struct json_object *o, struct ram_access_key *k,
 	copy_str(k->id, s, len);
 	if (get_str(o, "Status", true, &s, &len) != 0 ||
 	    !((len == 6 && memcmp(s, "Active", 6) == 0) ||
-	        (len == 8 && memcmp(s, "Inactive", 8) == 0))) {
+		(len == 8 && memcmp(s, "Inactive", 8) == 0))) {
 		snprintf(
 		    detail, detail_size, "%s.Status missing or invalid", what);
 		return RAMKEY_ERR_PROTOCOL;
@@ -548,7 +548,7 @@ static int parse_list(struct json_object *root, struct ram_result *res,
 			goto out;
 		}
 		if ((r = parse_key(k, &keys[i], "AccessKeys.AccessKey[]",
-		         detail, detail_size)) != 0)
+			 detail, detail_size)) != 0)
 			goto out;
 	}
 	res->keys = keys;

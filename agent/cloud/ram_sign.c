@@ -155,10 +155,10 @@ int ram_canonical_query(const struct ram_param *params, size_t n, char **ret)
 		}
 		if ((i > 0 && (r = ram_buf_append(&b, "&", 1)) != 0) ||
 		    (r = ram_buf_append_enc(
-		         &b, v[i]->name, strlen(v[i]->name))) != 0 ||
+			 &b, v[i]->name, strlen(v[i]->name))) != 0 ||
 		    (r = ram_buf_append(&b, "=", 1)) != 0 ||
 		    (r = ram_buf_append_enc(
-		         &b, v[i]->value, strlen(v[i]->value))) != 0)
+			 &b, v[i]->value, strlen(v[i]->value))) != 0)
 			goto out;
 	}
 	r = ram_buf_steal(&b, ret);
@@ -180,7 +180,7 @@ int ram_v1_string_to_sign(
 	if ((r = ram_buf_appends(&b, method)) != 0 ||
 	    (r = ram_buf_appends(&b, "&%2F&")) != 0 ||
 	    (r = ram_buf_append_enc(
-	         &b, canonical_query, strlen(canonical_query))) != 0 ||
+		 &b, canonical_query, strlen(canonical_query))) != 0 ||
 	    (r = ram_buf_steal(&b, ret)) != 0)
 		goto out;
 out:
@@ -199,8 +199,8 @@ int ram_v1_hmac(const char *string_to_sign, const void *key, size_t key_len,
 	if (key_len > INT32_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
 	if (HMAC(EVP_sha1(), key, (int)key_len,
-	        (const unsigned char *)string_to_sign, strlen(string_to_sign),
-	        md, &mdlen) == NULL ||
+		(const unsigned char *)string_to_sign, strlen(string_to_sign),
+		md, &mdlen) == NULL ||
 	    mdlen != 20)
 		goto out;
 	if (EVP_EncodeBlock((unsigned char *)sig, md, (int)mdlen) !=
@@ -297,7 +297,7 @@ static int v3_headers(const struct ram_v3_request *req, struct ram_buf *canon,
 		goto out;
 	for (i = 0; i < req->nheaders; i++) {
 		const char *n = req->headers[i].name,
-		           *v = req->headers[i].value;
+			   *v = req->headers[i].value;
 		size_t vlen;
 		char *ln;
 
@@ -335,7 +335,7 @@ static int v3_headers(const struct ram_v3_request *req, struct ram_buf *canon,
 				goto out;
 		} else {
 			if ((names->len > 0 &&
-			        (r = ram_buf_append(names, ";", 1)) != 0) ||
+				(r = ram_buf_append(names, ";", 1)) != 0) ||
 			    (r = ram_buf_appends(names, h[i].name)) != 0 ||
 			    (r = ram_buf_appends(canon, h[i].name)) != 0 ||
 			    (r = ram_buf_append(canon, ":", 1)) != 0)
@@ -382,7 +382,7 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 		return RAMKEY_ERR_INVALID;
 	uri = req->uri == NULL || req->uri[0] == '\0' ? "/" : req->uri;
 	if ((r = ram_canonical_query(
-	         req->query, req->nquery, &out->canonical_query)) != 0 ||
+		 req->query, req->nquery, &out->canonical_query)) != 0 ||
 	    (r = v3_headers(req, &canon, &names)) != 0)
 		goto out;
 	if ((r = ram_buf_appends(&creq, req->method)) != 0 ||
@@ -392,10 +392,10 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 	    (r = ram_buf_appends(&creq, out->canonical_query)) != 0 ||
 	    (r = ram_buf_append(&creq, "\n", 1)) != 0 ||
 	    (canon.len > 0 &&
-	        (r = ram_buf_append(&creq, canon.data, canon.len)) != 0) ||
+		(r = ram_buf_append(&creq, canon.data, canon.len)) != 0) ||
 	    (r = ram_buf_append(&creq, "\n", 1)) != 0 ||
 	    (names.len > 0 &&
-	        (r = ram_buf_append(&creq, names.data, names.len)) != 0) ||
+		(r = ram_buf_append(&creq, names.data, names.len)) != 0) ||
 	    (r = ram_buf_append(&creq, "\n", 1)) != 0 ||
 	    (r = ram_buf_appends(&creq, req->hashed_payload)) != 0)
 		goto out;
@@ -406,8 +406,8 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 	    (r = ram_buf_steal(&b, &out->string_to_sign)) != 0)
 		goto out;
 	if (HMAC(EVP_sha256(), secret, (int)secret_len,
-	        (const unsigned char *)out->string_to_sign,
-	        strlen(out->string_to_sign), md, &mdlen) == NULL ||
+		(const unsigned char *)out->string_to_sign,
+		strlen(out->string_to_sign), md, &mdlen) == NULL ||
 	    mdlen != 32) {
 		r = RAMKEY_ERR_CRYPTO;
 		goto out;
@@ -417,7 +417,7 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 	    (r = ram_buf_appends(&b, req->access_key_id)) != 0 ||
 	    (r = ram_buf_appends(&b, ",SignedHeaders=")) != 0 ||
 	    (names.len > 0 &&
-	        (r = ram_buf_append(&b, names.data, names.len)) != 0) ||
+		(r = ram_buf_append(&b, names.data, names.len)) != 0) ||
 	    (r = ram_buf_appends(&b, ",Signature=")) != 0 ||
 	    (r = ram_buf_appends(&b, out->signature)) != 0 ||
 	    (r = ram_buf_steal(&b, &out->authorization)) != 0)
@@ -466,7 +466,7 @@ int ram_timestamp(time_t t, char out[RAM_TIMESTAMP_LEN + 1])
 	out[0] = '\0';
 	if (gmtime_r(&t, &tm) == NULL ||
 	    strftime(out, RAM_TIMESTAMP_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm) !=
-	        RAM_TIMESTAMP_LEN) {
+		RAM_TIMESTAMP_LEN) {
 		out[0] = '\0';
 		return RAMKEY_ERR_INVALID;
 	}

@@ -70,16 +70,16 @@
  * keyring small.
  */
 static const char gpg_conf[] = "no-autostart\n"
-                               "disable-dirmngr\n"
-                               "no-auto-key-retrieve\n"
-                               "no-auto-key-locate\n"
-                               "no-auto-check-trustdb\n"
-                               "trust-model always\n"
-                               "no-random-seed-file\n"
-                               "no-greeting\n";
+			       "disable-dirmngr\n"
+			       "no-auto-key-retrieve\n"
+			       "no-auto-key-locate\n"
+			       "no-auto-check-trustdb\n"
+			       "trust-model always\n"
+			       "no-random-seed-file\n"
+			       "no-greeting\n";
 /* GnuPG >= 2.2.17: drop third-party signatures (certificate flooding). */
 static const char gpg_conf_import[] = "import-options self-sigs-only "
-                                      "import-clean\n";
+				      "import-clean\n";
 
 /* The job: its input, its result. */
 struct job {
@@ -269,7 +269,7 @@ static int home_setup(const char *home, bool self_sigs_only, char *why)
 	 * turns on keyboxd for a new home.
 	 */
 	if (home_file(home, "gpg.conf", gpg_conf,
-	        self_sigs_only ? gpg_conf_import : NULL) != 0 ||
+		self_sigs_only ? gpg_conf_import : NULL) != 0 ||
 	    home_file(home, "common.conf", "", NULL) != 0) {
 		set_why(why, "cannot set up a temporary GnuPG home: %s",
 		    strerror_r(errno, err, sizeof(err)));
@@ -289,9 +289,9 @@ static int ctx_new(const char *home, gpgme_ctx_t *ret, char *why)
 	if ((err = gpgme_new(&ctx)) != 0 ||
 	    (err = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP)) != 0 ||
 	    (err = gpgme_ctx_set_engine_info(
-	         ctx, GPGME_PROTOCOL_OpenPGP, NULL, home)) != 0 ||
+		 ctx, GPGME_PROTOCOL_OpenPGP, NULL, home)) != 0 ||
 	    (err = gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL)) !=
-	        0) {
+		0) {
 		gpg_why(why, "cannot set up GPGME", err);
 		gpgme_release(ctx);
 		return gpgme_err_code(err) == GPG_ERR_ENOMEM
@@ -593,7 +593,7 @@ static int encrypt_to(gpgme_ctx_t ctx, gpgme_key_t k, const unsigned char *p,
 	gpgme_signers_clear(ctx);
 	err = gpgme_op_encrypt(ctx, keys,
 	    GPGME_ENCRYPT_ALWAYS_TRUST | GPGME_ENCRYPT_NO_ENCRYPT_TO |
-	        GPGME_ENCRYPT_NO_COMPRESS,
+		GPGME_ENCRYPT_NO_COMPRESS,
 	    plain, cipher);
 	res = gpgme_op_encrypt_result(ctx);
 	if (res != NULL && res->invalid_recipients != NULL) {
@@ -691,7 +691,7 @@ static void run_prepare(const char *home, struct job *job)
 
 	if ((r = ctx_new(home, &ctx, job->why)) != 0 ||
 	    (r = import_one(ctx, job->key, job->req.key_len, &k,
-	        job->why)) != 0 ||
+		job->why)) != 0 ||
 	    (r = check_key(k, job->why)) != 0)
 		goto out;
 	if (!key_fpr(k, job->fpr)) {
@@ -701,7 +701,7 @@ static void run_prepare(const char *home, struct job *job)
 	}
 	/* Fail now, before any mint, rather than after it. */
 	if ((r = encrypt_to(ctx, k, probe, sizeof(probe) - 1, &msg, &msglen,
-	         job->why)) != 0) {
+		 job->why)) != 0) {
 		if (r == RAMKEY_ERR_PGP_KEY)
 			set_why(job->why,
 			    "the PGP key cannot encrypt (GnuPG "
@@ -728,7 +728,7 @@ static void run_encrypt(const char *home, struct job *job)
 
 	if ((r = ctx_new(home, &ctx, job->why)) != 0 ||
 	    (r = import_one(ctx, job->key, job->req.key_len, &k,
-	        job->why)) != 0)
+		job->why)) != 0)
 		goto out;
 	if (!key_fpr(k, fpr) || strcmp(fpr, job->req.fpr) != 0) {
 		r = RAMKEY_ERR_CRYPTO;
@@ -774,7 +774,7 @@ static int read_request(struct job *job, char *why)
 			return RAMKEY_ERR_NOMEM;
 		}
 		if (read_full(STDIN_FILENO, job->secret,
-		        job->req.secret_len) != 0)
+			job->req.secret_len) != 0)
 			goto short_read;
 	}
 	return 0;

@@ -1415,7 +1415,7 @@ int pgp_worker_new(struct evloop *loop, const struct pgp_config *cfg,
 	    cfg->deadline_ms;
 	t = cfg->tmpdir != NULL ? cfg->tmpdir : getenv("TMPDIR");
 	if ((w->tmpdir = strdup(
-	         t != NULL && t[0] == '/' && is_dir(t) ? t : "/tmp")) == NULL ||
+		 t != NULL && t[0] == '/' && is_dir(t) ? t : "/tmp")) == NULL ||
 	    (w->helper_path = strdup(cfg->helper)) == NULL ||
 	    (w->owners = strmap_new(owner_name)) == NULL)
 		goto out;

@@ -213,32 +213,32 @@ static void test_every_key_parsed(void **state)
 
 	assert_non_null(g);
 	text = fmt("socket = /run/rk/agent.sock\n"
-	           "state_dir = /srv/ramkey/state\n"
-	           "endpoint = http://127.0.0.1:8443/ram\n"
-	           "region_id = eu-central-1\n"
-	           "ca_file = /etc/ramkey/ca.pem\n"
-	           "proxy = http://proxy.example:3128\n"
-	           "allow_http = yes\n"
-	           "credentials_file = /etc/ramkey/admin.ini\n"
-	           "credential_source = ecs_ram_role\n"
-	           "metadata_url = http://127.0.0.1:8081\n"
-	           "imds_v1 = yes\n"
-	           "imds_unrestricted_ok = yes\n"
-	           "sts_endpoint = http://127.0.0.1:8443\n"
-	           "signature = v1\n"
-	           "ram_user = corp-%%u-%%H\n"
-	           "min_uid = 2000\n"
-	           "allowed_group = %s\n"
-	           "trusted_uids = 0, 998\n"
-	           "max_ttl = 8h\n"
-	           "fetch_ttl = 30m\n"
-	           "revoke = deactivate\n"
-	           "mint_rate = 5/m\n"
-	           "keybase_url = http://127.0.0.1:9000\n"
-	           "max_connections_per_uid = 8\n"
-	           "create_timeout = 90\n"
-	           "update_timeout = 1m30s\n"
-	           "delete_timeout = 2h\n",
+		   "state_dir = /srv/ramkey/state\n"
+		   "endpoint = http://127.0.0.1:8443/ram\n"
+		   "region_id = eu-central-1\n"
+		   "ca_file = /etc/ramkey/ca.pem\n"
+		   "proxy = http://proxy.example:3128\n"
+		   "allow_http = yes\n"
+		   "credentials_file = /etc/ramkey/admin.ini\n"
+		   "credential_source = ecs_ram_role\n"
+		   "metadata_url = http://127.0.0.1:8081\n"
+		   "imds_v1 = yes\n"
+		   "imds_unrestricted_ok = yes\n"
+		   "sts_endpoint = http://127.0.0.1:8443\n"
+		   "signature = v1\n"
+		   "ram_user = corp-%%u-%%H\n"
+		   "min_uid = 2000\n"
+		   "allowed_group = %s\n"
+		   "trusted_uids = 0, 998\n"
+		   "max_ttl = 8h\n"
+		   "fetch_ttl = 30m\n"
+		   "revoke = deactivate\n"
+		   "mint_rate = 5/m\n"
+		   "keybase_url = http://127.0.0.1:9000\n"
+		   "max_connections_per_uid = 8\n"
+		   "create_timeout = 90\n"
+		   "update_timeout = 1m30s\n"
+		   "delete_timeout = 2h\n",
 	    g->gr_name);
 	c = load_ok(text);
 	assert_string_equal(c->socket, "/run/rk/agent.sock");
@@ -282,7 +282,7 @@ static void test_other_accepted_values(void **state)
 	struct config *c;
 
 	c = load_ok("signature = v3\nrevoke = delete\nallow_http = no\n"
-	            "endpoint = https://ram.example:443/\n");
+		    "endpoint = https://ram.example:443/\n");
 	assert_int_equal(c->signature, RAM_SIG_V3);
 	assert_int_equal(c->revoke, REVOKE_DELETE);
 	assert_false(c->allow_http);
@@ -306,10 +306,10 @@ static void test_other_accepted_values(void **state)
 static void test_whitespace_trimmed(void **state)
 {
 	struct config *c = load_ok("   socket\t=\t/run/x.sock  \t\n"
-	                           "state_dir=/srv/state\n"
-	                           "\tregion_id   =    cn-beijing\r\n"
-	                           "max_ttl =2h   \n"
-	                           "  min_uid= 1500\n");
+				   "state_dir=/srv/state\n"
+				   "\tregion_id   =    cn-beijing\r\n"
+				   "max_ttl =2h   \n"
+				   "  min_uid= 1500\n");
 
 	assert_string_equal(c->socket, "/run/x.sock");
 	assert_string_equal(c->state_dir, "/srv/state");
@@ -322,12 +322,12 @@ static void test_whitespace_trimmed(void **state)
 static void test_comments_skipped(void **state)
 {
 	struct config *c = load_ok("# a comment\n"
-	                           "; another comment\n"
-	                           "   # indented comment = with equals\n"
-	                           "\t; socket = /not/this\n"
-	                           "#socket = /nor/this\n"
-	                           "socket = /run/yes.sock\n"
-	                           "#\n;\n");
+				   "; another comment\n"
+				   "   # indented comment = with equals\n"
+				   "\t; socket = /not/this\n"
+				   "#socket = /nor/this\n"
+				   "socket = /run/yes.sock\n"
+				   "#\n;\n");
 
 	assert_string_equal(c->socket, "/run/yes.sock");
 	config_free(c);
@@ -345,11 +345,11 @@ static void test_hash_inside_value_is_not_a_comment(void **state)
 static void test_empty_value_means_unset(void **state)
 {
 	struct config *c = load_ok("endpoint =\n"
-	                           "trusted_uids =   \n"
-	                           "min_uid=\n"
-	                           "ca_file = \n"
-	                           "allowed_group =\n"
-	                           "mint_rate =\n");
+				   "trusted_uids =   \n"
+				   "min_uid=\n"
+				   "ca_file = \n"
+				   "allowed_group =\n"
+				   "mint_rate =\n");
 
 	assert_defaults(c);
 	config_free(c);
@@ -369,7 +369,7 @@ static void test_unknown_key_error(void **state)
 static void test_duplicate_key_error(void **state)
 {
 	assert_load_error("socket = /run/a.sock\n# x\nmax_ttl = 1h\n"
-	                  "socket = /run/b.sock\n",
+			  "socket = /run/b.sock\n",
 	    4, "socket");
 	assert_load_error("max_ttl = 1h\nmax_ttl = 1h\n", 2, "max_ttl");
 }
@@ -730,9 +730,9 @@ static struct config *with_credentials_file(const char *path)
 }
 
 static const char good_ini[] = "[default]\n"
-                               "type = access_key\n"
-                               "access_key_id = " KEY_ID "\n"
-                               "access_key_secret = s3cr3t/+=value\n";
+			       "type = access_key\n"
+			       "access_key_id = " KEY_ID "\n"
+			       "access_key_secret = s3cr3t/+=value\n";
 
 static void assert_secret_in_sodium_memory(char *secret)
 {
@@ -905,16 +905,16 @@ static void assert_credentials_refused(const char *text, const char *needle)
 static void test_credentials_missing_keys_refused(void **state)
 {
 	assert_credentials_refused("[default]\ntype = access_key\n"
-	                           "access_key_id = " KEY_ID "\n",
+				   "access_key_id = " KEY_ID "\n",
 	    "access_key_secret");
 	assert_credentials_refused("[default]\ntype = access_key\n"
-	                           "access_key_secret = s3cr3t\n",
+				   "access_key_secret = s3cr3t\n",
 	    "access_key_id");
 	assert_credentials_refused("[default]\naccess_key_id = " KEY_ID "\n"
-	                           "access_key_secret =\n",
+				   "access_key_secret =\n",
 	    "access_key_secret");
 	assert_credentials_refused("[default]\naccess_key_id = bad id\n"
-	                           "access_key_secret = s3cr3t\n",
+				   "access_key_secret = s3cr3t\n",
 	    NULL);
 	assert_credentials_refused("", NULL);
 	assert_credentials_refused("[default]\nthis is not ini\n", NULL);
@@ -923,16 +923,16 @@ static void test_credentials_missing_keys_refused(void **state)
 static void test_credentials_default_section_only(void **state)
 {
 	static const char text[] = "[prod]\n"
-	                           "access_key_id = LTAIprod0000000000001\n"
-	                           "access_key_secret = prod-secret\n"
-	                           "\n"
-	                           "[default]\n"
-	                           "type = access_key\n"
-	                           "access_key_id = " KEY_ID "\n"
-	                           "access_key_secret = default-secret\n"
-	                           "[other]\n"
-	                           "access_key_id = LTAIother000000000001\n"
-	                           "access_key_secret = other-secret\n";
+				   "access_key_id = LTAIprod0000000000001\n"
+				   "access_key_secret = prod-secret\n"
+				   "\n"
+				   "[default]\n"
+				   "type = access_key\n"
+				   "access_key_id = " KEY_ID "\n"
+				   "access_key_secret = default-secret\n"
+				   "[other]\n"
+				   "access_key_id = LTAIother000000000001\n"
+				   "access_key_secret = other-secret\n";
 	char *path = put(text, 0600), *err = NULL;
 	struct config *c = with_credentials_file(path);
 	struct source_spec *ac = NULL;
@@ -945,29 +945,29 @@ static void test_credentials_default_section_only(void **state)
 	free(path);
 	/* Keys outside [default] are never used. */
 	assert_credentials_refused("[prod]\naccess_key_id = " KEY_ID "\n"
-	                           "access_key_secret = s3cr3t\n",
+				   "access_key_secret = s3cr3t\n",
 	    "[default]");
 	assert_credentials_refused("access_key_id = " KEY_ID "\n"
-	                           "access_key_secret = s3cr3t\n",
+				   "access_key_secret = s3cr3t\n",
 	    "[default]");
 }
 
 static void test_credentials_unknown_type_refused(void **state)
 {
 	assert_credentials_refused("[default]\ntype = sts\n"
-	                           "access_key_id = " KEY_ID "\n"
-	                           "access_key_secret = s3cr3t\n",
+				   "access_key_id = " KEY_ID "\n"
+				   "access_key_secret = s3cr3t\n",
 	    "access_key, ecs_ram_role or ram_role_arn");
 }
 
 static void test_credentials_comments_whitespace_crlf(void **state)
 {
 	static const char text[] = "# admin key\r\n"
-	                           "; managed by hand\r\n"
-	                           "[default]\r\n"
-	                           "  type=access_key  \r\n"
-	                           "\taccess_key_id\t=\t" KEY_ID "\r\n"
-	                           "access_key_secret =   spaced-secret   \r\n";
+				   "; managed by hand\r\n"
+				   "[default]\r\n"
+				   "  type=access_key  \r\n"
+				   "\taccess_key_id\t=\t" KEY_ID "\r\n"
+				   "access_key_secret =   spaced-secret   \r\n";
 	char *path = put(text, 0600), *err = NULL;
 	struct config *c = with_credentials_file(path);
 	struct source_spec *ac = NULL;
@@ -983,7 +983,7 @@ static void test_credentials_comments_whitespace_crlf(void **state)
 static void test_credentials_nul_byte_refused(void **state)
 {
 	static const char text[] = "[default]\naccess_key_id = " KEY_ID "\n"
-	                           "access_key_secret = s3cr3t\0tail\n";
+				   "access_key_secret = s3cr3t\0tail\n";
 	char *path = fmt("%s/nul%u", tmpdir, serial++), *err = NULL;
 	struct config *c;
 	struct source_spec *ac = NULL;
@@ -1044,7 +1044,7 @@ static void test_credential_source_keys(void **state)
 	assert_int_equal(c->credential_source, CRED_SOURCE_FILE);
 	config_free(c);
 	c = load_ok("credential_source = auto\n"
-	            "metadata_url = http://[fd00::200]:8080/\n");
+		    "metadata_url = http://[fd00::200]:8080/\n");
 	assert_int_equal(c->credential_source, CRED_SOURCE_AUTO);
 	assert_string_equal(c->metadata_url, "http://[fd00::200]:8080/");
 	config_free(c);

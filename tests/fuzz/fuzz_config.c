@@ -47,9 +47,9 @@ static int init(void)
 	 * second on ext4 waits for its writeback. */
 	snprintf(dir, sizeof(dir), "%s/ramkey-fuzz-config-XXXXXX",
 	    stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	            access("/dev/shm", W_OK) == 0
-	        ? "/dev/shm"
-	        : "/tmp");
+		    access("/dev/shm", W_OK) == 0
+		? "/dev/shm"
+		: "/tmp");
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	snprintf(conf_path, sizeof(conf_path), "%s/agent.conf", dir);

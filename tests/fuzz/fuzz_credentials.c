@@ -46,9 +46,9 @@ static int init(void)
 	/* tmpfs if there is one: the file is rewritten for every input. */
 	snprintf(dir, sizeof(dir), "%s/ramkey-fuzz-cred-XXXXXX",
 	    stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	            access("/dev/shm", W_OK) == 0
-	        ? "/dev/shm"
-	        : "/tmp");
+		    access("/dev/shm", W_OK) == 0
+		? "/dev/shm"
+		: "/tmp");
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	snprintf(path, sizeof(path), "%s/credentials", dir);

@@ -45,9 +45,9 @@ static int init(void)
 		return 0;
 	snprintf(dir, sizeof(dir), "%s/ramkey-fuzz-pgp-XXXXXX",
 	    stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	            access("/dev/shm", W_OK) == 0
-	        ? "/dev/shm"
-	        : "/tmp");
+		    access("/dev/shm", W_OK) == 0
+		? "/dev/shm"
+		: "/tmp");
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	snprintf(path, sizeof(path), "%s/key.asc", dir);

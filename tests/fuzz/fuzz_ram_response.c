@@ -25,11 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
 		if (ram_parse_success(acts[i], body, size, &res, detail,
-		        sizeof(detail)) == 0) {
+			sizeof(detail)) == 0) {
 			/* everything returned must be usable as a C string */
 			if (strlen(res.request_id) >= sizeof(res.request_id) ||
 			    (res.key.secret != NULL &&
-			        strlen(res.key.secret) != res.key.secret_len) ||
+				strlen(res.key.secret) != res.key.secret_len) ||
 			    (res.nkeys > 0 && res.keys == NULL))
 				abort();
 			ram_result_clear(&res);

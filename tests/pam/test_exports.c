@@ -166,7 +166,7 @@ static void test_dependencies_not_reexported(void **state)
 
 		if (defined_in_module(p))
 			fail_msg("%s is defined in and exported by "
-			         "pam_ramkey.so",
+				 "pam_ramkey.so",
 			    deps[i]);
 	}
 }

@@ -89,7 +89,7 @@ static void out(const char *fmt, ...)
 	if (n < 0)
 		abort();
 	olen += (size_t)n < sizeof(obuf) - olen ? (size_t)n
-	                                        : sizeof(obuf) - olen - 1;
+						: sizeof(obuf) - olen - 1;
 	if (olen > 0 && obuf[olen - 1] == '\n') {
 		size_t off = 0;
 
@@ -330,8 +330,8 @@ static void command(char *line)
 		r = keybase_reconfigure(kb, &c);
 		out("{\"ev\":\"reconf\",\"rc\":%d}\n", r);
 	} else if ((strcmp(argv[0], "prepare") == 0 ||
-	               strcmp(argv[0], "prepare_cancel") == 0 ||
-	               strcmp(argv[0], "prepare_free") == 0) &&
+		       strcmp(argv[0], "prepare_cancel") == 0 ||
+		       strcmp(argv[0], "prepare_free") == 0) &&
 	    argc == 3 && (id = parse_id(argv[1])) >= 0) {
 		char *spec = read_file(argv[2]);
 

@@ -32,9 +32,9 @@ static int parse(const char *body, long status, char **bundle, char *why)
 static void test_ok(void **state)
 {
 	const char *body = "{\"status\":{\"code\":0,\"name\":\"OK\"},"
-	                   "\"them\":[{\"id\":\"x\",\"basics\":{\"username\":"
-	                   "\"alice\"},\"public_keys\":{\"primary\":{\"kid\":"
-	                   "\"0101\",\"bundle\":\"" BUNDLE "\"}}}]}\n";
+			   "\"them\":[{\"id\":\"x\",\"basics\":{\"username\":"
+			   "\"alice\"},\"public_keys\":{\"primary\":{\"kid\":"
+			   "\"0101\",\"bundle\":\"" BUNDLE "\"}}}]}\n";
 	char *bundle = NULL, why[256];
 
 	assert_int_equal(parse(body, 200, &bundle, why), 0);

@@ -198,7 +198,7 @@ static void test_send_recv_back_to_back_frames(void **state)
 
 		snprintf(m, sizeof(m), "frame-%d", i);
 		assert_int_equal(ramkey_frame_send(sv[0], m, strlen(m),
-		                     ramkey_now_ms() + 2000),
+				     ramkey_now_ms() + 2000),
 		    0);
 	}
 	for (i = 1; i <= 3; i++) {
@@ -206,7 +206,7 @@ static void test_send_recv_back_to_back_frames(void **state)
 
 		snprintf(m, sizeof(m), "frame-%d", i);
 		assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
-		                     ramkey_now_ms() + 2000),
+				     ramkey_now_ms() + 2000),
 		    0);
 		assert_int_equal(len, strlen(m));
 		assert_string_equal((char *)body, m);
@@ -566,7 +566,7 @@ static void test_send_to_peer_not_reading_times_out_at_deadline(void **state)
 	 * wait ends at the deadline. */
 	for (i = 0; i < 1000; i++)
 		if ((r = ramkey_frame_send(
-		         sv[0], big, sizeof(big), deadline)) != 0)
+			 sv[0], big, sizeof(big), deadline)) != 0)
 			break;
 	assert_int_equal(r, RAMKEY_ERR_TIMEOUT);
 	assert_in_range(
@@ -688,18 +688,18 @@ int main(void)
 	    cmocka_unit_test(test_recv_trickling_peer_within_deadline),
 	    cmocka_unit_test(test_recv_trickling_peer_cannot_extend_deadline),
 	    cmocka_unit_test(
-	        test_recv_oversized_header_refused_before_allocating),
+		test_recv_oversized_header_refused_before_allocating),
 	    cmocka_unit_test(test_recv_zero_length_header_refused),
 	    cmocka_unit_test(test_recv_eof_before_anything),
 	    cmocka_unit_test(test_recv_eof_mid_header),
 	    cmocka_unit_test(test_recv_eof_mid_frame),
 	    cmocka_unit_test(test_send_to_closed_peer_is_eof_without_sigpipe),
 	    cmocka_unit_test(
-	        test_send_to_peer_not_reading_times_out_at_deadline),
+		test_send_to_peer_not_reading_times_out_at_deadline),
 	    cmocka_unit_test(test_now_ms_is_monotonic),
 	    cmocka_unit_test(test_reader_byte_at_a_time_stops_at_frame_end),
 	    cmocka_unit_test(
-	        test_reader_refuses_bad_headers_before_allocating),
+		test_reader_refuses_bad_headers_before_allocating),
 	    cmocka_unit_test(test_reader_refuses_more_than_offered),
 	};
 

@@ -118,7 +118,7 @@ static int status_req_with(const char *members)
 static int open_req_with(const char *members)
 {
 	char *j = fmt("{\"v\":1,\"op\":\"open_session\",\"user\":\"alice\","
-	              "\"seal_key\":\"" SEAL_KEY_B64 "\"%s}",
+		      "\"seal_key\":\"" SEAL_KEY_B64 "\"%s}",
 	    members);
 	int r = req_rc(j);
 
@@ -135,7 +135,7 @@ static const char key_sealed_json[] =
 static int fetch_rep_with_key(const char *key)
 {
 	char *j = fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-	              "\"region_id\":\"cn-hangzhou\"}",
+		      "\"region_id\":\"cn-hangzhou\"}",
 	    key);
 	int r = rep_rc(j, RAMKEY_OP_FETCH);
 
@@ -281,7 +281,7 @@ static void test_request_round_trip_fetch(void **state)
 	req = new_request(RAMKEY_OP_FETCH);
 	req->user = xstrdup("carol");
 	req->pgp_key = xstrdup("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQEN"
-	                       "\n-----END PGP PUBLIC KEY BLOCK-----\n");
+			       "\n-----END PGP PUBLIC KEY BLOCK-----\n");
 	req->has_seal_pk = true;
 	req->has_ttl = true;
 	req->ttl = 3153600000ULL; /* the most */
@@ -351,24 +351,24 @@ static void test_request_revoke_all_strict(void **state)
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":{}}");
 	/* Every user's leases, or some of one user's: never both. */
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":true,"
-	               "\"user\":\"alice\"}");
+		       "\"user\":\"alice\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":true,"
-	               "\"key_id\":\"" KEY_ID "\"}");
+		       "\"key_id\":\"" KEY_ID "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"user\":\"alice\","
-	               "\"key_id\":\"" KEY_ID "\",\"all\":true}");
+		       "\"key_id\":\"" KEY_ID "\",\"all\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"all\":false,"
-	               "\"user\":\"alice\"}");
+		       "\"user\":\"alice\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"key_id\":\"" KEY_ID
-	               "\",\"all\":false}");
+		       "\",\"all\":false}");
 	/* Only revoke knows it. */
 	assert_int_equal(status_req_with(",\"all\":true"), RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(open_req_with(",\"all\":true"), RAMKEY_ERR_PROTOCOL);
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"all\":true}");
+		       "\",\"all\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":\"" TOKEN
-	               "\",\"all\":true}");
+		       "\",\"all\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"set_status\",\"key_id\":\"" KEY_ID
-	               "\",\"status\":\"Active\",\"all\":true}");
+		       "\",\"status\":\"Active\",\"all\":true}");
 }
 
 static void test_request_encode_refuses_revoke_all_with_user(void **state)
@@ -521,14 +521,14 @@ static void test_request_wrong_type_refused(void **state)
 	assert_int_equal(open_req_with(",\"pgp_key\":0"), RAMKEY_ERR_PROTOCOL);
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"ttl\":\"60\"}");
+		       "\",\"ttl\":\"60\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"ttl\":60.0}");
+		       "\",\"ttl\":60.0}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"ttl\":true}");
+		       "\",\"ttl\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":1}");
 	assert_req_bad("{\"v\":1,\"op\":\"set_status\",\"key_id\":\"" KEY_ID
-	               "\",\"status\":false}");
+		       "\",\"status\":false}");
 	assert_req_bad("{\"v\":1,\"op\":5}");
 	assert_req_bad("{\"v\":1,\"op\":null}");
 	assert_req_bad("{\"v\":\"1\",\"op\":\"status\"}");
@@ -569,18 +569,18 @@ static void test_request_field_not_allowed_for_op_refused(void **state)
 	assert_int_equal(
 	    open_req_with(",\"key_id\":\"" KEY_ID "\""), RAMKEY_ERR_PROTOCOL);
 	assert_req_bad("{\"v\":1,\"op\":\"set_status\",\"key_id\":\"" KEY_ID
-	               "\",\"status\":\"Active\",\"user\":\"alice\"}");
+		       "\",\"status\":\"Active\",\"user\":\"alice\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":\"" TOKEN
-	               "\",\"seal_key\":\"" SEAL_KEY_B64 "\"}");
+		       "\",\"seal_key\":\"" SEAL_KEY_B64 "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"revoke\",\"status\":\"Active\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"session\":\"" TOKEN "\"}");
+		       "\",\"session\":\"" TOKEN "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"open_session\",\"user\":\"a\","
-	               "\"seal_key\":\"" SEAL_KEY_B64 "\",\"default_file\":true}");
+		       "\"seal_key\":\"" SEAL_KEY_B64 "\",\"default_file\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"aborted\":true}");
+		       "\",\"aborted\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	               "\",\"tty\":\"pts/0\"}");
+		       "\",\"tty\":\"pts/0\"}");
 }
 
 static void test_request_bad_version_is_version_error(void **state)
@@ -845,15 +845,15 @@ static void test_request_bad_session_token_refused(void **state)
 	assert_req_ok(
 	    "{\"v\":1,\"op\":\"close_session\",\"session\":\"" TOKEN "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":"
-	               "\"0123456789abcdef0123456789abcde\"}"); /* 31 */
+		       "\"0123456789abcdef0123456789abcde\"}"); /* 31 */
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":"
-	               "\"0123456789abcdef0123456789abcdef0\"}"); /* 33 */
+		       "\"0123456789abcdef0123456789abcdef0\"}"); /* 33 */
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":"
-	               "\"0123456789ABCDEF0123456789abcdef\"}");
+		       "\"0123456789ABCDEF0123456789abcdef\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":"
-	               "\"0123456789abcdeg0123456789abcdef\"}");
+		       "\"0123456789abcdeg0123456789abcdef\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"close_session\",\"session\":"
-	               "\"\"}");
+		       "\"\"}");
 }
 
 static void test_request_bad_key_id_refused(void **state)
@@ -884,8 +884,8 @@ static void test_request_bad_status_refused(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *m =
 		    fmt("{\"v\":1,\"op\":\"set_status\",\"key_id\":\"" KEY_ID
-		        "\",\"status\":\"%s\"}",
-		        bad[i]);
+			"\",\"status\":\"%s\"}",
+			bad[i]);
 
 		assert_req_bad(m);
 		free(m);
@@ -901,17 +901,17 @@ static void test_request_bad_ttl_refused(void **state)
 
 	assert_int_equal(
 	    req_rc("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	           "\",\"ttl\":3153600000}"),
+		   "\",\"ttl\":3153600000}"),
 	    0);
 	assert_int_equal(
 	    req_rc("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-	           "\",\"ttl\":1}"),
+		   "\",\"ttl\":1}"),
 	    0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *m =
 		    fmt("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
-		        "\",\"ttl\":%s}",
-		        bad[i]);
+			"\",\"ttl\":%s}",
+			bad[i]);
 
 		if (req_rc(m) == 0)
 			print_error("ttl %s accepted\n", bad[i]);
@@ -1239,7 +1239,7 @@ static void test_reply_decodes_protocol_example(void **state)
 	struct ramkey_reply *rep = NULL;
 
 	assert_int_equal(ramkey_reply_decode((const uint8_t *)ex, strlen(ex),
-	                     RAMKEY_OP_FETCH, &rep),
+			     RAMKEY_OP_FETCH, &rep),
 	    0);
 	assert_string_equal(rep->key.access_key_id, KEY_ID);
 	assert_int_equal(rep->key.expires, 1764310690);
@@ -1279,7 +1279,7 @@ static void test_reply_op_mismatch_refused(void **state)
 	assert_rep_bad("{\"v\":1,\"op\":\"revoke\",\"ok\":true,\"revoked\":0}",
 	    RAMKEY_OP_STATUS);
 	assert_rep_bad("{\"v\":1,\"op\":\"fetch\",\"ok\":false,\"error\":"
-	               "{\"code\":\"denied\",\"message\":\"no\"}}",
+		       "{\"code\":\"denied\",\"message\":\"no\"}}",
 	    RAMKEY_OP_OPEN_SESSION);
 	assert_rep_bad(
 	    "{\"v\":1,\"op\":\"bogus\",\"ok\":true}", RAMKEY_OP_SET_STATUS);
@@ -1288,10 +1288,10 @@ static void test_reply_op_mismatch_refused(void **state)
 static void test_reply_bad_version_is_version_error(void **state)
 {
 	assert_int_equal(rep_rc("{\"v\":2,\"op\":\"set_status\",\"ok\":true}",
-	                     RAMKEY_OP_SET_STATUS),
+			     RAMKEY_OP_SET_STATUS),
 	    RAMKEY_ERR_VERSION);
 	assert_int_equal(rep_rc("{\"v\":0,\"op\":\"set_status\",\"ok\":true}",
-	                     RAMKEY_OP_SET_STATUS),
+			     RAMKEY_OP_SET_STATUS),
 	    RAMKEY_ERR_VERSION);
 	assert_rep_bad(
 	    "{\"op\":\"set_status\",\"ok\":true}", RAMKEY_OP_SET_STATUS);
@@ -1313,18 +1313,18 @@ static void test_reply_unknown_field_refused(void **state)
 	assert_rep_bad("{\"v\":1,\"op\":\"set_status\",\"ok\":true,\"x\":1}",
 	    RAMKEY_OP_SET_STATUS);
 	assert_rep_bad("{\"v\":1,\"op\":\"revoke\",\"ok\":true,\"revoked\":1,"
-	               "\"session\":\"" TOKEN "\"}",
+		       "\"session\":\"" TOKEN "\"}",
 	    RAMKEY_OP_REVOKE);
 	/* Fields of another op's reply are unknown here. */
 	assert_rep_bad("{\"v\":1,\"op\":\"close_session\",\"ok\":true,"
-	               "\"revoked\":1}",
+		       "\"revoked\":1}",
 	    RAMKEY_OP_CLOSE_SESSION);
 	assert_int_equal(fetch_rep_with_key(key_sealed_json), 0);
 	{
 		char *j =
 		    fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-		        "\"session\":\"" TOKEN "\"}",
-		        key_sealed_json);
+			"\"session\":\"" TOKEN "\"}",
+			key_sealed_json);
 
 		assert_rep_bad(j, RAMKEY_OP_FETCH);
 		free(j);
@@ -1340,15 +1340,15 @@ static void test_reply_unknown_field_refused(void **state)
 static void test_reply_wrong_types_refused(void **state)
 {
 	assert_rep_bad("{\"v\":1,\"op\":\"close_session\",\"ok\":true,"
-	               "\"last_session\":\"yes\"}",
+		       "\"last_session\":\"yes\"}",
 	    RAMKEY_OP_CLOSE_SESSION);
 	assert_rep_bad("{\"v\":1,\"op\":\"close_session\",\"ok\":true,"
-	               "\"last_session\":1}",
+		       "\"last_session\":1}",
 	    RAMKEY_OP_CLOSE_SESSION);
 	assert_rep_bad("{\"v\":1,\"op\":\"revoke\",\"ok\":true,\"revoked\":-1}",
 	    RAMKEY_OP_REVOKE);
 	assert_rep_bad("{\"v\":1,\"op\":\"revoke\",\"ok\":true,"
-	               "\"revoked\":4294967296}",
+		       "\"revoked\":4294967296}",
 	    RAMKEY_OP_REVOKE);
 	assert_rep_bad(
 	    "{\"v\":1,\"op\":\"revoke\",\"ok\":true,\"revoked\":1.0}",
@@ -1357,24 +1357,24 @@ static void test_reply_wrong_types_refused(void **state)
 	    "{\"v\":1,\"op\":\"revoke\",\"ok\":true,\"revoked\":\"1\"}",
 	    RAMKEY_OP_REVOKE);
 	assert_rep_bad("{\"v\":1,\"op\":\"status\",\"ok\":true,\"healthy\":1,"
-	               "\"status\":{\"leases\":[],\"pending_revocations\":0,"
-	               "\"ambiguous_keys\":[]}}",
+		       "\"status\":{\"leases\":[],\"pending_revocations\":0,"
+		       "\"ambiguous_keys\":[]}}",
 	    RAMKEY_OP_STATUS);
 	{
 		char *j =
 		    fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-		        "\"region_id\":5}",
-		        key_sealed_json);
+			"\"region_id\":5}",
+			key_sealed_json);
 
 		assert_rep_bad(j, RAMKEY_OP_FETCH);
 		free(j);
 		j = fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-		        "\"region_id\":\"cn\\nx\"}",
+			"\"region_id\":\"cn\\nx\"}",
 		    key_sealed_json);
 		assert_rep_bad(j, RAMKEY_OP_FETCH);
 		free(j);
 		j = fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-		        "\"secret_file\":\"relative\"}",
+			"\"secret_file\":\"relative\"}",
 		    key_sealed_json);
 		assert_rep_bad(j, RAMKEY_OP_FETCH);
 		free(j);
@@ -1389,22 +1389,22 @@ static void test_reply_missing_required_parts_refused(void **state)
 	assert_rep_bad(
 	    "{\"v\":1,\"op\":\"fetch\",\"ok\":true}", RAMKEY_OP_FETCH);
 	assert_rep_bad("{\"v\":1,\"op\":\"open_session\",\"ok\":true,"
-	               "\"session\":\"" TOKEN "\"}",
+		       "\"session\":\"" TOKEN "\"}",
 	    RAMKEY_OP_OPEN_SESSION);
 	{
 		char *j = fmt("{\"v\":1,\"op\":\"open_session\",\"ok\":true,"
-		              "\"key\":%s}",
+			      "\"key\":%s}",
 		    key_sealed_json);
 
 		assert_rep_bad(j, RAMKEY_OP_OPEN_SESSION);
 		free(j);
 		j = fmt("{\"v\":1,\"op\":\"open_session\",\"ok\":true,"
-		        "\"key\":%s,\"session\":\"" TOKEN "\"}",
+			"\"key\":%s,\"session\":\"" TOKEN "\"}",
 		    key_sealed_json);
 		assert_rep_ok(j, RAMKEY_OP_OPEN_SESSION);
 		free(j);
 		j = fmt("{\"v\":1,\"op\":\"open_session\",\"ok\":true,"
-		        "\"key\":%s,\"session\":\"" TOKEN "X\"}",
+			"\"key\":%s,\"session\":\"" TOKEN "X\"}",
 		    key_sealed_json);
 		assert_rep_bad(j, RAMKEY_OP_OPEN_SESSION);
 		free(j);
@@ -1417,17 +1417,17 @@ static void test_reply_missing_required_parts_refused(void **state)
 static void test_reply_error_with_unknown_code_refused(void **state)
 {
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"not yours\"}"),
+					"\"not yours\"}"),
 	    0);
 	assert_int_equal(error_rep_with("{\"code\":\"internal\",\"message\":"
-	                                "\"bug\"}"),
+					"\"bug\"}"),
 	    0);
 	/* A code this requester does not know is not "internal". */
 	assert_int_equal(error_rep_with("{\"code\":\"no_such_code\","
-	                                "\"message\":\"x\"}"),
+					"\"message\":\"x\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"DENIED\",\"message\":"
-	                                "\"x\"}"),
+					"\"x\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"\",\"message\":\"x\"}"),
 	    RAMKEY_ERR_PROTOCOL);
@@ -1441,7 +1441,7 @@ static void test_reply_error_shape_is_strict(void **state)
 	char *m, *j;
 
 	assert_int_equal(error_rep_with("{\"code\":\"ram_error\",\"message\":"
-	                                "\"x\",\"ram_code\":\"Throttling\"}"),
+					"\"x\",\"ram_code\":\"Throttling\"}"),
 	    0);
 	assert_int_equal(
 	    error_rep_with("{\"code\":\"denied\"}"), RAMKEY_ERR_PROTOCOL);
@@ -1450,13 +1450,13 @@ static void test_reply_error_shape_is_strict(void **state)
 	assert_int_equal(error_rep_with("{}"), RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("\"denied\""), RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"x\",\"detail\":1}"),
+					"\"x\",\"detail\":1}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"a\\nb\"}"),
+					"\"a\\nb\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"x\",\"ram_code\":\"a\\u001bb\"}"),
+					"\"x\",\"ram_code\":\"a\\u001bb\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":5,\"message\":\"x\"}"),
 	    RAMKEY_ERR_PROTOCOL);
@@ -1469,58 +1469,58 @@ static void test_reply_error_shape_is_strict(void **state)
 	assert_rep_bad(
 	    "{\"v\":1,\"op\":\"fetch\",\"ok\":false}", RAMKEY_OP_FETCH);
 	j = fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":false,\"error\":{\"code\":"
-	        "\"denied\",\"message\":\"x\"},\"key\":%s}",
+		"\"denied\",\"message\":\"x\"},\"key\":%s}",
 	    key_sealed_json);
 	assert_rep_bad(j, RAMKEY_OP_FETCH);
 	free(j);
 	/* ok:true with an error. */
 	assert_rep_bad("{\"v\":1,\"op\":\"set_status\",\"ok\":true,\"error\":"
-	               "{\"code\":\"denied\",\"message\":\"x\"}}",
+		       "{\"code\":\"denied\",\"message\":\"x\"}}",
 	    RAMKEY_OP_SET_STATUS);
 }
 
 static void test_reply_key_without_secret_refused(void **state)
 {
 	assert_int_equal(fetch_rep_with_key("{\"access_key_id\":\"" KEY_ID
-	                                    "\",\"create_date\":"
-	                                    "\"2026-11-27T20:18:10Z\","
-	                                    "\"status\":\"Active\"}"),
+					    "\",\"create_date\":"
+					    "\"2026-11-27T20:18:10Z\","
+					    "\"status\":\"Active\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	/* An empty box or an empty PGP message is no secret either. */
 	assert_int_equal(fetch_rep_with_key("{\"access_key_id\":\"" KEY_ID
-	                                    "\",\"create_date\":"
-	                                    "\"2026-11-27T20:18:10Z\","
-	                                    "\"status\":\"Active\","
-	                                    "\"sealed_secret\":\"\"}"),
+					    "\",\"create_date\":"
+					    "\"2026-11-27T20:18:10Z\","
+					    "\"status\":\"Active\","
+					    "\"sealed_secret\":\"\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(fetch_rep_with_key("{\"access_key_id\":\"" KEY_ID
-	                                    "\",\"create_date\":"
-	                                    "\"2026-11-27T20:18:10Z\","
-	                                    "\"status\":\"Active\","
-	                                    "\"encrypted_secret\":\"\","
-	                                    "\"key_fingerprint\":\"" FPR "\"}"),
+					    "\",\"create_date\":"
+					    "\"2026-11-27T20:18:10Z\","
+					    "\"status\":\"Active\","
+					    "\"encrypted_secret\":\"\","
+					    "\"key_fingerprint\":\"" FPR "\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	/* A PGP secret needs its fingerprint. */
 	assert_int_equal(fetch_rep_with_key("{\"access_key_id\":\"" KEY_ID
-	                                    "\",\"create_date\":"
-	                                    "\"2026-11-27T20:18:10Z\","
-	                                    "\"status\":\"Active\","
-	                                    "\"encrypted_secret\":\"aGk=\"}"),
+					    "\",\"create_date\":"
+					    "\"2026-11-27T20:18:10Z\","
+					    "\"status\":\"Active\","
+					    "\"encrypted_secret\":\"aGk=\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(fetch_rep_with_key("{\"access_key_id\":\"" KEY_ID
-	                                    "\",\"create_date\":"
-	                                    "\"2026-11-27T20:18:10Z\","
-	                                    "\"status\":\"Active\","
-	                                    "\"encrypted_secret\":\"aGk=\","
-	                                    "\"key_fingerprint\":\"" FPR "\"}"),
+					    "\",\"create_date\":"
+					    "\"2026-11-27T20:18:10Z\","
+					    "\"status\":\"Active\","
+					    "\"encrypted_secret\":\"aGk=\","
+					    "\"key_fingerprint\":\"" FPR "\"}"),
 	    0);
 	/* Sealed secret must be base64. */
 	assert_int_equal(
 	    fetch_rep_with_key(
-	        "{\"access_key_id\":\"" KEY_ID "\",\"create_date\":"
-	        "\"2026-11-27T20:18:10Z\","
-	        "\"status\":\"Active\","
-	        "\"sealed_secret\":\"not base64!\"}"),
+		"{\"access_key_id\":\"" KEY_ID "\",\"create_date\":"
+		"\"2026-11-27T20:18:10Z\","
+		"\"status\":\"Active\","
+		"\"sealed_secret\":\"not base64!\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 }
 
@@ -1583,10 +1583,10 @@ static void test_reply_fingerprint_must_be_40_hex(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *k =
 		    fmt("{\"access_key_id\":\"" KEY_ID "\",\"create_date\":"
-		        "\"2026-11-27T20:18:10Z\",\"status\":\"Active\","
-		        "\"encrypted_secret\":\"aGk=\","
-		        "\"key_fingerprint\":\"%s\"}",
-		        bad[i]);
+			"\"2026-11-27T20:18:10Z\",\"status\":\"Active\","
+			"\"encrypted_secret\":\"aGk=\","
+			"\"key_fingerprint\":\"%s\"}",
+			bad[i]);
 
 		assert_int_equal(fetch_rep_with_key(k), RAMKEY_ERR_PROTOCOL);
 		free(k);
@@ -1596,7 +1596,7 @@ static void test_reply_fingerprint_must_be_40_hex(void **state)
 static int status_rep_with_doc(const char *doc)
 {
 	char *j = fmt("{\"v\":1,\"op\":\"status\",\"ok\":true,\"healthy\":true,"
-	              "\"status\":%s}",
+		      "\"status\":%s}",
 	    doc);
 	int r = rep_rc(j, RAMKEY_OP_STATUS);
 
@@ -1608,26 +1608,26 @@ static void test_reply_status_document_shape_checked(void **state)
 {
 	assert_int_equal(status_rep_with_doc(status_doc), 0);
 	assert_int_equal(status_rep_with_doc("{\"leases\":[],"
-	                                     "\"pending_revocations\":0,"
-	                                     "\"ambiguous_keys\":[]}"),
+					     "\"pending_revocations\":0,"
+					     "\"ambiguous_keys\":[]}"),
 	    0);
 	assert_int_equal(status_rep_with_doc("{\"pending_revocations\":0,"
-	                                     "\"ambiguous_keys\":[]}"),
+					     "\"ambiguous_keys\":[]}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("{\"leases\":{},"
-	                                     "\"pending_revocations\":0,"
-	                                     "\"ambiguous_keys\":[]}"),
+					     "\"pending_revocations\":0,"
+					     "\"ambiguous_keys\":[]}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("{\"leases\":[1],"
-	                                     "\"pending_revocations\":0,"
-	                                     "\"ambiguous_keys\":[]}"),
+					     "\"pending_revocations\":0,"
+					     "\"ambiguous_keys\":[]}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("{\"leases\":[],"
-	                                     "\"pending_revocations\":\"0\","
-	                                     "\"ambiguous_keys\":[]}"),
+					     "\"pending_revocations\":\"0\","
+					     "\"ambiguous_keys\":[]}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("{\"leases\":[],"
-	                                     "\"pending_revocations\":0}"),
+					     "\"pending_revocations\":0}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("[]"), RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(status_rep_with_doc("null"), RAMKEY_ERR_PROTOCOL);
@@ -1640,7 +1640,7 @@ static int status_rep_nested(size_t levels)
 	int r;
 
 	doc = fmt("{\"leases\":[{\"x\":%s1%s}],\"pending_revocations\":0,"
-	          "\"ambiguous_keys\":[]}",
+		  "\"ambiguous_keys\":[]}",
 	    open, close);
 	r = status_rep_with_doc(doc);
 	free(doc);
@@ -1668,13 +1668,13 @@ static void test_reply_nul_and_bad_utf8_refused(void **state)
 	assert_int_equal(rep_rc_n(nul, sizeof(nul) - 1, RAMKEY_OP_SET_STATUS),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"a\\u0000b\"}"),
+					"\"a\\u0000b\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(error_rep_with("{\"code\":\"denied\",\"message\":"
-	                                "\"a\xff\"}"),
+					"\"a\xff\"}"),
 	    RAMKEY_ERR_PROTOCOL);
 	j = fmt("{\"v\":1,\"op\":\"fetch\",\"ok\":true,\"key\":%s,"
-	        "\"region_id\":\"cn\xc3\"}",
+		"\"region_id\":\"cn\xc3\"}",
 	    key_sealed_json);
 	assert_rep_bad(j, RAMKEY_OP_FETCH);
 	free(j);

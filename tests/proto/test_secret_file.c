@@ -531,7 +531,7 @@ static void test_write_why_may_be_null(void **state)
 	char *d = new_dir(), *f = path_join(d, "credentials.json");
 
 	assert_int_equal(ramkey_secret_file_write(
-	                     "relative", &me, data, strlen(data), NULL, 0),
+			     "relative", &me, data, strlen(data), NULL, 0),
 	    RAMKEY_ERR_INVALID);
 	assert_int_equal(
 	    ramkey_secret_file_write(f, &me, data, strlen(data), NULL, 0), 0);
@@ -1000,12 +1000,12 @@ int main(void)
 	    cmocka_unit_test(test_write_creates_last_directory_0700),
 	    cmocka_unit_test(test_write_creates_only_the_last_directory),
 	    cmocka_unit_test(
-	        test_write_replaces_symlink_without_touching_target),
+		test_write_replaces_symlink_without_touching_target),
 	    cmocka_unit_test(test_write_replaces_fifo_without_blocking),
 	    cmocka_unit_test(test_write_path_with_repeated_slashes),
 	    cmocka_unit_test(test_write_directory_at_final_name_is_is_dir),
 	    cmocka_unit_test(
-	        test_write_symlink_component_in_user_dir_is_unsafe),
+		test_write_symlink_component_in_user_dir_is_unsafe),
 	    cmocka_unit_test(test_write_invalid_paths_refused),
 	    cmocka_unit_test(test_write_dir_writable_by_group_or_others_unsafe),
 	    cmocka_unit_test(test_write_not_a_directory_component_unsafe),
@@ -1015,11 +1015,11 @@ int main(void)
 	    cmocka_unit_test(test_write_for_other_uid_replaces_hard_link),
 	    cmocka_unit_test(test_write_for_other_uid_in_foreign_dir_unsafe),
 	    cmocka_unit_test(
-	        test_write_for_other_uid_in_root_dir_fails_cleanly),
+		test_write_for_other_uid_in_root_dir_fails_cleanly),
 	    cmocka_unit_test(test_write_symlink_owned_by_user_not_followed),
 	    cmocka_unit_test(test_write_follows_root_symlink_in_root_dir),
 	    cmocka_unit_test(
-	        test_write_symlink_below_world_writable_dir_not_followed),
+		test_write_symlink_below_world_writable_dir_not_followed),
 	    cmocka_unit_test(test_write_for_other_uid_denied_without_root),
 	    cmocka_unit_test(test_remove_regular_file_of_user),
 	    cmocka_unit_test(test_remove_leaves_symlink_and_target),

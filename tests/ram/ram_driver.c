@@ -79,7 +79,7 @@ static void emit(struct json_object *o)
 {
 	printf("%s\n",
 	    json_object_to_json_string_ext(
-	        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(stdout);
 	json_object_put(o);
 }
@@ -483,9 +483,9 @@ static void cmd_free_inflight(const char *user)
 	for (i = 0; i < 3; i++) {
 		in_start = true;
 		r = i == 0 ? ram_create_access_key(c, opt_user(user),
-		                 on_cancelled_done, NULL, NULL)
-		           : ram_list_access_keys(c, opt_user(user),
-		                 on_cancelled_done, NULL, NULL);
+				 on_cancelled_done, NULL, NULL)
+			   : ram_list_access_keys(c, opt_user(user),
+				 on_cancelled_done, NULL, NULL);
 		in_start = false;
 		if (r != 0)
 			abort();
@@ -554,7 +554,7 @@ static void dispatch(char **argv, int argc)
 	if (strcmp(argv[0], "as") == 0 && argc >= 3) {
 		cmd_single(argv[1], argv + 2, argc - 2);
 	} else if ((strcmp(argv[0], "concurrent_create") == 0 ||
-	               strcmp(argv[0], "sequential_create") == 0) &&
+		       strcmp(argv[0], "sequential_create") == 0) &&
 	    argc == 3) {
 		cmd_many(argv[0][0] == 'c', atoi(argv[1]), argv[2]);
 	} else if (strcmp(argv[0], "cancel_create") == 0 && argc == 3) {

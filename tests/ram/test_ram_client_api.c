@@ -170,13 +170,13 @@ static void test_arguments(void **state)
 	assert_int_equal(
 	    ram_client_set_credentials(f->c, "LTAIdef", "other"), 0);
 	assert_int_equal(ram_update_access_key(
-	                     f->c, "u", "LTAIk", "active", on_done, &o, &call),
+			     f->c, "u", "LTAIk", "active", on_done, &o, &call),
 	    RAMKEY_ERR_INVALID);
 	assert_int_equal(ram_update_access_key(
-	                     f->c, "u", "bad id", "Active", on_done, &o, &call),
+			     f->c, "u", "bad id", "Active", on_done, &o, &call),
 	    RAMKEY_ERR_INVALID);
 	assert_int_equal(ram_update_access_key(
-	                     f->c, "u", NULL, "Active", on_done, &o, &call),
+			     f->c, "u", NULL, "Active", on_done, &o, &call),
 	    RAMKEY_ERR_INVALID);
 	assert_int_equal(
 	    ram_delete_access_key(f->c, "u", "", on_done, &o, &call),
@@ -280,7 +280,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        test_cancel_and_free, setup, teardown),
+		test_cancel_and_free, setup, teardown),
 	};
 	int r;
 

@@ -201,10 +201,10 @@ static void test_create_invalid(void **state)
 		struct ram_result res;
 
 		assert_int_equal(parse(RAM_ACT_CREATE_ACCESS_KEY,
-		                     "{\"AccessKey\":\"x\"}", &res),
+				     "{\"AccessKey\":\"x\"}", &res),
 		    RAMKEY_ERR_PROTOCOL);
 		assert_int_equal(parse(RAM_ACT_CREATE_ACCESS_KEY,
-		                     "{\"RequestId\":\"R\"}", &res),
+				     "{\"RequestId\":\"R\"}", &res),
 		    RAMKEY_ERR_PROTOCOL);
 	}
 }
@@ -272,13 +272,13 @@ static void test_list(void **state)
 	/* empty and missing arrays are an empty list */
 	assert_int_equal(
 	    parse(RAM_ACT_LIST_ACCESS_KEYS,
-	        "{\"RequestId\":\"R\",\"AccessKeys\":{\"AccessKey\":[]}}",
-	        &res),
+		"{\"RequestId\":\"R\",\"AccessKeys\":{\"AccessKey\":[]}}",
+		&res),
 	    0);
 	assert_int_equal(res.nkeys, 0);
 	ram_result_clear(&res);
 	assert_int_equal(parse(RAM_ACT_LIST_ACCESS_KEYS,
-	                     "{\"RequestId\":\"R\",\"AccessKeys\":{}}", &res),
+			     "{\"RequestId\":\"R\",\"AccessKeys\":{}}", &res),
 	    0);
 	assert_int_equal(res.nkeys, 0);
 	ram_result_clear(&res);
@@ -287,7 +287,7 @@ static void test_list(void **state)
 	assert_int_equal(res.nkeys, 0);
 	ram_result_clear(&res);
 	assert_int_equal(parse(RAM_ACT_LIST_ACCESS_KEYS,
-	                     "{\"AccessKeys\":{\"AccessKey\":null}}", &res),
+			     "{\"AccessKeys\":{\"AccessKey\":null}}", &res),
 	    0);
 	ram_result_clear(&res);
 
@@ -296,17 +296,17 @@ static void test_list(void **state)
 	    parse(RAM_ACT_LIST_ACCESS_KEYS, "{\"AccessKeys\":[]}", &res),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(parse(RAM_ACT_LIST_ACCESS_KEYS,
-	                     "{\"AccessKeys\":{\"AccessKey\":{}}}", &res),
+			     "{\"AccessKeys\":{\"AccessKey\":{}}}", &res),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(parse(RAM_ACT_LIST_ACCESS_KEYS,
-	                     "{\"AccessKeys\":{\"AccessKey\":[1]}}", &res),
+			     "{\"AccessKeys\":{\"AccessKey\":[1]}}", &res),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_int_equal(
 	    parse(RAM_ACT_LIST_ACCESS_KEYS,
-	        "{\"AccessKeys\":{\"AccessKey\":[{\"Status\":\"Active\","
-	        "\"AccessKeyId\":\"LTAIx\",\"CreateDate\":\"2015-02-30T00:00:"
-	        "00Z\"}]}}",
-	        &res),
+		"{\"AccessKeys\":{\"AccessKey\":[{\"Status\":\"Active\","
+		"\"AccessKeyId\":\"LTAIx\",\"CreateDate\":\"2015-02-30T00:00:"
+		"00Z\"}]}}",
+		&res),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_null(res.keys);
 	assert_int_equal(res.nkeys, 0);
@@ -319,20 +319,20 @@ static void test_user_and_plain(void **state)
 
 	assert_int_equal(
 	    parse(RAM_ACT_GET_USER,
-	        "{\"RequestId\":\"2D69A58F-345C-4FDE-88E4-BF5189484043\","
-	        "\"User\":{\"UserId\":\"122748924538****\",\"UserName\":"
-	        "\"alice\",\"DisplayName\":\"Alice\",\"Comments\":\"x\","
-	        "\"CreateDate\":\"2015-01-23T12:33:18Z\"}}",
-	        &res),
+		"{\"RequestId\":\"2D69A58F-345C-4FDE-88E4-BF5189484043\","
+		"\"User\":{\"UserId\":\"122748924538****\",\"UserName\":"
+		"\"alice\",\"DisplayName\":\"Alice\",\"Comments\":\"x\","
+		"\"CreateDate\":\"2015-01-23T12:33:18Z\"}}",
+		&res),
 	    0);
 	assert_string_equal(res.user_name, "alice");
 	assert_string_equal(res.user_id, "122748924538****");
 	ram_result_clear(&res);
 	assert_int_equal(
 	    parse(RAM_ACT_GET_USER,
-	        "{\"RequestId\":\"2D69A58F\",\"User\":{\"UserId\":"
-	        "\"1227489245380000\",\"UserName\":\"alice.b-c_d\"}}",
-	        &res),
+		"{\"RequestId\":\"2D69A58F\",\"User\":{\"UserId\":"
+		"\"1227489245380000\",\"UserName\":\"alice.b-c_d\"}}",
+		&res),
 	    0);
 	assert_string_equal(res.user_name, "alice.b-c_d");
 	assert_string_equal(res.user_id, "1227489245380000");
@@ -348,8 +348,8 @@ static void test_user_and_plain(void **state)
 
 	assert_int_equal(
 	    parse(RAM_ACT_UPDATE_ACCESS_KEY,
-	        "{\"RequestId\":\"04F0F334-1335-436C-A1D7-6C044FE73368\"}",
-	        &res),
+		"{\"RequestId\":\"04F0F334-1335-436C-A1D7-6C044FE73368\"}",
+		&res),
 	    0);
 	assert_string_equal(
 	    res.request_id, "04F0F334-1335-436C-A1D7-6C044FE73368");
@@ -392,7 +392,7 @@ static void test_malformed(void **state)
 		    ram_parse_error(bad[i], strlen(bad[i]), &err), 0);
 	}
 	assert_int_equal(ram_parse_success(
-	                     RAM_ACT_DELETE_ACCESS_KEY, NULL, 0, &res, NULL, 0),
+			     RAM_ACT_DELETE_ACCESS_KEY, NULL, 0, &res, NULL, 0),
 	    RAMKEY_ERR_PROTOCOL);
 	/* the size bound comes before parsing */
 	big = malloc(RAM_BODY_MAX + 2);
@@ -401,10 +401,10 @@ static void test_malformed(void **state)
 	big[0] = '{';
 	big[RAM_BODY_MAX - 1] = '}';
 	assert_int_equal(ram_parse_success(RAM_ACT_DELETE_ACCESS_KEY, big,
-	                     RAM_BODY_MAX, &res, NULL, 0),
+			     RAM_BODY_MAX, &res, NULL, 0),
 	    0);
 	assert_int_equal(ram_parse_success(RAM_ACT_DELETE_ACCESS_KEY, big,
-	                     RAM_BODY_MAX + 1, &res, NULL, 0),
+			     RAM_BODY_MAX + 1, &res, NULL, 0),
 	    RAMKEY_ERR_TOO_LARGE);
 	assert_int_equal(
 	    ram_parse_error(big, RAM_BODY_MAX + 1, &err), RAMKEY_ERR_TOO_LARGE);
@@ -451,7 +451,7 @@ static void test_error_bodies(void **state)
 	/* bad Message / RequestId types are ignored, the Code is kept */
 	{
 		const char *b = "{\"Code\":\"Throttling.User\",\"Message\":7,"
-		                "\"RequestId\":[1]}";
+				"\"RequestId\":[1]}";
 
 		assert_int_equal(ram_parse_error(b, strlen(b), &err), 0);
 	}

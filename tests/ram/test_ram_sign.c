@@ -154,7 +154,7 @@ static void test_v1_vectors(void **state)
 		    sig2[RAM_V1_SIGNATURE_LEN + 1];
 		char *cq = NULL, *sts = NULL, *wired = NULL;
 		const char *secret = jstr(v, "secret"),
-		           *hk = jstr(v, "hmac_key");
+			   *hk = jstr(v, "hmac_key");
 		size_t np;
 
 		print_message("v1 vector %s\n", jstr(v, "name"));
