@@ -1,8 +1,8 @@
 /*
- * agent.conf (ramkey-agent.conf(5)): one "key = value" per line, whitespace around
- * "=" and at both ends trimmed, no quoting, "#" or ";" comment lines, an
- * empty value means unset. Unknown keys, duplicates and bad values are
- * errors naming the file, the line and the key.
+ * agent.conf (ramkey-agent.conf(5)): one "key = value" per line, whitespace
+ * around "=" and at both ends trimmed, no quoting, "#" or ";" comment
+ * lines, an empty value means unset. Unknown keys, duplicates and bad
+ * values are errors naming the file, the line and the key.
  */
 #ifndef RAMKEY_CONFIG_H
 #define RAMKEY_CONFIG_H

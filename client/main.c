@@ -139,7 +139,8 @@ static void usage_fetch(FILE *f, bool external)
 {
 	if (external) {
 		fprintf(f,
-		    "usage: %s credential-process [--user USER] [--ttl DURATION]\n"
+		    "usage: %s credential-process [--user USER] "
+		    "[--ttl DURATION]\n"
 		    "\n"
 		    "Print {\"mode\":\"AK\",\"access_key_id\":...,"
 		    "\"access_key_secret\":...} on stdout\nfor an aliyun CLI "
@@ -359,7 +360,8 @@ static int get_key(const struct globals *g, struct fetch_opts *o)
 		return die(EXIT_USAGE, "--ttl %s is not a duration above zero "
 		    "(examples: 90, 30m, 1h30m)", o->ttl);
 	if (o->pgp_key != NULL && fmt != RAMKEY_FORMAT_JSON)
-		return die(EXIT_USAGE, "--format %s needs the plaintext secret; "
+		return die(EXIT_USAGE,
+		    "--format %s needs the plaintext secret; "
 		    "with --pgp-key only json is possible", o->format);
 	if (o->user != NULL && !ramkey_valid_user_name(o->user))
 		return die(EXIT_USAGE, "--user %s is not a valid user name",
@@ -457,10 +459,11 @@ static int get_key(const struct globals *g, struct fetch_opts *o)
 		}
 	}
 	if (ob->cred.security_token != NULL && fmt == RAMKEY_FORMAT_INI) {
-		code = die(EXIT_USAGE, "--format ini cannot carry this "
-		    "temporary (STS) credential's token: the official SDKs read "
-		    "no type = sts from a credentials file; use --format json, "
-		    "env or cli, or credential-process");
+		code = die(EXIT_USAGE,
+		    "--format ini cannot carry this temporary (STS) "
+		    "credential's token: the official SDKs read no type = sts "
+		    "from a credentials file; "
+		    "use --format json, env or cli, or credential-process");
 		goto out;
 	}
 	if ((r = ramkey_deliver(&ob->cred, fmt, path, &writer, why,
@@ -642,7 +645,8 @@ static void print_status(struct json_object *doc, bool healthy)
 		if (strcmp(jstr(l, "ttl_holder_expires"), "-") != 0)
 			snprintf(notes + strlen(notes),
 			    sizeof(notes) - strlen(notes), "%sheld until %s",
-			    notes[0] ? "; " : "", jstr(l, "ttl_holder_expires"));
+			    notes[0] ? "; " : "",
+			    jstr(l, "ttl_holder_expires"));
 		if (strcmp(jstr(l, "credential_expires"), "-") != 0) {
 			struct json_object *ended = NULL;
 			bool gone = json_object_object_get_ex(l, "ended",
@@ -650,8 +654,9 @@ static void print_status(struct json_object *doc, bool healthy)
 
 			snprintf(notes + strlen(notes),
 			    sizeof(notes) - strlen(notes), "%s%s %s",
-			    notes[0] ? "; " : "", gone ? "ended; token valid at "
-			    "RAM until" : "credential expires",
+			    notes[0] ? "; " : "",
+			    gone ? "ended; token valid at RAM until" :
+			    "credential expires",
 			    jstr(l, "credential_expires"));
 		}
 		if (strcmp(jstr(l, "key_fingerprint"), "-") != 0)

@@ -132,14 +132,14 @@ static void parse_options(pam_handle_t *pamh, int argc, const char **argv,
 			o->secret_file = v;
 		} else if ((v = skip_prefix(a, "format=")) != NULL) {
 			if (ramkey_format_parse(v, &o->format) != 0) {
-				pam_syslog(pamh, LOG_ERR, "format=%s: use json, "
-				    "ini, env or cli", v);
+				pam_syslog(pamh, LOG_ERR,
+				    "format=%s: use json, ini, env or cli", v);
 				o->invalid = true;
 			}
 		} else if ((v = skip_prefix(a, "pgp_key=")) != NULL) {
 			if (*v == '\0' || strlen(v) > RAMKEY_PGP_KEY_MAX) {
-				pam_syslog(pamh, LOG_ERR, "pgp_key= is empty or "
-				    "too long");
+				pam_syslog(pamh, LOG_ERR,
+				    "pgp_key= is empty or too long");
 				o->invalid = true;
 			}
 			o->pgp_key = v;
@@ -156,8 +156,8 @@ static void parse_options(pam_handle_t *pamh, int argc, const char **argv,
 
 			errno = 0;
 			t = strtoul(v, &end, 10);
-			if (errno != 0 || *end != '\0' || *v == '\0' || t == 0 ||
-			    t > TIMEOUT_MAX_S) {
+			if (errno != 0 || *end != '\0' || *v == '\0' ||
+			    t == 0 || t > TIMEOUT_MAX_S) {
 				pam_syslog(pamh, LOG_ERR, "timeout=%s: give "
 				    "whole seconds from 1 to %d", v,
 				    TIMEOUT_MAX_S);
@@ -171,8 +171,8 @@ static void parse_options(pam_handle_t *pamh, int argc, const char **argv,
 
 			errno = 0;
 			u = strtoull(v, &end, 10);
-			if (errno != 0 || *end != '\0' || *v < '0' || *v > '9' ||
-			    u >= (uid_t)-1) {
+			if (errno != 0 || *end != '\0' || *v < '0' ||
+			    *v > '9' || u >= (uid_t)-1) {
 				pam_syslog(pamh, LOG_ERR, "min_uid=%s: give a "
 				    "uid number", v);
 				o->invalid = true;
@@ -535,9 +535,10 @@ PAM_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc,
 	r = ramkey_agent_call(o.socket, req, ramkey_now_ms() +
 	    (uint64_t)o.timeout_s * 1000, &rep, why, sizeof(why));
 	if (r != 0 || rep->error != 0) {
-		ret = failed(pamh, &o, "could not tell the agent that a session "
-		    "of %s ended (%s); the agent revokes the key when this "
-		    "process exits", user, r != 0 ? why : rep->error_message);
+		ret = failed(pamh, &o,
+		    "could not tell the agent that a session of %s ended "
+		    "(%s); the agent revokes the key when this process exits",
+		    user, r != 0 ? why : rep->error_message);
 		goto out;
 	}
 	if (rep->last_session) {

@@ -855,7 +855,8 @@ int ramkey_reply_encode(const struct ramkey_reply *rep, char **out,
 			r = RAMKEY_ERR_NOMEM;
 			goto out;
 		}
-		if ((r = add_str(e, "code", ramkey_err_name(rep->error))) != 0 ||
+		if ((r = add_str(e, "code",
+		    ramkey_err_name(rep->error))) != 0 ||
 		    (r = add_str(e, "message", rep->error_message != NULL ?
 		    rep->error_message : ramkey_strerror(rep->error))) != 0 ||
 		    (r = add_str(e, "ram_code", rep->ram_code)) != 0)
@@ -938,7 +939,8 @@ static int decode_error(struct json_object *e, struct ramkey_reply *rep)
 			/* Unknown names map to "internal": only the real
 			 * "internal" may. */
 			if (rep->error == RAMKEY_ERR_INTERNAL &&
-			    strcmp(code, ramkey_err_name(RAMKEY_ERR_INTERNAL)) != 0)
+			    strcmp(code,
+			    ramkey_err_name(RAMKEY_ERR_INTERNAL)) != 0)
 				rep->error = 0;
 			free(code);
 			if (rep->error == 0)

@@ -71,7 +71,7 @@ static void sb_json_str(struct sbuf *b, const char *s)
 			sb_putn(b, esc, 2);
 		} else if (c < 0x20 || c == 0x7f) {
 			/* esc is counted, not a string */
-			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
+			// NOLINTNEXTLINE(bugprone-not-null-terminated-result)
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];

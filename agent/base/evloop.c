@@ -291,7 +291,8 @@ int evloop_run_once(struct evloop *loop, int max_wait_ms)
 		loop->hooks[h].fn(loop->hooks[h].arg);
 	if (loop->nheap > 0) {
 		uint64_t now = evloop_now(), d = loop->heap[0]->deadline;
-		int t = d <= now ? 0 : (d - now > 60000 ? 60000 : (int)(d - now));
+		int t = d <= now ? 0 :
+		    (d - now > 60000 ? 60000 : (int)(d - now));
 
 		if (timeout < 0 || t < timeout)
 			timeout = t;

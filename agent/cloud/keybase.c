@@ -1,7 +1,7 @@
 /*
  * Keybase lookups: libcurl's multi "socket" interface driven by an evloop
- * through curl_loop, as the RAM client is. One CURLM per struct keybase; every lookup
- * is one easy handle, one try, KEYBASE_TIMEOUT_MS in all.
+ * through curl_loop, as the RAM client is. One CURLM per struct keybase;
+ * every lookup is one easy handle, one try, KEYBASE_TIMEOUT_MS in all.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -799,7 +799,8 @@ static void start_try(struct ram_call *call)
 	else if (r == RAMKEY_ERR_UNAVAILABLE)
 		fail_unavailable(call);
 	else if (r != 0)
-		fail_local(call, r == RAMKEY_ERR_INTERNAL ? RAMKEY_ERR_NOMEM : r,
+		fail_local(call,
+		    r == RAMKEY_ERR_INTERNAL ? RAMKEY_ERR_NOMEM : r,
 		    "preparing the request");
 }
 

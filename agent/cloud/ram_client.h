@@ -43,7 +43,8 @@ struct ram_client_config {
 	const char *endpoint;	/* base URL, e.g. "https://ram.aliyuncs.com" */
 	const char *api_version;/* NULL: RAM's 2015-05-01 (STS: 2015-04-01) */
 	const char *ca_file;	/* extra CA bundle (PEM) or NULL */
-	const char *proxy;	/* HTTPS proxy, or NULL for libcurl's env rules */
+	const char *proxy;	/* HTTPS proxy, or NULL for libcurl's env
+				 * rules */
 	bool allow_http;	/* accept an http:// endpoint (tests, demo) */
 	enum ram_signature signature;
 	uint64_t create_timeout_ms; /* CreateAccessKey, AssumeRole: retries
@@ -92,7 +93,8 @@ struct ram_error {
 struct ram_access_key {
 	char id[RAM_KEY_ID_MAX + 1];
 	char status[RAM_STATUS_MAX];	 /* "Active" or "Inactive" */
-	char create_date[RAM_DATE_MAX];	 /* as RAM sent it, "2015-01-23T12:33:18Z" */
+	char create_date[RAM_DATE_MAX];	 /* as RAM sent it,
+					  * "2015-01-23T12:33:18Z" */
 	int64_t create_time;		 /* the same, Unix seconds */
 	/*
 	 * CreateAccessKey only: the secret, NUL-terminated, in sodium_malloc

@@ -1,7 +1,8 @@
 /*
  * Parsing of RAM and STS API response bodies (JSON, json-c): the success
- * shapes of the operations the agent uses and the common error body. Everything is
- * validated (types, lengths, character sets, dates) before it is trusted.
+ * shapes of the operations the agent uses and the common error body.
+ * Everything is validated (types, lengths, character sets, dates) before it
+ * is trusted.
  *
  * Secrets: the AccessKeySecret of a CreateAccessKey answer, and the
  * AccessKeySecret and SecurityToken of an AssumeRole answer, go straight
@@ -91,8 +92,8 @@ bool ram_key_id_valid(const char *s, size_t len);
 /* 1..RAM_USER_NAME_MAX characters of [A-Za-z0-9._@-]. */
 bool ram_user_name_valid(const char *s, size_t len);
 
-/* Retry policy on RAM's Code (rule R5, docs/ARCHITECTURE.md): Throttling*, ServiceUnavailable*,
- * InternalError*. */
+/* Retry policy on RAM's Code (rule R5, docs/ARCHITECTURE.md): Throttling*,
+ * ServiceUnavailable*, InternalError*. */
 bool ram_code_retryable(const char *code);
 
 #endif

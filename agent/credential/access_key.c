@@ -537,10 +537,10 @@ static void reconcile_listed(void *arg, int rc, const struct ram_result *res,
 			char masked[RAMKEY_MASKED_MAX];
 
 			ramkey_mask_key_id(found[i]->id, masked);
-			log_err("ambiguous key %s of RAM user %s: created during "
-			    "an unfinished mint, but so were %zu others; not "
-			    "deleting it, check it by hand", masked,
-			    op->principal, nfound - 1);
+			log_err("ambiguous key %s of RAM user %s: created "
+			    "during an unfinished mint, but so were %zu "
+			    "others; not deleting it, check it by hand",
+			    masked, op->principal, nfound - 1);
 			ambiguous_add(ak, op->principal, found[i]->id);
 		}
 	}
@@ -586,7 +586,8 @@ static int ak_reconcile(void *kind, const struct kind_intent *in,
 	 * still be carried out by RAM until then. */
 	op->settle_until_ms = clock_wall_ms() + SETTLE_MS;
 	ev_timer_init(&op->timer, reconcile_poll, op);
-	if ((r = snapshot_parse(in->data, op)) != 0 && r != RAMKEY_ERR_PROTOCOL) {
+	if ((r = snapshot_parse(in->data, op)) != 0 &&
+	    r != RAMKEY_ERR_PROTOCOL) {
 		op_free(op);
 		return r;
 	}

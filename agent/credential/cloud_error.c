@@ -43,9 +43,9 @@ void cloud_error_to_kind(int rc, const struct ram_error *err,
 		kind_error_set(out, rc, code, "RAM user %s already has two "
 		    "AccessKeys (LimitExceeded.User.AccessKey): RAM allows two "
 		    "per user, account-wide, so one person can hold keys on at "
-		    "most two hosts at once; log out elsewhere, delete an unused "
-		    "key, or set credential = sts (fleet mode, no such limit)",
-		    principal);
+		    "most two hosts at once; log out elsewhere, delete an "
+		    "unused key, or set credential = sts (fleet mode, no such "
+		    "limit)", principal);
 	else if (code != NULL && strcmp(code, "EntityNotExist.User") == 0)
 		kind_error_set(out, RAMKEY_ERR_RAM, code, "RAM user %s does "
 		    "not exist (EntityNotExist.User); create it, or fix "
@@ -56,9 +56,9 @@ void cloud_error_to_kind(int rc, const struct ram_error *err,
 		    "role_map in agent.conf", principal);
 	else if (code != NULL && strcmp(code, "NoPermission") == 0)
 		kind_error_set(out, RAMKEY_ERR_RAM, code, "%s for %s %s was "
-		    "refused (NoPermission): the agent's own credential may not "
-		    "do this, or the role does not trust it; check the RAM "
-		    "policies", what, word, principal);
+		    "refused (NoPermission): the agent's own credential may "
+		    "not do this, or the role does not trust it; check the "
+		    "RAM policies", what, word, principal);
 	else if (rc == RAMKEY_ERR_RAM_TIMEOUT)
 		kind_error_set(out, rc, code, "%s for %s %s: %s", what, word,
 		    principal, err != NULL ? err->message : "timed out");

@@ -79,9 +79,11 @@ struct kind_obtain {
 	const char *principal;
 	const char *user;	/* local user (session names) */
 	unsigned long uid;	/* its uid */
-	const char *intent;	/* what prepare() asked to make durable, or NULL */
+	const char *intent;	/* what prepare() asked to make durable, or
+				 * NULL */
 	int64_t lease_end_ms;	/* the lease's max_ttl deadline (wall ms) */
-	bool renewal;		/* the lease exists: a fresh credential for it */
+	bool renewal;		/* the lease exists: a fresh credential for
+				 * it */
 	kind_progress_fn progress; /* may be NULL */
 };
 
@@ -97,7 +99,8 @@ struct kind_intent {
 /* How a lease's current credential may be used (see freshness()). */
 enum kind_fresh {
 	KIND_FRESH = 0,		/* hand it out */
-	KIND_FRESH_RENEW,	/* hand it out, and renew it in the background */
+	KIND_FRESH_RENEW,	/* hand it out, and renew it in the
+				 * background */
 	KIND_STALE_RENEW,	/* do not hand it out: wait for a renewal */
 	KIND_REPLACE,		/* unusable: a new lease is needed */
 };

@@ -175,7 +175,8 @@ static void assumed(void *arg, int rc, const struct ram_result *res,
 	 * outlive its real expiry here. */
 	expiration = res->sts.expiration_time;
 	if (res->server_date > 0)
-		expiration = now + (res->sts.expiration_time - res->server_date);
+		expiration = now +
+		    (res->sts.expiration_time - res->server_date);
 	ramkey_format_time(now, date);
 	memset(&cred, 0, sizeof(cred));
 	cred.id = res->sts.id;

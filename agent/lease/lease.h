@@ -81,7 +81,8 @@ int lease_core_add_kind(struct lease_core *c, const struct credential_kind *k);
  * resume every pending end, reconcile unresolved intents.
  */
 int lease_core_recover(struct lease_core *c, const char *boot_id);
-void lease_core_set_config(struct lease_core *c, const struct lease_config *cfg);
+void lease_core_set_config(struct lease_core *c,
+    const struct lease_config *cfg);
 /*
  * Count in m: ramkey_mints_total{result="ok"|"refused"|"failed"|
  * "rate_limited"} (one per obtain, renewals included) and

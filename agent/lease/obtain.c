@@ -825,7 +825,8 @@ static void deny_rate(struct lease_wait *w)
 	char extra[64];
 
 	core_count_mint(c, "rate_limited");
-	if (p->rate_deny_ms != 0 && now - p->rate_deny_ms < RATE_DENY_AUDIT_MS) {
+	if (p->rate_deny_ms != 0 &&
+	    now - p->rate_deny_ms < RATE_DENY_AUDIT_MS) {
 		p->rate_deny_suppressed++;
 	} else {
 		snprintf(extra, sizeof(extra), "reason=mint_rate");

@@ -41,7 +41,8 @@ static int load_lease(void *arg, const struct store_lease_row *r)
 		    "left alone", (unsigned long long)r->id, r->kind);
 		return 0;
 	}
-	if (strlen(r->cred_id) > CRED_ID_MAX || !ramkey_valid_key_id(r->cred_id)) {
+	if (strlen(r->cred_id) > CRED_ID_MAX ||
+	    !ramkey_valid_key_id(r->cred_id)) {
 		log_warn("state store: skipping a malformed lease row");
 		return 0;
 	}

@@ -79,8 +79,8 @@ int deny(struct request *req, int err, const char *target, const char *fmt,
 
 /* ---- on the worker ---- */
 
-static int lookup_pw(bool by_uid, uid_t uid, const char *name, struct passwd *pw,
-    char **bufp)
+static int lookup_pw(bool by_uid, uid_t uid, const char *name,
+    struct passwd *pw, char **bufp)
 {
 	struct passwd *res = NULL;
 	size_t len = 4096;
@@ -191,7 +191,8 @@ static void lookup_run(struct worker_task *t)
 	const char *target, *why = NULL;
 	char *buf = NULL;
 
-	if (lk->want_own && lookup_pw(true, lk->peer_uid, NULL, &pw, &buf) == 0) {
+	if (lk->want_own &&
+	    lookup_pw(true, lk->peer_uid, NULL, &pw, &buf) == 0) {
 		lk->own = strdup(pw.pw_name);
 		free(buf);
 		buf = NULL;
@@ -266,8 +267,9 @@ static void decide(struct request *req, struct lookup *lk, bool for_keys,
 	}
 	if (!req->trusted && (req->own == NULL ||
 	    strcmp(target, req->own) != 0)) {
-		deny(req, RAMKEY_ERR_DENIED, target, "uid %lu (%s) may only act "
-		    "for itself, not for %s", (unsigned long)req->peer.uid,
+		deny(req, RAMKEY_ERR_DENIED, target,
+		    "uid %lu (%s) may only act for itself, not for %s",
+		    (unsigned long)req->peer.uid,
 		    req->own ? req->own : "no account", target);
 		return;
 	}
@@ -276,8 +278,8 @@ static void decide(struct request *req, struct lookup *lk, bool for_keys,
 		return;
 	}
 	if (lk->rc != 0) {
-		deny(req, RAMKEY_ERR_NO_USER, target, "no local user %s on this "
-		    "host", target);
+		deny(req, RAMKEY_ERR_NO_USER, target,
+		    "no local user %s on this host", target);
 		return;
 	}
 	req->user = lk->user;

@@ -230,8 +230,8 @@ static void lease_ready(void *arg, int rc, const struct lease_grant *g,
 		return;
 	}
 	req->waiting = W_ENCRYPT;
-	if (pgp_encrypt(s->pgp, req->pgp, req->user, secret, len, encrypted, req,
-	    &req->job) != 0) {
+	if (pgp_encrypt(s->pgp, req->pgp, req->user, secret, len, encrypted,
+	    req, &req->job) != 0) {
 		req->waiting = W_NONE;
 		encrypted(req, RAMKEY_ERR_CRYPTO, NULL, "cannot start");
 	}
@@ -348,8 +348,9 @@ static void fetch_authorized(struct request *req)
 
 		ramkey_duration_format(req->ttl, ttl, sizeof(ttl));
 		ramkey_duration_format(s->cfg.max_ttl, max, sizeof(max));
-		request_fail(req, RAMKEY_ERR_INVALID, NULL, "--ttl %s is longer "
-		    "than the agent's max_ttl %s", ttl, max);
+		request_fail(req, RAMKEY_ERR_INVALID, NULL,
+		    "--ttl %s is longer than the agent's max_ttl %s",
+		    ttl, max);
 		return;
 	}
 	key_request(req);
@@ -508,8 +509,9 @@ static void handle_revoke(struct request *req)
 	}
 	if (req->msg->all) {
 		if (!req->trusted) {
-			deny(req, RAMKEY_ERR_DENIED, NULL, "revoke --all is for "
-			    "trusted callers; uid %lu is not in trusted_uids",
+			deny(req, RAMKEY_ERR_DENIED, NULL,
+			    "revoke --all is for trusted callers; "
+			    "uid %lu is not in trusted_uids",
 			    (unsigned long)req->peer.uid);
 			return;
 		}
@@ -636,7 +638,8 @@ static void deadline_reached(void *arg)
 {
 	struct request *req = arg;
 	struct server *s = req->srv;
-	char last[RAMKEY_MESSAGE_TEXT_MAX / 2] = "", buf[RAMKEY_MESSAGE_TEXT_MAX / 2];
+	char last[RAMKEY_MESSAGE_TEXT_MAX / 2] = "",
+	    buf[RAMKEY_MESSAGE_TEXT_MAX / 2];
 	const char *e = s->health.last_error != NULL ?
 	    s->health.last_error(s->health.arg, buf, sizeof(buf)) : NULL;
 
@@ -648,15 +651,17 @@ static void deadline_reached(void *arg)
 		req->wait = NULL;
 		req->waiting = W_NONE;
 		if (s->cfg.sts)
-			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "STS did "
-			    "not issue a credential for role %s within %u ms%s; "
-			    "try again later", req->principal ? req->principal :
-			    "-", req->msg->timeout_ms, last);
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL,
+			    "STS did not issue a credential for role %s "
+			    "within %u ms%s; try again later",
+			    req->principal ? req->principal : "-",
+			    req->msg->timeout_ms, last);
 		else
-			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL, "RAM did "
-			    "not complete the mint for %s within %u ms%s; try "
-			    "again later", req->principal ? req->principal :
-			    "this user", req->msg->timeout_ms, last);
+			request_fail(req, RAMKEY_ERR_RAM_TIMEOUT, NULL,
+			    "RAM did not complete the mint for %s "
+			    "within %u ms%s; try again later",
+			    req->principal ? req->principal : "this user",
+			    req->msg->timeout_ms, last);
 		break;
 	case W_PGP_KEY:
 		pgp_job_cancel(req->job);

@@ -196,7 +196,8 @@ int server_listen(struct server *s, char **errp)
 	}
 	s->listen_fd = fd;
 listen_ok:
-	if (evloop_add(s->loop, s->listen_fd, EPOLLIN, listener_accept, s) != 0) {
+	if (evloop_add(s->loop, s->listen_fd, EPOLLIN,
+	    listener_accept, s) != 0) {
 		snprintf(buf, sizeof(buf), "cannot watch the listening socket");
 		fd = s->socket_activated ? -1 : s->listen_fd;
 		goto fail;

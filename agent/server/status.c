@@ -144,7 +144,8 @@ static void ambiguous_one(void *arg, const char *principal,
 	ramkey_mask_key_id(cred_id, masked);
 	json_object_object_add(o, "access_key_id",
 	    json_object_new_string(masked));
-	json_object_object_add(o, "ram_user", json_object_new_string(principal));
+	json_object_object_add(o, "ram_user",
+	    json_object_new_string(principal));
 	json_object_array_add(ambig, o);
 }
 
