@@ -1202,8 +1202,8 @@ static void test_source_env_security_token(void **state)
 	assert_int_equal(spec->token_expires, 0);
 	assert_non_null(strstr(spec->choice, "security token"));
 	source_spec_free(spec);
-	setenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION", "2030-01-02T03:04:05Z",
-	    1);
+	setenv("ALIBABA_CLOUD_SECURITY_TOKEN_EXPIRATION",
+	    "2030-01-02T03:04:05Z", 1);
 	spec = resolve_ok(c);
 	assert_int_equal(spec->token_expires, 1893553445);
 	source_spec_free(spec);

@@ -140,7 +140,8 @@ static void it_stops_growing_at_its_cap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(a_hit_gives_back_the_lookup_for_the_same_inputs),
+		cmocka_unit_test(
+		    a_hit_gives_back_the_lookup_for_the_same_inputs),
 		cmocka_unit_test(entries_expire_and_a_reload_clears_them),
 		cmocka_unit_test(failed_lookups_are_not_kept),
 		cmocka_unit_test(it_stops_growing_at_its_cap),

@@ -44,7 +44,8 @@ static void refuses_empty_and_oversized_secrets(void **state)
 	(void)state;
 	memset(big, 'x', sizeof(big));
 	assert_int_equal(secret_arena_new(&a), 0);
-	assert_int_equal(secret_arena_put(a, big, 0, &slot), RAMKEY_ERR_TOO_LARGE);
+	assert_int_equal(secret_arena_put(a, big, 0, &slot),
+	    RAMKEY_ERR_TOO_LARGE);
 	assert_int_equal(slot, 0);
 	assert_int_equal(secret_arena_put(a, big, ARENA_SECRET_MAX + 1, &slot),
 	    RAMKEY_ERR_TOO_LARGE);
@@ -67,8 +68,8 @@ static void thousands_of_slots_live_then_released(void **state)
 	assert_int_equal(secret_arena_new(&a), 0);
 	for (round = 0; round < 3; round++) {
 		for (i = 0; i < N; i++) {
-			int n = snprintf(buf, sizeof(buf), "secret-%d-%d", round,
-			    i);
+			int n = snprintf(buf, sizeof(buf), "secret-%d-%d",
+			    round, i);
 
 			assert_int_equal(secret_arena_put(a, buf, (size_t)n,
 			    &slots[i]), 0);

@@ -111,16 +111,18 @@ static void random_operations_match_the_reference(void **state)
 			int del = fill ? rnd() % 4 == 0 : rnd() % 4 != 0;
 
 			if (del) {
-				void *want = items[i].present ? &items[i] : NULL;
+				void *want = items[i].present ?
+				    &items[i] : NULL;
 
-				assert_ptr_equal(strmap_del(m, items[i].key), want);
-				assert_ptr_equal(idmap_del(im, (uint64_t)i * 7919),
-				    want);
+				assert_ptr_equal(
+				    strmap_del(m, items[i].key), want);
+				assert_ptr_equal(
+				    idmap_del(im, (uint64_t)i * 7919), want);
 				items[i].present = 0;
 			} else {
 				assert_int_equal(strmap_put(m, &items[i]), 0);
-				assert_int_equal(idmap_put(im, (uint64_t)i * 7919,
-				    &items[i]), 0);
+				assert_int_equal(idmap_put(im,
+				    (uint64_t)i * 7919, &items[i]), 0);
 				items[i].present = 1;
 			}
 		}

@@ -1,9 +1,10 @@
 /*
- * bench_load: the load generator behind the benchmarks (tests/bench/README.md). It
- * speaks the agent protocol through libramkey-proto exactly as the PAM
- * module does (one connection per request, ramkey_agent_call), and prints
- * its results as one JSON object per line for the Python drivers
- * (tests/bench/bench_*.py) to turn into figures.
+ * bench_load: the load generator behind the benchmarks
+ * (tests/bench/README.md). It speaks the agent protocol through
+ * libramkey-proto exactly as the PAM module does (one connection per
+ * request, ramkey_agent_call), and prints its results as one JSON object
+ * per line for the Python drivers (tests/bench/bench_*.py) to turn into
+ * figures.
  *
  *   bench_load crypto [-n N]
  *       The crypto floor's parts, measured in this process: key pair
@@ -386,7 +387,8 @@ static int floor_answer(struct fconn *c, const char *body)
 		    "{\"v\":1,\"op\":\"open_session\",\"ok\":true,\"key\":{"
 		    "\"access_key_id\":\"LTAI5tBenchFloor000000001\","
 		    "\"create_date\":\"2026-11-27T20:18:10Z\",\"status\":"
-		    "\"Active\",\"expires\":1764310690,\"sealed_secret\":\"%s\"},"
+		    "\"Active\",\"expires\":1764310690,"
+		    "\"sealed_secret\":\"%s\"},"
 		    "\"session\":\"%s\",\"region_id\":\"cn-hangzhou\"}", b64,
 		    tokhex);
 	} else if (strstr(body, "\"close_session\"") != NULL) {
@@ -559,8 +561,9 @@ static void note_error(const char *what, int r, const char *why)
 {
 	pthread_mutex_lock(&sh->print_lock);
 	if (sh->first_error[0] == '\0')
-		snprintf(sh->first_error, sizeof(sh->first_error), "%s: %s (%s)", what,
-		    ramkey_strerror(r), why != NULL ? why : "");
+		snprintf(sh->first_error, sizeof(sh->first_error),
+		    "%s: %s (%s)", what, ramkey_strerror(r),
+		    why != NULL ? why : "");
 	pthread_mutex_unlock(&sh->print_lock);
 	atomic_fetch_add(&sh->nerrors, 1);
 }
@@ -745,7 +748,9 @@ static void parse_client_opts(int argc, char **argv)
 		case 'p': o.prefix = optarg; break;
 		case 'f': o.first = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'c': o.count = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'j': o.clients = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'j':
+			o.clients = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 's': o.seconds = strtod(optarg, NULL); break;
 		case 'r': o.requests = strtoull(optarg, NULL, 10); break;
 		case 'w': o.warmup = strtod(optarg, NULL); break;
@@ -987,7 +992,8 @@ static int mode_hold(int argc, char **argv)
 		ok += w[i].pairs;
 		samples_merge(&lat, &w[i].open_lat);
 	}
-	printf("{\"mode\":\"hold\",\"op\":\"%s\",\"users\":%u,\"concurrency\":%u,"
+	printf("{\"mode\":\"hold\",\"op\":\"%s\",\"users\":%u,"
+	    "\"concurrency\":%u,"
 	    "\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"wall_s\":%.3f,",
 	    o.fetch ? "fetch" : "open_session", o.count, o.clients, ok,
 	    (uint64_t)atomic_load(&sh->nerrors), (double)(t1 - t0) / 1e9);
@@ -1006,8 +1012,8 @@ int main(int argc, char **argv)
 {
 	shared_init();
 	if (argc < 2) {
-		fprintf(stderr, "usage: bench_load crypto|floor-server|load|hold "
-		    "...\n");
+		fprintf(stderr,
+		    "usage: bench_load crypto|floor-server|load|hold ...\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "crypto") == 0)

@@ -1,6 +1,7 @@
 /*
  * pam_bench: time pam_open_session + pam_close_session through libpam, for
- * tests/bench/bench_pam_session.py (the login overhead goal, tests/bench/README.md).
+ * tests/bench/bench_pam_session.py (the login overhead goal,
+ * tests/bench/README.md).
  *
  *   pam_bench -C CONFDIR [-n N] [-w WARMUP] [-f FIRST] [-r RHOST] [-t TTY]
  *             [-p PAUSE_MS] [-E NAME=VALUE]... USER SERVICE...
@@ -97,7 +98,8 @@ int main(int argc, char **argv)
 	uint32_t *open_us[MAX_SERVICES], *close_us[MAX_SERVICES],
 	    *pair_us[MAX_SERVICES];
 	int bad_open[MAX_SERVICES] = { 0 }, bad_close[MAX_SERVICES] = { 0 };
-	int last_open_rc[MAX_SERVICES] = { 0 }, last_close_rc[MAX_SERVICES] = { 0 };
+	int last_open_rc[MAX_SERVICES] = { 0 },
+	    last_close_rc[MAX_SERVICES] = { 0 };
 	char user[256];
 	const char *envs[MAX_ENV];
 	int nenv = 0, e;
@@ -152,7 +154,8 @@ int main(int argc, char **argv)
 				rc = pam_putenv(pamh, envs[e]);
 			if (rc != PAM_SUCCESS) {
 				fprintf(stderr, "pam_bench: pam_start %s: %s\n",
-				    argv[optind + 1 + s], pam_strerror(pamh, rc));
+				    argv[optind + 1 + s],
+				    pam_strerror(pamh, rc));
 				return 1;
 			}
 			t0 = now_ns();

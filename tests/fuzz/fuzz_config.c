@@ -148,8 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = source_resolve(&cred_cfg, &ac, &err);
 	if (r == 0) {
 		CHECK(ac != NULL);
-		CHECK(ac->type == SOURCE_IMDS || (ramkey_valid_key_id(ac->key_id)
-		    && ac->secret != NULL && ac->secret[0] != '\0'));
+		CHECK(ac->type == SOURCE_IMDS ||
+		    (ramkey_valid_key_id(ac->key_id) &&
+		    ac->secret != NULL && ac->secret[0] != '\0'));
 		CHECK(ac->type != SOURCE_ASSUME_ROLE || ac->role_arn != NULL);
 		CHECK(ac->where != NULL && strcmp(ac->where, cred_path) == 0);
 		source_spec_free(ac);

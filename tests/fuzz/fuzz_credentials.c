@@ -108,7 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r == 0) {
 		CHECK(spec != NULL && err == NULL);
 		CHECK(spec->where != NULL && strcmp(spec->where, path) == 0);
-		CHECK(spec->choice != NULL && strchr(spec->choice, '\n') == NULL);
+		CHECK(spec->choice != NULL &&
+		    strchr(spec->choice, '\n') == NULL);
 		if (spec->type == SOURCE_IMDS) {
 			CHECK(spec->key_id == NULL && spec->secret == NULL);
 		} else {

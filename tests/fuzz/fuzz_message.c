@@ -135,8 +135,8 @@ static void recv_stream(const uint8_t *data, size_t size)
 	n = size > 0 ? send(sv[0], data, size, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
 	shutdown(sv[0], SHUT_WR);
 	if (n == (ssize_t)size) {
-		r = ramkey_frame_recv(
-		    sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 2000);
+		r = ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
+		    ramkey_now_ms() + 2000);
 		/* Everything is in the socket: no outcome needs a wait. */
 		CHECK(r != RAMKEY_ERR_TIMEOUT);
 		if (r == 0) {

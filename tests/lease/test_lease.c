@@ -800,29 +800,58 @@ static void metrics_count_mints_and_revocations(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest ak[] = {
-		cmocka_unit_test_setup_teardown(L1_one_lease_per_user_and_principal, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L2_single_flight, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(mint_rate_counts_obtains_in_the_window, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L3_secret_only_in_memory, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L4_last_holder_ends_the_lease, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L4_ttl_holder_expiry_ends_the_lease, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L4_max_ttl_ends_a_held_lease, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L4_revoke_ends_every_live_lease_of_the_user, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L5_rotation_at_80_percent_of_max_ttl, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L6_requester_gave_up, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L7_max_ttl_counts_from_receipt, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L8_never_touches_a_credential_it_did_not_make, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(L9_nothing_live_after_the_last_holder, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R1_revocation_is_durable_before_the_answer, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R2_intent_before_obtain_and_reconcile_first, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R3_restart_ends_leases_without_holders, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R4_dead_session_process_ends_the_session, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R4_a_reboot_ends_every_stored_session, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R5_failed_ends_are_retried_with_backoff, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R6_store_refusing_writes_mints_nothing, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(R7_callbacks_come_from_the_loop, setup_ak, teardown),
-		cmocka_unit_test_setup_teardown(renewal_on_request_only, setup_sts, teardown),
-		cmocka_unit_test_setup_teardown(metrics_count_mints_and_revocations, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L1_one_lease_per_user_and_principal, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L2_single_flight, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    mint_rate_counts_obtains_in_the_window, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L3_secret_only_in_memory, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L4_last_holder_ends_the_lease, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L4_ttl_holder_expiry_ends_the_lease, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L4_max_ttl_ends_a_held_lease, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L4_revoke_ends_every_live_lease_of_the_user,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L5_rotation_at_80_percent_of_max_ttl, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L6_requester_gave_up, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L7_max_ttl_counts_from_receipt, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L8_never_touches_a_credential_it_did_not_make,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    L9_nothing_live_after_the_last_holder, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R1_revocation_is_durable_before_the_answer,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R2_intent_before_obtain_and_reconcile_first,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R3_restart_ends_leases_without_holders, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R4_dead_session_process_ends_the_session,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R4_a_reboot_ends_every_stored_session, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R5_failed_ends_are_retried_with_backoff,
+		    setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R6_store_refusing_writes_mints_nothing, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    R7_callbacks_come_from_the_loop, setup_ak, teardown),
+		cmocka_unit_test_setup_teardown(
+		    renewal_on_request_only, setup_sts, teardown),
+		cmocka_unit_test_setup_teardown(
+		    metrics_count_mints_and_revocations, setup_ak, teardown),
 	};
 
 	size_t i, n = sizeof(ak) / sizeof(ak[0]);

@@ -408,8 +408,9 @@ static void command(char *line)
 		memcpy(secret, argv[3], len + 1);
 		sodium_memzero(argv[3], len);
 		in_api = true;
-		r = pgp_encrypt(worker, k >= 0 ? slots[k].key : NULL, "test", secret,
-		    len, enc_done, (void *)(intptr_t)id, &slots[id].job);
+		r = pgp_encrypt(worker, k >= 0 ? slots[k].key : NULL, "test",
+		    secret, len, enc_done, (void *)(intptr_t)id,
+		    &slots[id].job);
 		in_api = false;
 		sodium_free(secret);
 		slots[id].busy = r == 0;

@@ -176,8 +176,8 @@ static void test_send_recv_round_trip(void **state)
 	assert_int_equal(raw[2], 0);
 	assert_int_equal(raw[3], strlen(msg));
 	assert_memory_equal(raw + 4, msg, strlen(msg));
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 2000), 0);
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 2000), 0);
 	assert_int_equal(len, strlen(msg));
 	assert_memory_equal(body, msg, len);
 	assert_int_equal(body[len], '\0'); /* NUL-terminated, not counted */
@@ -205,9 +205,8 @@ static void test_send_recv_back_to_back_frames(void **state)
 		char m[16];
 
 		snprintf(m, sizeof(m), "frame-%d", i);
-		assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
-				     ramkey_now_ms() + 2000),
-		    0);
+		assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX,
+		    &body, &len, ramkey_now_ms() + 2000), 0);
 		assert_int_equal(len, strlen(m));
 		assert_string_equal((char *)body, m);
 		free(body);
@@ -248,8 +247,8 @@ static void test_send_recv_largest_frame(void **state)
 	for (i = 0; i < s.len; i++)
 		s.buf[i] = (uint8_t)('a' + i % 26);
 	assert_int_equal(pthread_create(&th, NULL, send_big, &s), 0);
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 5000), 0);
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 5000), 0);
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(s.rc, 0);
 	assert_int_equal(len, RAMKEY_FRAME_MAX);
@@ -289,7 +288,8 @@ static void test_recv_silent_peer_times_out_at_deadline(void **state)
 	pair(sv);
 	start = ramkey_now_ms();
 	deadline = start + 400;
-	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, deadline),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, deadline),
 	    RAMKEY_ERR_TIMEOUT);
 	end = ramkey_now_ms();
 	assert_null(body);
@@ -308,7 +308,8 @@ static void test_recv_deadline_in_the_past_times_out_at_once(void **state)
 
 	pair(sv);
 	start = ramkey_now_ms();
-	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, start - 1),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, start - 1),
 	    RAMKEY_ERR_TIMEOUT);
 	assert_in_range(ramkey_now_ms(), start, start + SLACK_MS);
 	close(sv[0]);
@@ -388,8 +389,8 @@ static void test_recv_trickling_peer_within_deadline(void **state)
 	t.gap_ms = 5;
 	atomic_init(&t.stop, false);
 	assert_int_equal(pthread_create(&th, NULL, trickle, &t), 0);
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 5000), 0);
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 5000), 0);
 	assert_int_equal(len, strlen(msg));
 	assert_string_equal((char *)body, msg);
 	free(body);
@@ -420,7 +421,8 @@ static void test_recv_trickling_peer_cannot_extend_deadline(void **state)
 	atomic_init(&t.stop, false);
 	assert_int_equal(pthread_create(&th, NULL, trickle, &t), 0);
 	deadline = ramkey_now_ms() + 500;
-	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, deadline),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, deadline),
 	    RAMKEY_ERR_TIMEOUT);
 	assert_in_range(
 	    ramkey_now_ms(), deadline - SLACK_MS, deadline + SLACK_MS);
@@ -451,7 +453,8 @@ static void test_recv_oversized_header_refused_before_allocating(void **state)
 		allocations = 0;
 		counting = true;
 #endif
-		r = ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, start + 3000);
+		r = ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len,
+		    start + 3000);
 #if HAVE_MALLOC_HOOK
 		counting = false;
 		assert_int_equal(allocations, 0);
@@ -475,8 +478,8 @@ static void test_recv_zero_length_header_refused(void **state)
 	pair(sv);
 	write_raw(sv[0], hdr, 4);
 	write_raw(sv[0], "{}", 2);
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 1000),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 1000),
 	    RAMKEY_ERR_PROTOCOL);
 	assert_null(body);
 	close(sv[0]);
@@ -491,8 +494,8 @@ static void test_recv_eof_before_anything(void **state)
 
 	pair(sv);
 	close(sv[0]);
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 1000),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 1000),
 	    RAMKEY_ERR_EOF);
 	assert_null(body);
 	close(sv[1]);
@@ -508,8 +511,8 @@ static void test_recv_eof_mid_header(void **state)
 	pair(sv);
 	write_raw(sv[0], hdr, 2);
 	close(sv[0]);
-	assert_int_equal(
-	    ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, ramkey_now_ms() + 1000),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, ramkey_now_ms() + 1000),
 	    RAMKEY_ERR_EOF);
 	assert_null(body);
 	close(sv[1]);
@@ -528,7 +531,8 @@ static void test_recv_eof_mid_frame(void **state)
 	write_raw(sv[0], "abc", 3);
 	close(sv[0]);
 	start = ramkey_now_ms();
-	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body, &len, start + 3000),
+	assert_int_equal(ramkey_frame_recv(sv[1], RAMKEY_FRAME_MAX, &body,
+	    &len, start + 3000),
 	    RAMKEY_ERR_EOF);
 	/* Reported at once, not at the deadline. */
 	assert_true(ramkey_now_ms() - start < SLACK_MS);

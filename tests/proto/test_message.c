@@ -321,8 +321,10 @@ static void test_request_round_trip_revoke_all(void **state)
 
 static void test_request_revoke_all_decoded(void **state)
 {
-	static const char *const yes = "{\"v\":1,\"op\":\"revoke\",\"all\":true}";
-	static const char *const no = "{\"v\":1,\"op\":\"revoke\",\"all\":false}";
+	static const char *const yes =
+	    "{\"v\":1,\"op\":\"revoke\",\"all\":true}";
+	static const char *const no =
+	    "{\"v\":1,\"op\":\"revoke\",\"all\":false}";
 	struct ramkey_request *req = NULL;
 
 	assert_int_equal(
@@ -576,7 +578,8 @@ static void test_request_field_not_allowed_for_op_refused(void **state)
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
 		       "\",\"session\":\"" TOKEN "\"}");
 	assert_req_bad("{\"v\":1,\"op\":\"open_session\",\"user\":\"a\","
-		       "\"seal_key\":\"" SEAL_KEY_B64 "\",\"default_file\":true}");
+		       "\"seal_key\":\"" SEAL_KEY_B64 "\","
+		       "\"default_file\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64
 		       "\",\"aborted\":true}");
 	assert_req_bad("{\"v\":1,\"op\":\"fetch\",\"seal_key\":\"" SEAL_KEY_B64

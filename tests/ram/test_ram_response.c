@@ -749,7 +749,8 @@ static void test_imds_credential(void **state)
 		assert_null(res.sts.secret);
 		assert_null(res.sts.token);
 		if (strstr(detail, bad[i].detail) == NULL)
-			print_error("\"%s\" lacks \"%s\"\n", detail, bad[i].detail);
+			print_error("\"%s\" lacks \"%s\"\n", detail,
+			    bad[i].detail);
 		assert_non_null(strstr(detail, bad[i].detail));
 		assert_null(strstr(detail, "MARK"));
 	}
