@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """STS credentials (credential = sts, fleet mode), against the emulator.
 
-    test_sts.py ten_hosts | consumers | formats | renewal | bounds
+    test_sts.py ten_hosts | consumers | formats | renewal | bounds | pgp
 
 ten_hosts: one person on ten hosts at once (ten agents, one emulator):
 one AssumeRole per host, each file's credential works and names the
@@ -17,13 +17,19 @@ process every 5 s never gets one with less than 20 s left, one AssumeRole
 per renewal; fetch --follow keeps its file valid; STS failing for 30 s.
 bounds: max_ttl = 2m with sts_duration = 1h: one AssumeRole for requests
 every second, no credential expiring over 15 minutes after the lease.
+pgp: with a PGP key the json file holds the STS secret encrypted
+(EncryptedSecret, KeyFingerprint) and never in clear; gpg decrypts it and,
+with the id and token beside it, the credential works.
 """
 
+import base64
 import calendar
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from emulator import Emulator
@@ -348,11 +354,67 @@ def bounds():
         agent.stop()
 
 
+def gpg(home, *args, data=None):
+    r = subprocess.run(["gpg", "--batch", "--homedir", home, "--pinentry-mode",
+                        "loopback", "--passphrase", ""] + list(args),
+                       input=data, capture_output=True)
+    if r.returncode != 0:
+        raise AssertionError("gpg %s failed: %s" % (" ".join(args),
+                                                    r.stderr.decode()))
+    return r.stdout
+
+
+def pgp():
+    with Workdir() as wd, Emulator() as emu, Users("sg") as users:
+        pw = users.add("erin")
+        stslib.setup_role(emu, pw.pw_name)
+        agent = stslib.sts_agent(wd, emu)
+        agent.start()
+        home = tempfile.mkdtemp(prefix="stsgpg-")
+        try:
+            gpg(home, "--quick-gen-key", "STS Test <sts@ramkey.test>",
+                "ed25519", "cert,sign", "never")
+            fpr = [ln.split(":")[9] for ln in gpg(
+                home, "--with-colons", "--list-keys").decode().splitlines()
+                if ln.startswith("fpr:")][0]
+            gpg(home, "--quick-add-key", fpr, "cv25519", "encr", "never")
+            key = os.path.join(pw.pw_dir, "erin.asc")
+            with open(key, "wb") as f:
+                f.write(gpg(home, "--export", "--armor", fpr))
+            os.chown(key, pw.pw_uid, pw.pw_gid)
+            path = os.path.join(pw.pw_dir, "k.json")
+            doc = fetch_json(agent, pw, path, "--pgp-key", "@" + key)
+            check(sorted(doc) == ["AccessKeyId", "CreateDate",
+                                  "EncryptedSecret", "Expiration",
+                                  "KeyFingerprint", "SecurityToken",
+                                  "Status"], "json with the secret "
+                  "encrypted: %s" % sorted(doc))
+            check(doc["KeyFingerprint"] == fpr.lower(), "KeyFingerprint is "
+                  "the key's (%s)" % doc["KeyFingerprint"])
+            secret = gpg(home, "--decrypt", data=base64.b64decode(
+                doc["EncryptedSecret"])).decode()
+            with open(path) as f:
+                check(secret not in f.read(), "the secret is not in the "
+                      "file in clear")
+            status, body = stslib.identity(emu, doc["AccessKeyId"], secret,
+                                           doc["SecurityToken"])
+            check(status == 200 and body.get("Arn", "").startswith(
+                "acs:ram::%s:assumed-role/" % emu.account_id),
+                "gpg --decrypt gives the STS secret; with the id and token "
+                "it works (%s)" % body.get("Arn"))
+            check(assume_calls(emu) == 1, "one AssumeRole")
+        finally:
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"],
+                           capture_output=True)
+            shutil.rmtree(home, ignore_errors=True)
+        agent.stop()
+
+
 def main():
     require_root()
     what = sys.argv[1]
     {"ten_hosts": ten_hosts, "consumers": consumers, "formats": formats,
-     "renewal": renewal, "bounds": bounds}[what]()
+     "renewal": renewal, "bounds": bounds, "pgp": pgp}[what]()
     log("PASS: sts.%s" % what)
 
 
