@@ -30,6 +30,7 @@
 #include "effects.h"
 #include "evloop.h"
 #include "heap_trim.h"
+#include "secure_buf.h"
 #include "keybase.h"
 #include "lease.h"
 #include "log.h"
@@ -1218,6 +1219,7 @@ out:
 		store_flush(a.store);
 	source_spec_free(spec);
 	agent_free(&a);
+	secure_buf_drain();
 	cloud_global_cleanup();
 	return status;
 }

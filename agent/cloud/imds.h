@@ -44,7 +44,7 @@ struct imds_config {
 };
 
 struct imds_result {
-	/* secret and token in sodium_malloc memory owned by the client,
+	/* secret and token in locked memory (secure_buf.h) owned by the client,
 	 * valid during the callback only */
 	const struct ram_sts_credential *cred;
 	const char *role;

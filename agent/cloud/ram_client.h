@@ -97,16 +97,16 @@ struct ram_access_key {
 					  * "2015-01-23T12:33:18Z" */
 	int64_t create_time;		 /* the same, Unix seconds */
 	/*
-	 * CreateAccessKey only: the secret, NUL-terminated, in sodium_malloc
-	 * memory owned by the client. Valid only during the callback; it is
-	 * wiped and freed when the callback returns. Copy it if needed.
+	 * CreateAccessKey only: the secret, NUL-terminated, in locked memory
+	 * (secure_buf.h) owned by the client. Valid only during the callback;
+	 * it is wiped and freed when the callback returns. Copy it if needed.
 	 */
 	const char *secret;
 	size_t secret_len;
 };
 
-/* AssumeRole's credential. secret and token are NUL-terminated, in
- * sodium_malloc memory owned by the client, valid during the callback. */
+/* AssumeRole's credential. secret and token are NUL-terminated, in locked
+ * memory (secure_buf.h) owned by the client, valid during the callback. */
 struct ram_sts_credential {
 	char id[RAM_KEY_ID_MAX + 1];
 	const char *secret;

@@ -10,6 +10,7 @@
 
 #include "ram_response.h"
 #include "ramkey_err.h"
+#include "secure_buf.h"
 
 #define JSON_DEPTH 16
 #define SCRUB_SCAN_MAX 65536
@@ -497,10 +498,7 @@ static int parse_create(struct json_object *root, struct ram_result *res,
 			return RAMKEY_ERR_PROTOCOL;
 		}
 	}
-	/* sodium_malloc() needs sodium_init(); it is idempotent and cheap. */
-	if (sodium_init() < 0)
-		return RAMKEY_ERR_CRYPTO;
-	if ((secret = sodium_malloc(len + 1)) == NULL)
+	if ((secret = secure_buf_alloc(len + 1)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	memcpy(secret, s, len);
 	secret[len] = '\0';
@@ -588,7 +586,7 @@ static int parse_user(struct json_object *root, struct ram_result *res,
 	return 0;
 }
 
-/* A secret-bearing string into sodium memory, refusing control bytes. */
+/* A secret-bearing string into locked memory, refusing control bytes. */
 static int secret_copy(const char *s, size_t len, size_t max, const char **out,
     size_t *outlen)
 {
@@ -600,9 +598,7 @@ static int secret_copy(const char *s, size_t len, size_t max, const char **out,
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return RAMKEY_ERR_PROTOCOL;
-	if (sodium_init() < 0)
-		return RAMKEY_ERR_CRYPTO;
-	if ((d = sodium_malloc(len + 1)) == NULL)
+	if ((d = secure_buf_alloc(len + 1)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	memcpy(d, s, len);
 	d[len] = '\0';
@@ -902,12 +898,9 @@ void ram_result_clear(struct ram_result *res)
 {
 	if (res == NULL)
 		return;
-	if (res->key.secret != NULL)
-		sodium_free((void *)res->key.secret); /* wipes */
-	if (res->sts.secret != NULL)
-		sodium_free((void *)res->sts.secret);
-	if (res->sts.token != NULL)
-		sodium_free((void *)res->sts.token);
+	secure_buf_free((void *)res->key.secret); /* wipes */
+	secure_buf_free((void *)res->sts.secret);
+	secure_buf_free((void *)res->sts.token);
 	if (res->users != NULL) {
 		size_t i;
 

@@ -6,9 +6,9 @@
  *
  * Secrets: the AccessKeySecret of a CreateAccessKey answer, and the
  * AccessKeySecret and SecurityToken of an AssumeRole answer, go straight
- * into sodium_malloc memory; json-c's copies (the string objects and the
- * tokener's buffer) are wiped before they are freed. The caller wipes the
- * raw body it passed in.
+ * into locked memory (secure_buf.h); json-c's copies (the string objects
+ * and the tokener's buffer) are wiped before they are freed. The caller
+ * wipes the raw body it passed in.
  */
 #ifndef RAMKEY_RAM_RESPONSE_H
 #define RAMKEY_RAM_RESPONSE_H
