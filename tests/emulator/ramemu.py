@@ -74,6 +74,11 @@ NONCE_TTL = 40 * 60          # s; how long nonces are remembered (> 2 windows)
 LOG_MAX = 200000             # entries kept in the request log
 KEYS_PER_USER = 2
 ALNUM = string.ascii_letters + string.digits
+# Random bytes below 248 (4 x 62) map evenly onto ALNUM; the rest are
+# dropped. One draw and one translate per id, not a call per character:
+# drawing ids a character at a time was an eighth of an AssumeRole's CPU.
+_ALNUM_TABLE = bytes(ord(ALNUM[b % 62]) if b < 248 else 0 for b in range(256))
+_ALNUM_DROP = bytes(range(248, 256))
 SHELL_SPECIALS = "'\"$\\` !*&;#%"
 USERNAME_CHARS = frozenset(ALNUM + "._-")
 FAULT_KINDS = ("error_5xx", "throttle", "reset", "down")
@@ -783,16 +788,25 @@ class Emulator:
             self.log.append(entry)
 
     # -- ids and secrets --------------------------------------------------
+    def _alnum(self, n):
+        """n characters drawn uniformly from ALNUM."""
+        out = ""
+        while len(out) < n:
+            need = n - len(out)
+            raw = self.id_rng.getrandbits((need + 8) * 8).to_bytes(need + 8, "big")
+            out += raw.translate(_ALNUM_TABLE, _ALNUM_DROP)[:need].decode("ascii")
+        return out
+
     def _new_key_id(self):
         while True:
-            kid = "LTAI" + "".join(self.id_rng.choice(ALNUM) for _ in range(20))
+            kid = "LTAI" + self._alnum(20)
             if kid not in self.keys and kid not in self.deleted_ids and kid != self.admin_key_id:
                 return kid
 
     def _new_secret(self, length=30):
         rng = self.id_rng
         if not self.faults["shell_secrets"]:
-            return "".join(rng.choice(ALNUM) for _ in range(length))
+            return self._alnum(length)
         # Each special once, alphanumerics around them; the first and last
         # characters are alphanumeric (a value that starts or ends with a
         # space or '#' cannot be represented in INI files at all).
@@ -812,7 +826,7 @@ class Emulator:
         seconds from now (rounded up to a whole second, as Expiration
         shows it)."""
         while True:
-            kid = "STS." + "".join(self.id_rng.choice(ALNUM) for _ in range(28))
+            kid = "STS." + self._alnum(28)
             if kid not in self.sessions:
                 break
         while True:
@@ -1693,11 +1707,112 @@ class Emulator:
 
 # ------------------------------------------------------------------- HTTP --
 
+class Headers:
+    """A request's header fields as the handlers use them: get() the first
+    field of a name in any case, items() all of them in order."""
+    __slots__ = ("_items", "_first")
+
+    def __init__(self, items):
+        self._items = items
+        self._first = {}
+        for name, value in items:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name, default=None):
+        return self._first.get(name.lower(), default)
+
+    def __contains__(self, name):
+        return name.lower() in self._first
+
+    def items(self):
+        return list(self._items)
+
+
+MAX_HEADER_LINE = 65536      # as http.client: longer is 431
+MAX_HEADERS = 100            # as http.client: more is 431
+
+
+def read_headers(rfile):
+    """The header block of a request -> Headers. A folded line continues
+    the field before it; a line that is not a field is ignored. Raises
+    ValueError (a line too long, too many fields). http.client's parser
+    goes through the email package and cost an eighth of an API call's
+    CPU, enough to make the emulator the bottleneck of the login storm."""
+    items = []
+    nlines = 0
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise ValueError("Line too long")
+        if line in (b"\r\n", b"\n", b""):
+            return Headers(items)
+        nlines += 1
+        if nlines > MAX_HEADERS:
+            raise ValueError("Too many headers")
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t"):
+            if items:
+                name, value = items[-1]
+                items[-1] = (name, (value + " " + text.strip(" \t")).strip(" \t"))
+            continue
+        name, sep, value = text.partition(":")
+        if sep and name and name == name.strip() and " " not in name:
+            items.append((name, value.strip(" \t")))
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ramemu/1.0"
     sys_version = ""
     timeout = IDLE_TIMEOUT
+
+    def parse_request(self):
+        """BaseHTTPRequestHandler.parse_request with read_headers() for
+        the header block; the same answers to a bad request line."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = version[5:].split(".") if version.startswith("HTTP/") else []
+            if len(number) != 2 or not all(n.isdigit() and len(n) <= 10 for n in number):
+                self.send_error(400, "Bad request version (%r)" % version)
+                return False
+            number = (int(number[0]), int(number[1]))
+            if number >= (2, 0):
+                self.send_error(505, "Invalid HTTP version (%s)" % version[5:])
+                return False
+            self.close_connection = number < (1, 1)
+            self.request_version = version
+        if len(words) not in (2, 3):
+            self.send_error(400, "Bad request syntax (%r)" % self.requestline)
+            return False
+        self.command, self.path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if self.command != "GET":
+                self.send_error(400, "Bad HTTP/0.9 request type (%r)" % self.command)
+                return False
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            self.headers = read_headers(self.rfile)
+        except ValueError as e:
+            self.send_error(431, str(e))
+            return False
+        conn = self.headers.get("Connection", "").lower()
+        if conn == "close":
+            self.close_connection = True
+        elif conn == "keep-alive":
+            self.close_connection = False
+        if (self.headers.get("Expect", "").lower() == "100-continue"
+                and self.request_version >= "HTTP/1.1"):
+            return self.handle_expect_100()
+        return True
 
     def setup(self):
         super().setup()

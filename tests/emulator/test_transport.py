@@ -229,6 +229,28 @@ class Transport(unittest.TestCase):
         self.check_json_error(b"HELLO\r\n\r\n", 400, tls=True)
         self.assertAlive()
 
+    def test_header_block_limits_and_folding(self):
+        # The emulator parses the header block itself: the same limits as
+        # http.client (100 fields, 64 KiB a line) and obsolete line folding.
+        many = b"".join(b"X-F%d: v\r\n" % i for i in range(101))
+        self.check_json_error(b"GET / HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n", 431)
+        long_line = b"X-Long: " + b"a" * 70000 + b"\r\n"
+        self.check_json_error(b"GET / HTTP/1.1\r\nHost: x\r\n" + long_line + b"\r\n", 431)
+        req = self.emu.prepare("GetUser", {"UserName": "folded"}, signature="v3",
+                               use_http=True)
+        head = "GET %s HTTP/1.1\r\n" % req.target
+        for k, v in req.headers.items():
+            if k == "Authorization":        # folded after its first comma
+                first, rest = v.split(",", 1)
+                head += "%s: %s,\r\n %s\r\n" % (k, first, rest)
+            else:
+                head += "%s: %s\r\n" % (k, v)
+        out = raw_exchange(self.emu.http_port, head.encode() + b"\r\n")
+        st, _, body = parse_raw(out)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["User"]["UserName"], "folded")
+        self.assertAlive()
+
     def test_big_body_refused(self):
         big = b"A=" + b"x" * (1 << 20)
         head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
