@@ -15,7 +15,8 @@ session per user, C at a time (a fresh key pair per open, as the PAM
 module), and keeps them. Printed: the wall time, the ideal, their ratio,
 k as counted by the emulator, the emulator's peak of requests in flight,
 the same storm with no emulator latency (what the agent and emulator cost
-besides the 50 ms waits), and per-open latencies.
+besides the 50 ms waits), per-open latencies, and the CPU time the agent
+and the emulator spent in each storm.
 
 --full and --quick are the same size (it fits the CI budget).
 """
@@ -138,6 +139,11 @@ def main():
            "STS calls", goal="1", met=t["calls"].get("AssumeRole", 0) == users,
            detail="emulator counts: %s" % ", ".join(
                "%s=%d" % kv for kv in sorted(t["calls"].items())))
+    figure(B, "sts_cpu", "agent %.2f s, emulator %.2f s" % (t["agent_cpu"], t["emu_cpu"]), "",
+           detail="CPU time during the STS storm (2 cores: %.2f s of CPU available in %.2f s); "
+           "agent %.0f us, emulator %.0f us per login" % (
+               2 * t["wall"], t["wall"], t["agent_cpu"] * 1e6 / users,
+               t["emu_cpu"] * 1e6 / users))
     print(cpu_note(), flush=True)
     return 0
 
