@@ -42,12 +42,25 @@ static bool all_zero(const unsigned char *p, size_t n)
 	return true;
 }
 
+/* AddressSanitizer's runtime turns mlock() into a no-op, so the lock
+ * cannot be seen there; the ordinary build checks it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLOCK_IS_A_NO_OP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLOCK_IS_A_NO_OP 1
+#endif
+#endif
+
 static void buffer_is_locked_memory(void **state)
 {
 	long before, after;
 	void *p;
 
 	(void)state;
+#ifdef MLOCK_IS_A_NO_OP
+	skip();
+#endif
 	secure_buf_drain();
 	before = locked_kb();
 	assert_true(before >= 0);
