@@ -49,8 +49,12 @@ import traceback
 import urllib.parse
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, "..", "lib"))
+if _HERE not in sys.path:       # also when loaded as a module from elsewhere
+    sys.path.insert(0, _HERE)
 import ramsign  # noqa: E402  (shared canonicalization with the test signer)
+import httploop  # noqa: E402  (the API listeners' event loop)
 
 RAM_ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
                "DeleteAccessKey", "ListAccessKeys", "ListUsers", "ListUsersForGroup")
@@ -58,6 +62,7 @@ STS_ACTIONS = ("AssumeRole", "GetCallerIdentity")
 ACTIONS = RAM_ACTIONS + STS_ACTIONS
 API_OF = dict([(a, "ram") for a in RAM_ACTIONS] + [(a, "sts") for a in STS_ACTIONS])
 API_VERSIONS = {"ram": ramsign.API_VERSION, "sts": ramsign.STS_API_VERSION}
+API_OF_VERSION = {v: k for k, v in API_VERSIONS.items()}
 # Actions that name a RAM user (UserName) and act on it.
 USER_ACTIONS = ("CreateUser", "GetUser", "CreateAccessKey", "UpdateAccessKey",
                 "DeleteAccessKey", "ListAccessKeys")
@@ -183,6 +188,18 @@ def missing(name):
 
 def new_request_id():
     return str(uuid.uuid4()).upper()
+
+
+_http_date = (None, "")
+
+
+def http_date(t):
+    """The Date header's value for unix time t, formatted once a second."""
+    sec = int(t)
+    cached = _http_date
+    if cached[0] != sec:
+        globals()["_http_date"] = cached = (sec, email.utils.formatdate(sec, usegmt=True))
+    return cached[1]
 
 
 def iso(t):
@@ -1814,11 +1831,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.handle_expect_100()
         return True
 
-    def setup(self):
-        super().setup()
+    @classmethod
+    def attach(cls, sock, client_address, server):
+        """The handler of one connection of the event loop (httploop), which
+        sets rfile and wfile for each request."""
+        self = cls.__new__(cls)
+        self.request = self.connection = sock
+        self.client_address = client_address
+        self.server = server
+        self.close_connection = True
         self.api_seen = False          # this connection carried an API request
         self.reset_requested = False   # close with RST, no response
         self._responded = False
+        self._deferred = None
+        return self
+
+    def take_deferred(self):
+        """(delay_s, resume) when the answer waits (the latency fault): the
+        loop calls resume() after the delay; else None."""
+        d, self._deferred = self._deferred, None
+        return d
 
     # -- plumbing ---------------------------------------------------------
     def log_message(self, fmt, *args):
@@ -1832,7 +1864,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         reason = self.responses.get(status, ("Unknown",))[0]
         lines = ["HTTP/1.1 %d %s" % (status, reason),
                  "Server: " + self.server_version,
-                 "Date: " + self.date_time_string(self.server.emu.now()),
+                 "Date: " + http_date(self.server.emu.now()),
                  "Content-Type: application/json;charset=utf-8",
                  "Content-Length: %d" % len(body)]
         if request_id:
@@ -1900,6 +1932,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         try:
             self._dispatch()
+        except httploop.NeedMore:
+            raise
         except (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError):
             self.close_connection = True
         except Exception:
@@ -1938,17 +1972,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 emu.connections_opened += 1
         rid = new_request_id()
         method = self.command
-        entry = collections.OrderedDict([
+        call = _ApiCall(rid, collections.OrderedDict([
             ("t", time.time()), ("action", None), ("user", None), ("access_key_id", None),
             ("nonce", None), ("signature_version", None), ("method", method),
             ("result", None), ("http_status", None), ("fault", None), ("key_id", None),
             ("request_id", rid), ("api", "ram"), ("principal", None), ("principal_kind", None),
-            ("role", None), ("role_session", None)])
+            ("role", None), ("role_session", None)]))
+        entry = call.entry
         header_items = list(self.headers.items())
-        action = None
-        fault = None
-        status, payload = 200, None
-        try:
+        req = {}
+
+        def begin():
+            """Parse and route, count the call and pick its fault -> latency."""
             try:
                 qparams = parse_params(query)
                 params = dict(qparams)
@@ -1958,8 +1993,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except (ValueError, UnicodeDecodeError):
                 raise ApiError("InvalidParameter", "The query or form body is not valid "
                                "UTF-8 application/x-www-form-urlencoded.")
+            req["qparams"], req["params"] = qparams, params
             auth = self.headers.get("Authorization")
             sigver = "v3" if auth is not None else "v1"
+            req["sigver"] = sigver
             entry["signature_version"] = sigver
             entry["user"] = params.get("UserName") or None
             if sigver == "v3":
@@ -1978,23 +2015,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["action"] = name or None
             # The version picks the API (RAM or STS); an unknown version is
             # refused by the authentication below (InvalidVersion).
-            api = {v: k for k, v in API_VERSIONS.items()}.get(version, API_OF.get(name, "ram"))
+            api = API_OF_VERSION.get(version, API_OF.get(name, "ram"))
             entry["api"] = api
             if not name:
                 raise missing("Action")
             if API_OF.get(name) != api:
                 raise ApiError("InvalidAction.NotFound")
-
-            action = name
+            call.action = name
             with emu.lock:
-                fault, mode, latency = emu.decide(action)
+                fault, mode, latency = emu.decide(name)
+            call.fault = fault
             if fault == "down":
                 entry["fault"] = "down"
                 if mode == "refuse":
                     raise _Reset()
                 raise ApiError("ServiceUnavailable")
-            if latency > 0:
-                time.sleep(latency)
+            return latency
+
+        def run():
+            """After the latency: the fault, or the action -> (200, payload)."""
+            fault = call.fault
             if fault:
                 entry["fault"] = fault
                 if fault == "reset":
@@ -2002,28 +2042,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if fault == "throttle":
                     raise ApiError("Throttling.User")
                 raise ApiError("ServiceUnavailable")
-            payload = emu.api(sigver, method, path, qparams, params, header_items, body, entry)
+            payload = emu.api(req["sigver"], method, path, req["qparams"], req["params"],
+                              header_items, body, entry)
             payload = collections.OrderedDict([("RequestId", rid)] + list(payload.items()))
             entry["result"] = "OK"
-        except _Reset:
+            return 200, payload
+
+        try:
+            latency = begin()
+        except Exception as e:
+            return self._api_failed(call, e)
+        if latency > 0:
+            # The state changes after the latency, as a slow service's would;
+            # the loop answers other connections meanwhile.
+            self._deferred = (latency, lambda: self._api_end(call, run))
+            return
+        self._api_end(call, run)
+
+    def _api_end(self, call, run):
+        try:
+            status, payload = run()
+        except Exception as e:
+            return self._api_failed(call, e)
+        call.entry["http_status"] = status
+        self.server.emu.finish(call.action, call.entry, call.fault)
+        self._write(status, payload, request_id=call.rid)
+
+    def _api_failed(self, call, e):
+        """An API call that ends in an error: its answer, or a reset."""
+        emu, entry, rid = self.server.emu, call.entry, call.rid
+        if isinstance(e, _Reset):
             entry["result"] = "ConnectionReset"
-            emu.finish(action, entry, fault)
+            emu.finish(call.action, entry, call.fault)
             self._reset()
             return
-        except ApiError as e:
+        if isinstance(e, ApiError):
             status = e.status
             payload = error_body(e.code, e.message, rid, entry["api"])
             entry["result"] = e.code
             if e.detail is not None:
                 entry["detail"] = e.detail
-        except Exception:
-            sys.stderr.write("ramemu: internal error in %s\n" % action)
-            traceback.print_exc()
+        else:
+            sys.stderr.write("ramemu: internal error in %s\n" % call.action)
+            traceback.print_exception(type(e), e, e.__traceback__)
             status = 500
             payload = error_body("InternalError", ERRORS["InternalError"][1], rid, entry["api"])
             entry["result"] = "InternalError"
         entry["http_status"] = status
-        emu.finish(action, entry, fault)
+        emu.finish(call.action, entry, call.fault)
         self._write(status, payload, request_id=rid)
 
     # -- admin ------------------------------------------------------------
@@ -2171,17 +2237,28 @@ class _Reset(Exception):
     pass
 
 
-class EmuServer(http.server.ThreadingHTTPServer):
+class _ApiCall:
+    """One API request while it is being answered."""
+    __slots__ = ("rid", "entry", "action", "fault")
+
+    def __init__(self, rid, entry):
+        self.rid, self.entry, self.action, self.fault = rid, entry, None, None
+
+
+class ThreadedServer(http.server.ThreadingHTTPServer):
+    """A thread per connection: the metadata service's listener, whose
+    "hang" stop holds connections open. (The API's listeners are on the
+    event loop: api_listeners().)"""
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, addr, emu, tls_ctx=None, handler=None):
+    def __init__(self, addr, emu, handler, tls_ctx=None):
         self.emu = emu
         self.tls_ctx = tls_ctx
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(addr, handler or Handler)
+        super().__init__(addr, handler)
 
     def process_request(self, request, client_address):
         with self.emu.lock:
@@ -2285,7 +2362,7 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         lines = ["HTTP/1.1 %d %s" % (status, self.responses.get(status, ("Unknown",))[0]),
                  "Server: " + self.server_version,
-                 "Date: " + self.date_time_string(self.server.emu.now()),
+                 "Date: " + http_date(self.server.emu.now()),
                  "Content-Type: text/plain",
                  "Content-Length: %d" % len(body)]
         lines += ["%s: %s" % kv for kv in extra.items()]
@@ -2323,9 +2400,9 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
         self._send(status, text, extra)
 
 
-class ImdsServer(EmuServer):
+class ImdsServer(ThreadedServer):
     def __init__(self, addr, emu):
-        super().__init__(addr, emu, None, ImdsHandler)
+        super().__init__(addr, emu, ImdsHandler)
 
     def process_request(self, request, client_address):
         with self.emu.lock:
@@ -2727,24 +2804,32 @@ def main(argv=None):
         return 2
 
     tmp_tls = None
-    servers = []
+    api = httploop.HttpLoop(verbose=emu.verbose)
+    https = plain = None
     ca_file = None
+
+    def accepted():
+        with emu.lock:
+            emu.connections_accepted += 1
+
+    def listen(port, tls_ctx=None):
+        return api.listen((args.host, port), Handler, tls_ctx,
+                          handshake_timeout=HANDSHAKE_TIMEOUT, linger_s=LINGER_S,
+                          linger_bytes=LINGER_BYTES, on_accept=accepted, emu=emu)
     try:
         if args.https_port != -1:
             tls_dir = args.tls_dir
             if tls_dir is None:
                 tmp_tls = tls_dir = tempfile.mkdtemp(prefix="ramemu-tls-")
             ca_file, cert, key = ensure_tls(tls_dir)
-            https = EmuServer((args.host, args.https_port), emu, make_tls_context(cert, key))
-            servers.append(https)
+            https = listen(args.https_port, make_tls_context(cert, key))
         if args.http_port != -1:
-            servers.append(EmuServer((args.host, args.http_port), emu))
+            plain = listen(args.http_port)
         if args.imds_listen:
             emu.imds_listener = ImdsListener(emu, *args.imds_listen)
     except (OSError, RuntimeError, ssl.SSLError) as e:
         sys.stderr.write("ramemu: cannot start: %s\n" % e)
-        for s in servers:
-            s.server_close()
+        api.stop()
         if tmp_tls:
             shutil.rmtree(tmp_tls, ignore_errors=True)
         return 3
@@ -2752,13 +2837,11 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
-    for s in servers:
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
-                         name="accept", daemon=True).start()
+    api.start()
     info = collections.OrderedDict([
         ("pid", os.getpid()),
-        ("https_port", servers[0].server_address[1] if args.https_port != -1 else None),
-        ("http_port", servers[-1].server_address[1] if args.http_port != -1 else None),
+        ("https_port", https.server_address[1] if https is not None else None),
+        ("http_port", plain.server_address[1] if plain is not None else None),
         ("ca_file", ca_file),
         ("admin_key_id", emu.admin_key_id),
         ("admin_secret", emu.admin_secret),
@@ -2780,9 +2863,7 @@ def main(argv=None):
                 sys.stderr.write("ramemu: parent process gone, stopping\n")
                 break
     finally:
-        for s in servers:
-            s.shutdown()
-            s.server_close()
+        api.stop()
         if emu.imds_listener is not None:
             emu.imds_listener.close_listener()
         if args.ready_file:

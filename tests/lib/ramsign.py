@@ -62,11 +62,17 @@ def _to_bytes(value):
     return value.encode("utf-8")
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*\Z", re.ASCII)
+
+
 def percent_encode(value):
     """RFC 3986 encoding as Alibaba Cloud signs it (UTF-8, upper-case hex).
 
-    urllib.parse.quote with safe='' leaves exactly A-Za-z0-9 and -_.~ alone.
+    urllib.parse.quote with safe='' leaves exactly A-Za-z0-9 and -_.~ alone;
+    a string of those alone is returned as it is, without quote's cost.
     """
+    if isinstance(value, str) and _UNRESERVED.match(value):
+        return value
     return urllib.parse.quote(_to_bytes(value), safe="")
 
 
