@@ -30,9 +30,9 @@
  *   bench_load hold SOCKET -p PREFIX -f FIRST -c COUNT -j CONCURRENCY
  *                  [-o open|fetch] [-t TTL] [-W]
  *       One open_session (or fetch with a TTL) for each of COUNT users,
- *       CONCURRENCY at a time; prints the wall time and latencies. -W: then
- *       keep the sessions (this process is their watched process) until
- *       stdin closes.
+ *       CONCURRENCY worker processes at a time; prints the wall time and
+ *       latencies. -W: then keep the sessions (the workers are their
+ *       watched processes) until stdin closes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,14 +125,6 @@ static void samples_add(struct samples *s, uint64_t ns)
 	}
 	s->v[s->n++] = (uint32_t)(ns / 1000 > UINT32_MAX ? UINT32_MAX :
 	    ns / 1000);
-}
-
-static void samples_merge(struct samples *dst, const struct samples *src)
-{
-	size_t i;
-
-	for (i = 0; i < src->n; i++)
-		samples_add(dst, (uint64_t)src->v[i] * 1000);
 }
 
 static void samples_print(const char *name, struct samples *s)
@@ -965,11 +957,47 @@ static void *hold_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * A hold worker process: wait for the start (EOF on go), open its share of
+ * the sessions, report, then stay alive, the sessions' watched process,
+ * until keep reaches EOF (the parent is done or gone).
+ */
+static void hold_child(int go, int keep, int fd)
+{
+	struct worker w;
+	uint64_t hdr[2], end, prev;
+	char c;
+
+	memset(&w, 0, sizeof(w));
+	while (read(go, &c, 1) < 0 && errno == EINTR)
+		;
+	hold_worker(&w);
+	end = now_ns();
+	prev = atomic_load(&sh->last_end_ns);
+	while (prev < end &&
+	    !atomic_compare_exchange_weak(&sh->last_end_ns, &prev, end))
+		;
+	hdr[0] = w.pairs;
+	hdr[1] = w.open_lat.n;
+	write_all(fd, hdr, sizeof(hdr));
+	write_all(fd, w.open_lat.v, w.open_lat.n * sizeof(uint32_t));
+	close(fd);
+	while (read(keep, &c, 1) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+/*
+ * Requesters are processes, as in load (each PAM module is its own
+ * process): threads of one process would pay sodium_malloc's TLB
+ * shootdowns, a cost of this harness that real logins never pay.
+ */
 static int mode_hold(int argc, char **argv)
 {
-	struct worker *w;
 	struct samples lat = { 0 };
-	uint64_t ok = 0, t0, t1;
+	uint64_t ok = 0, t0, t1, hdr[2];
+	int go[2], keep[2], pfd[2], *fds, st, rc = 0;
+	pid_t *pids;
 	unsigned i;
 	char buf[64];
 
@@ -980,18 +1008,37 @@ static int mode_hold(int argc, char **argv)
 	if (ramkey_crypto_init() != 0)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
-	w = xcalloc(o.clients, sizeof(*w));
-	t0 = now_ns();
-	for (i = 0; i < o.clients; i++)
-		if (pthread_create(&w[i].th, NULL, hold_worker, &w[i]) != 0)
-			die("pthread_create");
-	for (i = 0; i < o.clients; i++)
-		pthread_join(w[i].th, NULL);
-	t1 = now_ns();
+	pids = xcalloc(o.clients, sizeof(*pids));
+	fds = xcalloc(o.clients, sizeof(*fds));
+	if (pipe2(go, O_CLOEXEC) != 0 || pipe2(keep, O_CLOEXEC) != 0)
+		die("pipe2");
+	fflush(stdout);
 	for (i = 0; i < o.clients; i++) {
-		ok += w[i].pairs;
-		samples_merge(&lat, &w[i].open_lat);
+		if (pipe2(pfd, O_CLOEXEC) != 0)
+			die("pipe2");
+		if ((pids[i] = fork()) < 0)
+			die("fork");
+		if (pids[i] == 0) {
+			close(go[1]);
+			close(keep[1]);
+			close(pfd[0]);
+			hold_child(go[0], keep[0], pfd[1]);
+		}
+		close(pfd[1]);
+		fds[i] = pfd[0];
 	}
+	close(go[0]);
+	close(keep[0]);
+	t0 = now_ns();
+	close(go[1]);                   /* every worker starts now */
+	for (i = 0; i < o.clients; i++) {
+		if (read_all(fds[i], hdr, sizeof(hdr)) != 0)
+			die("reading a worker's result");
+		ok += hdr[0];
+		read_samples(fds[i], &lat, hdr[1]);
+		close(fds[i]);
+	}
+	t1 = atomic_load(&sh->last_end_ns);
 	printf("{\"mode\":\"hold\",\"op\":\"%s\",\"users\":%u,"
 	    "\"concurrency\":%u,"
 	    "\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"wall_s\":%.3f,",
@@ -1005,7 +1052,16 @@ static int mode_hold(int argc, char **argv)
 	if (o.wait_stdin)
 		while (fgets(buf, sizeof(buf), stdin) != NULL)
 			;
-	return 0;
+	close(keep[1]);                 /* the workers exit */
+	for (i = 0; i < o.clients; i++)
+		if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			rc = 1;
+	if (rc != 0)
+		fprintf(stderr, "bench_load: a hold worker failed\n");
+	free(pids);
+	free(fds);
+	return rc;
 }
 
 int main(int argc, char **argv)
