@@ -247,17 +247,21 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/*
+ * v3's SHA-256 and HMAC-SHA256 are libsodium's: OpenSSL 3 looks the
+ * algorithm up by name on every EVP_sha256() call, which cost more than the
+ * hashing of a request this size.
+ */
 int ram_sha256_hex(
     const void *data, size_t len, char out[RAM_SHA256_HEX_LEN + 1])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[crypto_hash_sha256_BYTES];
 
-	out[0] = '\0';
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen != 32)
+	if (crypto_hash_sha256(md, data, len) != 0) {
+		out[0] = '\0';
 		return RAMKEY_ERR_CRYPTO;
-	to_hex(md, mdlen, out);
+	}
+	to_hex(md, sizeof(md), out);
 	return 0;
 }
 
@@ -371,8 +375,8 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 {
 	struct ram_buf creq = {0}, canon = {0}, names = {0}, b = {0};
 	char hash[RAM_SHA256_HEX_LEN + 1];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256_state st;
 	const char *uri;
 	int r;
 
@@ -405,14 +409,16 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 	    (r = ram_buf_appends(&b, hash)) != 0 ||
 	    (r = ram_buf_steal(&b, &out->string_to_sign)) != 0)
 		goto out;
-	if (HMAC(EVP_sha256(), secret, (int)secret_len,
+	if (crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret,
+		secret_len) != 0 ||
+	    crypto_auth_hmacsha256_update(&st,
 		(const unsigned char *)out->string_to_sign,
-		strlen(out->string_to_sign), md, &mdlen) == NULL ||
-	    mdlen != 32) {
+		strlen(out->string_to_sign)) != 0 ||
+	    crypto_auth_hmacsha256_final(&st, md) != 0) {
 		r = RAMKEY_ERR_CRYPTO;
 		goto out;
 	}
-	to_hex(md, mdlen, out->signature);
+	to_hex(md, sizeof(md), out->signature);
 	if ((r = ram_buf_appends(&b, RAM_V3_ALGORITHM " Credential=")) != 0 ||
 	    (r = ram_buf_appends(&b, req->access_key_id)) != 0 ||
 	    (r = ram_buf_appends(&b, ",SignedHeaders=")) != 0 ||
@@ -427,6 +433,7 @@ int ram_v3_sign(const struct ram_v3_request *req, const char *secret,
 		goto out;
 out:
 	sodium_memzero(md, sizeof(md));
+	sodium_memzero(&st, sizeof(st));
 	ram_buf_free(&creq);
 	ram_buf_free(&canon);
 	ram_buf_free(&names);
