@@ -6,6 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
 #include "curl_trust.h"
 #include "ramkey_err.h"
 #include "wipe_mem.h"
@@ -71,12 +75,36 @@ static bool is_dir(const char *path)
 }
 
 /*
+ * The shared store: the system's trust (libcurl's default bundle, loaded
+ * once, and the hashed CA directory, looked up as needed) plus ca_file.
+ */
+static int build_store(struct curl_trust *t, const char *def_file,
+    const char *dir, const char *ca_file)
+{
+	X509_STORE *st;
+
+	if ((st = X509_STORE_new()) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	if ((def_file != NULL && readable_file(def_file) == 0 &&
+		X509_STORE_load_file(st, def_file) != 1) ||
+	    (dir != NULL && X509_STORE_load_path(st, dir) != 1) ||
+	    (ca_file != NULL && X509_STORE_load_file(st, ca_file) != 1)) {
+		X509_STORE_free(st);
+		return RAMKEY_ERR_CONFIG;
+	}
+	t->store = st;
+	return 0;
+}
+
+/*
+ * With libcurl on OpenSSL, the shared store holds the union. Otherwise
  * CURLOPT_CAINFO alone would replace libcurl's default bundle, so next to
  * it goes CURLOPT_CAPATH, the system's hashed CA directory (libcurl's
  * built-in default, /etc/ssl/certs on Debian, kept by
- * update-ca-certificates): OpenSSL then trusts the union of the two. Only
- * if there is no CA directory do we build one in-memory bundle, the
- * system bundle plus ca_file, for CURLOPT_CAINFO_BLOB.
+ * update-ca-certificates): the TLS library then trusts the union of the
+ * two. Only if there is no CA directory do we build one in-memory bundle,
+ * the system bundle plus ca_file, for CURLOPT_CAINFO_BLOB. An HTTPS
+ * proxy's TLS uses the files (CURLOPT_PROXY_CAINFO, CURLOPT_PROXY_CAPATH).
  */
 int curl_trust_init(struct curl_trust *t, const char *ca_file)
 {
@@ -84,49 +112,66 @@ int curl_trust_init(struct curl_trust *t, const char *ca_file)
 	const char *dir = NULL;
 	size_t len = 0;
 	CURL *e;
-	int r;
+	int r = 0;
 
 	memset(t, 0, sizeof(*t));
-	if (ca_file == NULL || ca_file[0] == '\0')
-		return 0;
-	if ((r = readable_file(ca_file)) != 0)
+	if (ca_file != NULL && ca_file[0] == '\0')
+		ca_file = NULL;
+	if (ca_file != NULL && (r = readable_file(ca_file)) != 0)
 		return r;
-	if ((t->ca_file = strdup(ca_file)) == NULL)
-		return RAMKEY_ERR_NOMEM;
 	if ((e = curl_easy_init()) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	curl_easy_getinfo(e, CURLINFO_CAPATH, &def_path);
 	curl_easy_getinfo(e, CURLINFO_CAINFO, &def_file);
-	r = 0;
 	if (is_dir(def_path))
 		dir = def_path;
 	else if (is_dir("/etc/ssl/certs"))
 		dir = "/etc/ssl/certs";
-	if (dir != NULL) {
-		if ((t->ca_path = strdup(dir)) == NULL)
+	if (cloud_tls_wipe_available())
+		r = build_store(t, def_file, dir, ca_file);
+	if (r == 0 && ca_file != NULL) {
+		if ((t->ca_file = strdup(ca_file)) == NULL) {
 			r = RAMKEY_ERR_NOMEM;
-	} else if (def_file != NULL && readable_file(def_file) == 0) {
-		if ((r = append_file(def_file, &buf, &len)) == 0 &&
-		    (r = append_file(ca_file, &buf, &len)) == 0) {
-			t->blob.data = buf;
-			t->blob.len = len;
-			/* libcurl copies it: a reload may free ours while
-			 * transfers still run. */
-			t->blob.flags = CURL_BLOB_COPY;
-			buf = NULL;
+		} else if (dir != NULL) {
+			if ((t->ca_path = strdup(dir)) == NULL)
+				r = RAMKEY_ERR_NOMEM;
+		} else if (t->store == NULL && def_file != NULL &&
+		    readable_file(def_file) == 0) {
+			if ((r = append_file(def_file, &buf, &len)) == 0 &&
+			    (r = append_file(ca_file, &buf, &len)) == 0) {
+				t->blob.data = buf;
+				t->blob.len = len;
+				/* libcurl copies it: a reload may free ours
+				 * while transfers still run. */
+				t->blob.flags = CURL_BLOB_COPY;
+				buf = NULL;
+			}
 		}
 	}
 	free(buf);
 	curl_easy_cleanup(e);
+	if (r != 0)
+		curl_trust_clear(t);
 	return r;
 }
 
 void curl_trust_clear(struct curl_trust *t)
 {
+	X509_STORE_free(t->store);
 	free(t->ca_file);
 	free(t->ca_path);
 	free(t->blob.data);
 	memset(t, 0, sizeof(*t));
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: the record cleansing, and the shared store. */
+static CURLcode trust_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
+{
+	CURLcode c = cloud_tls_wipe(curl, ssl_ctx, NULL);
+
+	if (c == CURLE_OK && arg != NULL)
+		SSL_CTX_set1_cert_store((SSL_CTX *)ssl_ctx, arg);
+	return c;
 }
 
 CURLcode curl_trust_apply(CURL *e, const struct curl_trust *t)
@@ -144,9 +189,21 @@ CURLcode curl_trust_apply(CURL *e, const struct curl_trust *t)
 	SET(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
 	/* Received plaintext is wiped from OpenSSL's record buffer once read
 	 * (wipe_mem.h). */
-	if (cloud_tls_wipe_available())
-		SET(CURLOPT_SSL_CTX_FUNCTION, cloud_tls_wipe);
-	if (t->blob.data != NULL) {
+	if (cloud_tls_wipe_available()) {
+		SET(CURLOPT_SSL_CTX_FUNCTION, trust_ssl_ctx);
+		SET(CURLOPT_SSL_CTX_DATA, t->store);
+	}
+	if (t->store != NULL) {
+		/* No CA files for libcurl to load: trust_ssl_ctx() sets the
+		 * store. A proxy's TLS still loads its own. */
+		SET(CURLOPT_CAINFO, NULL);
+		SET(CURLOPT_CAPATH, NULL);
+		if (t->ca_file != NULL) {
+			SET(CURLOPT_PROXY_CAINFO, t->ca_file);
+			if (t->ca_path != NULL)
+				SET(CURLOPT_PROXY_CAPATH, t->ca_path);
+		}
+	} else if (t->blob.data != NULL) {
 		SET(CURLOPT_CAINFO_BLOB, &t->blob);
 		SET(CURLOPT_PROXY_CAINFO_BLOB, &t->blob);
 	} else if (t->ca_file != NULL) {
