@@ -39,6 +39,7 @@
 #include "pgp.h"
 #include "preflight.h"
 #include "proc_watch.h"
+#include "curl_trust.h"
 #include "ram_client.h"
 #include "ramkey_err.h"
 #include "server.h"
@@ -1016,6 +1017,13 @@ static int check_setup(const struct config *cfg, bool check,
 	n = config_named_files(cfg, spec, files, CONFIG_FILES_MAX);
 	if (preflight_files(&acct, files, n, &err) != 0) {
 		log_err("%s: %s", cfg->path, err);
+		goto out;
+	}
+	if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0' &&
+	    curl_trust_check_file(cfg->ca_file) != 0) {
+		log_err("%s: ca_file %s: holds no certificate OpenSSL can read; "
+		    "it must be PEM text, one or more -----BEGIN CERTIFICATE----- "
+		    "blocks", cfg->path, cfg->ca_file);
 		goto out;
 	}
 	if (spec->type == SOURCE_IMDS && check_imds(cfg, spec) != 0)

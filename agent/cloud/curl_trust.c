@@ -164,6 +164,21 @@ void curl_trust_clear(struct curl_trust *t)
 	memset(t, 0, sizeof(*t));
 }
 
+int curl_trust_check_file(const char *path)
+{
+	X509_STORE *st;
+	int r = RAMKEY_ERR_CONFIG;
+
+	if (readable_file(path) != 0)
+		return RAMKEY_ERR_CONFIG;
+	if ((st = X509_STORE_new()) == NULL)
+		return RAMKEY_ERR_NOMEM;
+	if (X509_STORE_load_file(st, path) == 1)
+		r = 0;
+	X509_STORE_free(st);
+	return r;
+}
+
 /* CURLOPT_SSL_CTX_FUNCTION: the record cleansing, and the shared store. */
 static CURLcode trust_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
 {

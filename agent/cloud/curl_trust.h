@@ -29,6 +29,10 @@ struct curl_trust {
 int curl_trust_init(struct curl_trust *t, const char *ca_file);
 void curl_trust_clear(struct curl_trust *t);
 
+/* 0 if path holds at least one PEM certificate OpenSSL reads, else
+ * RAMKEY_ERR_CONFIG. */
+int curl_trust_check_file(const char *path);
+
 /* Verification on, and the trust store, for the server and a proxy. The
  * handle refers to t until it is cleaned up: t must outlive it. */
 CURLcode curl_trust_apply(CURL *e, const struct curl_trust *t);

@@ -6,6 +6,8 @@ else 77):
 
   - a ca_file that does not exist: --check-config and the agent refuse,
     naming the key, the file and "No such file or directory";
+  - a ca_file that holds no PEM certificate: both refuse, naming the key
+    and the file and saying what a CA file must hold;
   - a ca_file (or credentials file) only root can read: --check-config run
     as root opens it as RAMKEY_USER (the unit's account) and refuses with
     "Permission denied"; an agent started as RAMKEY_USER stops with the
@@ -70,6 +72,16 @@ def main():
         print("missing ca_file, --check-config: " + line, flush=True)
         line = one_line_failure(run(start), "ca_file", missing, "No such file or directory")
         print("missing ca_file, start-up: " + line, flush=True)
+
+        # A ca_file that holds no certificate.
+        garbage = wd.join("garbage-ca.pem")
+        with open(garbage, "w") as f:
+            f.write("this is not a certificate\n")
+        agent.write_config(ca_file=garbage)
+        for what, argv in (("--check-config", check_config), ("start-up", start)):
+            line = one_line_failure(run(argv), "ca_file", garbage, "holds no certificate",
+                                    "BEGIN CERTIFICATE")
+            print("ca_file without a certificate, %s: %s" % (what, line), flush=True)
 
         # A ca_file only root can read.
         private = wd.join("private-ca.pem")
