@@ -18,7 +18,7 @@ int ramkey_seal_keypair_new(struct ramkey_seal_keypair **ret)
 		return RAMKEY_ERR_CRYPTO;
 	if ((kp = calloc(1, sizeof(*kp))) == NULL)
 		return RAMKEY_ERR_NOMEM;
-	if ((kp->sk = sodium_malloc(crypto_box_SECRETKEYBYTES)) == NULL) {
+	if ((kp->sk = ramkey_secure_alloc(crypto_box_SECRETKEYBYTES)) == NULL) {
 		free(kp);
 		return RAMKEY_ERR_NOMEM;
 	}
@@ -34,7 +34,7 @@ void ramkey_seal_keypair_free(struct ramkey_seal_keypair *kp)
 {
 	if (kp == NULL)
 		return;
-	sodium_free(kp->sk);
+	ramkey_secure_free(kp->sk);
 	sodium_memzero(kp, sizeof(*kp));
 	free(kp);
 }
@@ -73,20 +73,15 @@ int ramkey_seal_open(const struct ramkey_seal_keypair *kp, const uint8_t *c,
 	n = clen - crypto_box_SEALBYTES;
 	if (n > RAMKEY_SECRET_MAX)
 		return RAMKEY_ERR_TOO_LARGE;
-	if ((m = sodium_malloc(n + 1)) == NULL)
+	if ((m = ramkey_secure_alloc(n + 1)) == NULL)
 		return RAMKEY_ERR_NOMEM;
 	if (crypto_box_seal_open((uint8_t *)m, c, clen, kp->pk, kp->sk) != 0 ||
 	    memchr(m, '\0', n) != NULL) {
-		sodium_free(m);
+		ramkey_secure_free(m);
 		return RAMKEY_ERR_CRYPTO;
 	}
 	m[n] = '\0';
 	*secretp = m;
 	*lenp = n;
 	return 0;
-}
-
-void ramkey_secure_free(void *p)
-{
-	sodium_free(p);
 }

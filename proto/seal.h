@@ -10,11 +10,13 @@
 
 #include <sodium.h>
 
+#include "secure_mem.h"
+
 #define RAMKEY_SECRET_MAX 1024
 
 struct ramkey_seal_keypair {
 	uint8_t pk[crypto_box_PUBLICKEYBYTES];
-	uint8_t *sk; /* sodium_malloc'd */
+	uint8_t *sk; /* locked: ramkey_secure_alloc() */
 };
 
 /* sodium_init(); safe to call more than once. */
@@ -28,15 +30,12 @@ int ramkey_seal(const uint8_t pk[crypto_box_PUBLICKEYBYTES],
     const void *msg, size_t len, uint8_t **out, size_t *outlen);
 
 /*
- * Open a sealed box. *secretp is sodium_malloc'd and NUL-terminated; free
- * it with ramkey_secure_free(). Fails with RAMKEY_ERR_CRYPTO if the box does
+ * Open a sealed box. *secretp is locked memory (ramkey_secure_alloc()) and
+ * NUL-terminated; free it with ramkey_secure_free(). Fails with RAMKEY_ERR_CRYPTO if the box does
  * not open or holds a NUL byte, RAMKEY_ERR_TOO_LARGE past RAMKEY_SECRET_MAX.
  */
 int ramkey_seal_open(const struct ramkey_seal_keypair *kp, const uint8_t *c,
     size_t clen, char **secretp, size_t *lenp)
     __attribute__((warn_unused_result));
-
-/* sodium_malloc'd buffers: wiped and unmapped by sodium_free. */
-void ramkey_secure_free(void *p);
 
 #endif

@@ -29,13 +29,13 @@ static void sb_reserve(struct sbuf *b, size_t more)
 	ncap = b->cap ? b->cap : 256;
 	while (ncap < b->len + more + 1)
 		ncap *= 2;
-	if ((np = sodium_malloc(ncap)) == NULL) {
+	if ((np = ramkey_secure_alloc(ncap)) == NULL) {
 		b->err = RAMKEY_ERR_NOMEM;
 		return;
 	}
 	if (b->p != NULL) {
 		memcpy(np, b->p, b->len);
-		sodium_free(b->p);
+		ramkey_secure_free(b->p);
 	}
 	b->p = np;
 	b->cap = ncap;
@@ -277,7 +277,8 @@ int ramkey_format_render(enum ramkey_format fmt,
 
 	*out = NULL;
 	*lenp = 0;
-	/* sodium_malloc aborts when libsodium is not initialised. */
+	/* Locked memory comes from sodium_malloc, which aborts when libsodium
+	 * is not initialised. */
 	if (sodium_init() < 0)
 		return RAMKEY_ERR_CRYPTO;
 	if (cred->access_key_id == NULL)
@@ -307,7 +308,7 @@ int ramkey_format_render(enum ramkey_format fmt,
 		return RAMKEY_ERR_INVALID;
 	}
 	if (b.err != 0) {
-		sodium_free(b.p);
+		ramkey_secure_free(b.p);
 		return b.err;
 	}
 	*out = b.p;

@@ -110,6 +110,7 @@ static void test_internal_symbols_hidden(void **state)
 	    "ramkey_seal_open",
 	    "ramkey_seal_keypair_new",
 	    "ramkey_secure_free",
+	    "ramkey_secure_alloc",
 	    "ramkey_fsid_drop",
 	    "ramkey_fsid_restore",
 	    "ramkey_template_expand",
