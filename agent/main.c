@@ -1021,9 +1021,10 @@ static int check_setup(const struct config *cfg, bool check,
 	}
 	if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0' &&
 	    curl_trust_check_file(cfg->ca_file) != 0) {
-		log_err("%s: ca_file %s: holds no certificate OpenSSL can read; "
-		    "it must be PEM text, one or more -----BEGIN CERTIFICATE----- "
-		    "blocks", cfg->path, cfg->ca_file);
+		log_err("%s: ca_file %s: holds no certificate OpenSSL can "
+		    "read; it must be PEM text, one or more "
+		    "-----BEGIN CERTIFICATE----- blocks", cfg->path,
+		    cfg->ca_file);
 		goto out;
 	}
 	if (spec->type == SOURCE_IMDS && check_imds(cfg, spec) != 0)

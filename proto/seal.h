@@ -31,8 +31,9 @@ int ramkey_seal(const uint8_t pk[crypto_box_PUBLICKEYBYTES],
 
 /*
  * Open a sealed box. *secretp is locked memory (ramkey_secure_alloc()) and
- * NUL-terminated; free it with ramkey_secure_free(). Fails with RAMKEY_ERR_CRYPTO if the box does
- * not open or holds a NUL byte, RAMKEY_ERR_TOO_LARGE past RAMKEY_SECRET_MAX.
+ * NUL-terminated; free it with ramkey_secure_free(). Fails with
+ * RAMKEY_ERR_CRYPTO if the box does not open or holds a NUL byte,
+ * RAMKEY_ERR_TOO_LARGE past RAMKEY_SECRET_MAX.
  */
 int ramkey_seal_open(const struct ramkey_seal_keypair *kp, const uint8_t *c,
     size_t clen, char **secretp, size_t *lenp)

@@ -83,7 +83,8 @@ void ramkey_secure_free(void *p)
 	if (p == NULL)
 		return;
 	pthread_mutex_lock(&lock);
-	if (region == NULL || c < region || c >= region + RAMKEY_SECURE_REGION) {
+	if (region == NULL || c < region ||
+	    c >= region + RAMKEY_SECURE_REGION) {
 		pthread_mutex_unlock(&lock);
 		sodium_free(p);
 		return;
