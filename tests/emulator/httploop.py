@@ -69,6 +69,7 @@ class _Connection(asyncio.Protocol):
         self.draining = False       # closed by the handler: discarding input
         self.drained = 0
         self.timer = None
+        self.active = 0.0           # loop time of the last input or answer
         self.interim = b""          # an interim answer sent before the request was whole
 
     # -- asyncio callbacks -------------------------------------------------
@@ -81,6 +82,7 @@ class _Connection(asyncio.Protocol):
             pass
         self.handler = self.server.handler_class.attach(
             sock, transport.get_extra_info("peername"), self.server)
+        self._touch()
         self._arm(self.handler.timeout)
 
     def data_received(self, data):
@@ -90,7 +92,7 @@ class _Connection(asyncio.Protocol):
                 self._close()
             return
         self.buf += data
-        self._arm(self.handler.timeout)
+        self._touch()
         self._serve()
 
     def eof_received(self):
@@ -166,7 +168,7 @@ class _Connection(asyncio.Protocol):
         if data:
             self.transport.write(data)
         if self._after(data):
-            self._arm(h.timeout)
+            self._touch()
             self._serve()
 
     def _after(self, data):
@@ -181,6 +183,11 @@ class _Connection(asyncio.Protocol):
         return True
 
     # -- closing ------------------------------------------------------------
+    def _touch(self):
+        # The idle timer is not moved on each request (a timer handle
+        # each time): when it fires, it looks at the last activity.
+        self.active = self.loop.time()
+
     def _arm(self, seconds, callback=None):
         if self.timer is not None:
             self.timer.cancel()
@@ -188,10 +195,13 @@ class _Connection(asyncio.Protocol):
 
     def _idle(self):
         self.timer = None
-        if not self.busy:
-            self._close()
-        else:
+        left = self.active + self.handler.timeout - self.loop.time()
+        if self.busy:
             self._arm(self.handler.timeout)
+        elif left > 0:
+            self._arm(left)
+        else:
+            self._close()
 
     def _linger(self):
         """Half-close, then read and discard what the client still sends, so
