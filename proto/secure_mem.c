@@ -40,8 +40,9 @@ void *ramkey_secure_alloc(size_t n)
 
 	if (n == 0)
 		return NULL;
-	units = (n + UNIT - 1) / UNIT;
-	if (units <= UNITS / 2) {
+	/* Larger requests get their own (n is not rounded: no overflow). */
+	if (n <= RAMKEY_SECURE_REGION / 2) {
+		units = (n + UNIT - 1) / UNIT;
 		pthread_mutex_lock(&lock);
 		if (region == NULL)
 			region = sodium_malloc(RAMKEY_SECURE_REGION);

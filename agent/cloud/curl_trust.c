@@ -106,7 +106,24 @@ static int build_store(struct curl_trust *t, const char *def_file,
  * the system bundle plus ca_file, for CURLOPT_CAINFO_BLOB. An HTTPS
  * proxy's TLS uses the files (CURLOPT_PROXY_CAINFO, CURLOPT_PROXY_CAPATH).
  */
-int curl_trust_init(struct curl_trust *t, const char *ca_file)
+/* A proxy libcurl would take from the environment for https:// URLs. */
+static bool proxy_in_env(void)
+{
+	static const char *const vars[] = {"https_proxy", "HTTPS_PROXY",
+	    "all_proxy", "ALL_PROXY"};
+	size_t i;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+
+		if (v != NULL && v[0] != '\0')
+			return true;
+	}
+	return false;
+}
+
+int curl_trust_init(struct curl_trust *t, const char *ca_file,
+    bool share_store, const char *proxy)
 {
 	char *def_path = NULL, *def_file = NULL, *buf = NULL;
 	const char *dir = NULL;
@@ -127,7 +144,8 @@ int curl_trust_init(struct curl_trust *t, const char *ca_file)
 		dir = def_path;
 	else if (is_dir("/etc/ssl/certs"))
 		dir = "/etc/ssl/certs";
-	if (cloud_tls_wipe_available())
+	if (share_store && cloud_tls_wipe_available() &&
+	    (proxy == NULL || proxy[0] == '\0') && !proxy_in_env())
 		r = build_store(t, def_file, dir, ca_file);
 	if (r == 0 && ca_file != NULL) {
 		if ((t->ca_file = strdup(ca_file)) == NULL) {
@@ -210,14 +228,9 @@ CURLcode curl_trust_apply(CURL *e, const struct curl_trust *t)
 	}
 	if (t->store != NULL) {
 		/* No CA files for libcurl to load: trust_ssl_ctx() sets the
-		 * store. A proxy's TLS still loads its own. */
+		 * store (there is no proxy: curl_trust_init()). */
 		SET(CURLOPT_CAINFO, NULL);
 		SET(CURLOPT_CAPATH, NULL);
-		if (t->ca_file != NULL) {
-			SET(CURLOPT_PROXY_CAINFO, t->ca_file);
-			if (t->ca_path != NULL)
-				SET(CURLOPT_PROXY_CAPATH, t->ca_path);
-		}
 	} else if (t->blob.data != NULL) {
 		SET(CURLOPT_CAINFO_BLOB, &t->blob);
 		SET(CURLOPT_PROXY_CAINFO_BLOB, &t->blob);

@@ -547,7 +547,7 @@ static int settings_build(
 
 	memset(s, 0, sizeof(*s));
 	if ((r = setup_url(s, cfg->url, cfg->allow_http)) != 0 ||
-	    (r = curl_trust_init(&s->trust, cfg->ca_file)) != 0)
+	    (r = curl_trust_init(&s->trust, cfg->ca_file, false, NULL)) != 0)
 		goto out;
 	if (cfg->proxy != NULL && cfg->proxy[0] != '\0' &&
 	    (s->proxy = strdup(cfg->proxy)) == NULL) {

@@ -1158,7 +1158,8 @@ int ram_client_new(struct evloop *loop, const struct ram_client_config *cfg,
 	if ((r = setup_endpoint(c,
 		 cfg->endpoint ? cfg->endpoint : RAM_DEFAULT_ENDPOINT,
 		 cfg->allow_http)) != 0 ||
-	    (r = curl_trust_init(&c->trust, cfg->ca_file)) != 0)
+	    (r = curl_trust_init(&c->trust, cfg->ca_file, true,
+		 cfg->proxy)) != 0)
 		goto out;
 	r = RAMKEY_ERR_NOMEM;
 	if (cfg->proxy != NULL && cfg->proxy[0] != '\0' &&

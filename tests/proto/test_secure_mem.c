@@ -92,6 +92,20 @@ static void test_freed_buffer_is_wiped_and_reused(void **state)
 	ramkey_secure_free(q);
 }
 
+static void test_impossible_size_touches_nothing(void **state)
+{
+	unsigned char *live = ramkey_secure_alloc(64);
+
+	(void)state;
+	assert_non_null(live);
+	memset(live, 0x3C, 64);
+	/* Rounding SIZE_MAX up to whole units would wrap to zero. */
+	assert_null(ramkey_secure_alloc(SIZE_MAX));
+	assert_null(ramkey_secure_alloc(SIZE_MAX - 10));
+	assert_true(all_bytes(live, 64, 0x3C));
+	ramkey_secure_free(live);
+}
+
 static void test_full_region_falls_back(void **state)
 {
 	void *p[RAMKEY_SECURE_REGION / 64 + 8];
@@ -149,6 +163,7 @@ int main(void)
 	    cmocka_unit_test(test_buffers_are_locked),
 	    cmocka_unit_test(test_buffers_do_not_overlap),
 	    cmocka_unit_test(test_freed_buffer_is_wiped_and_reused),
+	    cmocka_unit_test(test_impossible_size_touches_nothing),
 	    cmocka_unit_test(test_full_region_falls_back),
 	    cmocka_unit_test(test_threads_never_share_a_buffer),
 	};
