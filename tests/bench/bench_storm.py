@@ -8,6 +8,7 @@ ideal 0.78 s. (The emulator only: STS allows 100 AssumeRole calls per
 second per account.)
 
     bench_storm.py [--quick|--full] [--users N] [--concurrency C] [--latency-ms L]
+                   [--rounds R]
 
 The agent runs under nss_wrapper with N users (no real accounts); the
 emulator with --auto-users and the latency. bench_load hold opens one
@@ -17,6 +18,12 @@ k as counted by the emulator, the emulator's peak of requests in flight,
 the same storm with no emulator latency (what the agent and emulator cost
 besides the 50 ms waits), per-open latencies, and the CPU time the agent
 and the emulator spent in each storm.
+
+Each storm with latency runs in R rounds (default 3), each against a fresh
+emulator and agent; the figure is the best round, as in bench.throughput
+(on a shared machine, others' load only ever adds time), and every round's
+wall time and the CPU time the hypervisor took from this machine meanwhile
+(steal) are printed with it.
 
 --full and --quick are the same size (it fits the CI budget).
 """
@@ -34,6 +41,13 @@ def arg(name, default):
     if name in sys.argv:
         return type(default)(sys.argv[sys.argv.index(name) + 1])
     return default
+
+
+def steal_s():
+    """CPU seconds the hypervisor has taken from this machine so far."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / float(os.sysconf("SC_CLK_TCK")) if len(fields) > 8 else 0.0
 
 
 def cpu_s(pid):
@@ -59,10 +73,10 @@ def storm(users, conc, latency_ms, sts=False):
             agent = start_agent(wd, emu, passwd, group, log_to_null=True,
                                 **conf)
             emu.reset_counters()
-            a0, e0 = cpu_s(agent.pid), cpu_s(emu.pid)
+            a0, e0, st0 = cpu_s(agent.pid), cpu_s(emu.pid), steal_s()
             holder = Holder(agent.socket, 0, users, conc)
             h = holder.result
-            a1, e1 = cpu_s(agent.pid), cpu_s(emu.pid)
+            a1, e1, st1 = cpu_s(agent.pid), cpu_s(emu.pid), steal_s()
             c = emu.counters()
             rss = rss_kb(agent.pid)
             agent.stop()          # before the holder: no revocation storm
@@ -81,7 +95,16 @@ def storm(users, conc, latency_ms, sts=False):
             "calls_total": c.get("calls_total", 0), "peak": c.get("in_flight_peak"),
             "peak_by_action": c.get("in_flight_peak_by_action", {}),
             "connections": c.get("connections_opened"), "rss": rss,
-            "agent_cpu": a1 - a0, "emu_cpu": e1 - e0}
+            "agent_cpu": a1 - a0, "emu_cpu": e1 - e0, "steal": st1 - st0}
+
+
+def best_of(rounds, users, conc, lat, sts=False):
+    """The round with the least wall time, and a note of every round."""
+    runs = [storm(users, conc, lat, sts) for _ in range(rounds)]
+    note = "rounds %s s; steal %s s" % (
+        "/".join("%.2f" % r["wall"] for r in runs),
+        "/".join("%.2f" % r["steal"] for r in runs))
+    return min(runs, key=lambda r: r["wall"]), note
 
 
 def main():
@@ -89,19 +112,21 @@ def main():
     users = arg("--users", 1000)
     conc = arg("--concurrency", 64)
     lat = arg("--latency-ms", 50)
+    rounds = max(1, arg("--rounds", 3))
     raise_nofile()
     print("bench.%s: mode=%s users=%d concurrency=%d latency_ms=%d %s"
           % (B, mode, users, conc, lat, cpu_note()), flush=True)
 
     base = storm(users, conc, 0)
-    s = storm(users, conc, lat)
+    s, s_note = best_of(rounds, users, conc, lat)
     k_counted = s["calls_total"] / float(users)
     k = 2
     ideal = users / float(conc) * k * lat / 1000.0
     ratio = s["wall"] / ideal
     figure(B, "wall", "%.2f" % s["wall"], "s",
            goal="<= 1.5 x ideal = %.2f s" % (1.5 * ideal), met=ratio <= 1.5,
-           detail="%d users, concurrency %d, %d ms RAM latency" % (users, conc, lat))
+           detail="%d users, concurrency %d, %d ms RAM latency; best of %s" % (
+               users, conc, lat, s_note))
     figure(B, "ideal", "%.2f" % ideal, "s", detail="%d/%d x k=%d x %d ms" % (users, conc, k, lat))
     figure(B, "ratio", "%.2f" % ratio, "x ideal", goal="<= 1.5", met=ratio <= 1.5)
     figure(B, "k_counted", "%.2f" % k_counted, "RAM calls per mint",
@@ -124,14 +149,14 @@ def main():
     figure(B, "agent_rss", s["rss"]["VmRSS"], "kB",
            detail="with %d live leases and sessions" % users)
     # STS mode: one AssumeRole per login.
-    t = storm(users, conc, lat, sts=True)
+    t, t_note = best_of(rounds, users, conc, lat, sts=True)
     k_sts = 1
     ideal_sts = users / float(conc) * k_sts * lat / 1000.0
     ratio_sts = t["wall"] / ideal_sts
     figure(B, "sts_wall", "%.2f" % t["wall"], "s",
            goal="<= 1.5 x ideal = %.2f s" % (1.5 * ideal_sts),
            met=ratio_sts <= 1.5, detail="credential = sts, %d users, "
-           "concurrency %d, %d ms latency" % (users, conc, lat))
+           "concurrency %d, %d ms latency; best of %s" % (users, conc, lat, t_note))
     figure(B, "sts_ratio", "%.2f" % ratio_sts, "x ideal", goal="<= 1.5",
            met=ratio_sts <= 1.5, detail="ideal %d/%d x k=1 x %d ms = %.2f s" % (
                users, conc, lat, ideal_sts))
