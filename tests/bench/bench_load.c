@@ -845,6 +845,37 @@ static void read_samples(int fd, struct samples *s, uint64_t n)
 }
 
 /*
+ * Fork o.clients workers. Each runs child(fd, ctx), fd being the write end
+ * of its own result pipe, and never returns; fds[i] gets the read end.
+ */
+static void spawn_workers(pid_t *pids, int *fds, void (*child)(int, void *),
+    void *ctx)
+{
+	int pfd[2];
+	unsigned i;
+
+	fflush(stdout);
+	for (i = 0; i < o.clients; i++) {
+		if (pipe2(pfd, O_CLOEXEC) != 0)
+			die("pipe2");
+		if ((pids[i] = fork()) < 0)
+			die("fork");
+		if (pids[i] == 0) {
+			close(pfd[0]);
+			child(pfd[1], ctx);
+		}
+		close(pfd[1]);
+		fds[i] = pfd[0];
+	}
+}
+
+static void load_child(int fd, void *ctx)
+{
+	(void)ctx;
+	worker_child(fd);
+}
+
+/*
  * Workers are processes, not threads: each requester (an sshd session's
  * PAM module) is its own process, and sodium_malloc's mmap/munmap in one
  * multi-threaded process would cost TLB shootdowns the real requesters
@@ -855,7 +886,7 @@ static int mode_load(int argc, char **argv)
 	struct samples open_lat = { 0 }, pair_lat = { 0 };
 	uint64_t pairs = 0, t0, t1 = 0, hdr[3];
 	pid_t *pids;
-	int *fds, pfd[2], st;
+	int *fds, st;
 	unsigned i;
 
 	if (argc < 2)
@@ -875,20 +906,8 @@ static int mode_load(int argc, char **argv)
 	if (o.rss_pid > 0) {
 		printf("{\"rss_kb\":%ld,\"requests\":0}\n", rss_kb(o.rss_pid));
 	}
-	fflush(stdout);
 	atomic_store(&sh->measuring, o.warmup <= 0);
-	for (i = 0; i < o.clients; i++) {
-		if (pipe2(pfd, O_CLOEXEC) != 0)
-			die("pipe2");
-		if ((pids[i] = fork()) < 0)
-			die("fork");
-		if (pids[i] == 0) {
-			close(pfd[0]);
-			worker_child(pfd[1]);
-		}
-		close(pfd[1]);
-		fds[i] = pfd[0];
-	}
+	spawn_workers(pids, fds, load_child, NULL);
 	if (o.warmup > 0) {
 		usleep((useconds_t)(o.warmup * 1e6));
 		atomic_store(&sh->measuring, true);
@@ -987,6 +1006,19 @@ static void hold_child(int go, int keep, int fd)
 	_exit(0);
 }
 
+struct hold_pipes {
+	int *go, *keep;
+};
+
+static void hold_spawned(int fd, void *ctx)
+{
+	struct hold_pipes *p = ctx;
+
+	close(p->go[1]);
+	close(p->keep[1]);
+	hold_child(p->go[0], p->keep[0], fd);
+}
+
 /*
  * Requesters are processes, as in load (each PAM module is its own
  * process): threads of one process would pay sodium_malloc's TLB
@@ -996,7 +1028,8 @@ static int mode_hold(int argc, char **argv)
 {
 	struct samples lat = { 0 };
 	uint64_t ok = 0, t0, t1, hdr[2];
-	int go[2], keep[2], pfd[2], *fds, st, rc = 0;
+	struct hold_pipes pipes;
+	int go[2], keep[2], *fds, st, rc = 0;
 	pid_t *pids;
 	unsigned i;
 	char buf[64];
@@ -1012,21 +1045,9 @@ static int mode_hold(int argc, char **argv)
 	fds = xcalloc(o.clients, sizeof(*fds));
 	if (pipe2(go, O_CLOEXEC) != 0 || pipe2(keep, O_CLOEXEC) != 0)
 		die("pipe2");
-	fflush(stdout);
-	for (i = 0; i < o.clients; i++) {
-		if (pipe2(pfd, O_CLOEXEC) != 0)
-			die("pipe2");
-		if ((pids[i] = fork()) < 0)
-			die("fork");
-		if (pids[i] == 0) {
-			close(go[1]);
-			close(keep[1]);
-			close(pfd[0]);
-			hold_child(go[0], keep[0], pfd[1]);
-		}
-		close(pfd[1]);
-		fds[i] = pfd[0];
-	}
+	pipes.go = go;
+	pipes.keep = keep;
+	spawn_workers(pids, fds, hold_spawned, &pipes);
 	close(go[0]);
 	close(keep[0]);
 	t0 = now_ns();

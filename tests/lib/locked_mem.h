@@ -1,5 +1,5 @@
 /*
- * For the proto.* tests: is an address in locked memory? The kernel says
+ * For the C unit tests: is an address in locked memory? The kernel says
  * per mapping (/proc/self/smaps, "Locked:"). AddressSanitizer's runtime
  * turns mlock() into a no-op, so there the check is skipped
  * (MLOCK_IS_A_NO_OP); the ordinary build makes it.
